@@ -1,0 +1,5 @@
+"""`python -m proctop` runs the same entry point as the `proctop` console script."""
+
+from proctop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Kernel protocol layer: proc connector wire format, the socket, and capability probing."""

@@ -1,0 +1,130 @@
+"""The proc connector socket: pyroute2's ``ProcEventSocket`` taught the 6.6 filter.
+
+pyroute2 (0.9) knows the connector and the 4-byte LISTEN/IGNORE control but not
+``struct proc_input`` nor ``PROC_EVENT_NONZERO_EXIT``; ``FilteredProcSocket``
+adds them. Its ``control()`` also waits for the LISTEN ack, which the kernel
+filters out under any mask but ALL, so ``listen()`` here never waits.
+
+Reading goes through a stdlib socket on a dup of the same descriptor: the
+reader thread calls ``recv_into`` on it and decodes with
+``proctop.kernel.protocol`` (see there for why not pyroute2's marshal).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from pyroute2.netlink import NLMSG_DONE
+from pyroute2.netlink.connector import cn_msg
+from pyroute2.netlink.connector.cn_proc import ProcEventSocket
+
+from proctop.kernel.protocol import (
+    CN_IDX_PROC,
+    CN_VAL_PROC,
+    PROC_CN_MCAST_IGNORE,
+    PROC_CN_MCAST_LISTEN,
+    PROC_EVENT_ALL,
+)
+
+SOL_NETLINK = 270
+NETLINK_NO_ENOBUFS = 5
+SO_RCVBUFFORCE = 33  # not exported by the socket module
+#: Receive buffer asked for. Root gets it through SO_RCVBUFFORCE; others are
+#: capped by net.core.rmem_max (often 208 KiB).
+DEFAULT_RCVBUF = 32 * 1024 * 1024
+
+
+class proc_input(cn_msg):
+    """``struct cn_msg`` + ``struct proc_input {mcast_op, event_type}`` (Linux 6.6+)."""
+
+    fields = (*cn_msg.fields, ("mcast_op", "I"), ("event_type", "I"))
+
+
+class proc_mcast_op(cn_msg):
+    """``struct cn_msg`` + ``enum proc_cn_mcast_op``: what kernels before 6.6 accept."""
+
+    fields = (*cn_msg.fields, ("mcast_op", "I"))
+
+
+class FilteredProcSocket(ProcEventSocket):
+    """A proc connector socket whose kernel-side mask can change while it is open.
+
+    ``idx``/``val``/``groups`` default to the kernel's own proc connector
+    (multicast group CN_IDX_PROC). The kmod backport uses another idx, no
+    group, and unicasts to the subscribing port.
+    """
+
+    def __init__(
+        self,
+        idx: int = CN_IDX_PROC,
+        val: int = CN_VAL_PROC,
+        groups: int = CN_IDX_PROC,
+        legacy: bool = False,
+    ) -> None:
+        super().__init__()
+        self.cn_idx = idx
+        self.cn_val = val
+        self.cn_groups = groups
+        self.legacy = legacy
+        self.seq = 0
+        self._raw: socket.socket | None = None
+
+    def bind(self, **kwarg) -> None:
+        # ProcEventSocket.bind() always joins CN_IDX_PROC; the kmod joins none.
+        super(ProcEventSocket, self).bind(groups=self.cn_groups, **kwarg)
+
+    @property
+    def raw(self) -> socket.socket:
+        """A blocking stdlib socket on a dup of this one, for the fast read path."""
+        if self._raw is None:
+            self._raw = socket.socket(fileno=os.dup(self.fileno()))
+        return self._raw
+
+    def set_rcvbuf(self, size: int = DEFAULT_RCVBUF) -> int:
+        """Grow the receive buffer as far as allowed; returns the size in effect."""
+        raw = self.raw
+        try:
+            raw.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError:
+            try:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            except OSError:
+                pass
+        return raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    def listen(self, mask: int = PROC_EVENT_ALL) -> int:
+        """Send LISTEN with ``mask`` (on a live socket too: no reconnect, no gap).
+
+        Does not wait for the ack: the kernel filters it out under any mask but
+        ALL. Returns the sequence number used, so a caller that does expect an
+        ack (the kmod always sends one) can match it.
+        """
+        return self._send_op(PROC_CN_MCAST_LISTEN, mask)
+
+    def ignore(self) -> None:
+        """Tell the kernel to stop sending (decrements its listener count)."""
+        self._send_op(PROC_CN_MCAST_IGNORE, 0)
+
+    def _send_op(self, op: int, mask: int) -> int:
+        self.seq += 1
+        if self.legacy:
+            msg = proc_mcast_op()
+            msg["len"] = 4
+        else:
+            msg = proc_input()
+            msg["len"] = 8
+            msg["event_type"] = mask & 0xFFFFFFFF
+        msg["idx"] = self.cn_idx
+        msg["val"] = self.cn_val
+        msg["seq"] = self.seq
+        msg["mcast_op"] = op
+        self.put(msg, NLMSG_DONE, msg_flags=0, msg_seq=self.seq)
+        return self.seq
+
+    def close(self, code: int = errno.ECONNRESET) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        super().close()

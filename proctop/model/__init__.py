@@ -1,0 +1,1 @@
+"""Model layer: typed events, enrichment from /proc, bounded history."""

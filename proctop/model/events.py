@@ -1,0 +1,173 @@
+"""The event every layer above the kernel works with, and its JSON Lines form.
+
+The JSON keys are a public contract (README, "JSON schema"): monitors parse
+them and ``--replay`` reads them back, so ``Event.to_json`` and
+``Event.from_json`` must stay each other's inverse.
+"""
+
+from __future__ import annotations
+
+import json
+import signal as _signal
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+#: Values of the ``event`` key.
+EVENT_KINDS = ("fork", "exec", "uid", "gid", "sid", "ptrace", "comm", "coredump", "exit", "lost")
+
+
+def decode_wait_status(status: int) -> tuple[int | None, str | None, bool]:
+    """Split a wait status (as the kernel reports ``exit_code``) into its parts.
+
+    Returns ``(exit_code, signal_name, core_dumped)``: a normal exit gives
+    ``(code, None, False)``; a death by signal gives ``(None, "SIGSEGV", True)``.
+    """
+    sig = status & 0x7F
+    if sig == 0:
+        return (status >> 8) & 0xFF, None, False
+    return None, signal_name(sig), bool(status & 0x80)
+
+
+def signal_name(sig: int) -> str:
+    """``SIGSEGV`` for 11; real-time and unknown numbers still get a stable name."""
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        if _signal.SIGRTMIN <= sig <= _signal.SIGRTMAX:
+            return f"SIGRTMIN+{sig - _signal.SIGRTMIN}"
+        return f"SIG{sig}"
+
+
+@dataclass(slots=True)
+class Event:
+    """One process event as shown and serialised.
+
+    ``pid`` is the kernel's thread id of the subject and ``tgid`` its process
+    id; at process level (the default) they are equal. For exits ``ppid`` is
+    the parent the kernel reported. ``cmdline``/``comm``/``user`` come from
+    enrichment and are ``None`` when the process was gone before they could
+    be read.
+    """
+
+    ts: float
+    event: str
+    pid: int = 0
+    tgid: int = 0
+    ppid: int | None = None
+    comm: str | None = None
+    cmdline: list[str] | None = None
+    user: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    core_dumped: bool = False
+    lifetime: float | None = None
+    count: int | None = None
+    # Extra detail per type; in JSON only when set.
+    exe: str | None = None
+    uid: int | None = None
+    ruid: int | None = None
+    euid: int | None = None
+    rgid: int | None = None
+    egid: int | None = None
+    tracer_pid: int | None = None
+    parent_cmdline: list[str] | None = None
+    parent_comm: str | None = None
+    cpu: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        """An exit with a non-zero code or by a signal (what ``nonzero-exit`` passes)."""
+        return self.event == "exit" and (bool(self.exit_code) or self.signal is not None)
+
+    @property
+    def command(self) -> str:
+        """What to call the process in one line: its argv, else its comm, else ``?``."""
+        if self.cmdline:
+            return " ".join(self.cmdline)
+        return self.comm or "?"
+
+    @property
+    def status_text(self) -> str:
+        """``exit 3``, ``SIGSEGV (core dumped)``, or empty for non-exit events."""
+        if self.event != "exit":
+            return ""
+        if self.signal:
+            return self.signal + (" (core dumped)" if self.core_dumped else "")
+        return f"exit {self.exit_code}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in _OPTIONAL_KEYS:
+            if d[key] is None:
+                del d[key]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))  # ASCII: argv may hold undecodable bytes
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        """Build from a parsed JSON object; raises ``ValueError`` naming what is wrong."""
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        kind = d.get("event")
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event {kind!r}")
+        ts = d.get("ts")
+        if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+            raise ValueError("'ts' must be a number")
+        kwargs: dict[str, Any] = {}
+        for name, (types, nullable) in _FIELD_TYPES.items():
+            if name not in d:
+                continue
+            value = d[name]
+            if value is None and nullable:
+                kwargs[name] = None
+                continue
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise ValueError(f"{name!r} has the wrong type")
+            if name in ("cmdline", "parent_cmdline") and not all(isinstance(a, str) for a in value):
+                raise ValueError(f"{name!r} must be a list of strings")
+            kwargs[name] = value
+        return cls(ts=float(ts), event=kind, **kwargs)
+
+
+_OPTIONAL_KEYS = (
+    "exe",
+    "uid",
+    "ruid",
+    "euid",
+    "rgid",
+    "egid",
+    "tracer_pid",
+    "parent_cmdline",
+    "parent_comm",
+    "cpu",
+    "count",
+)
+
+_INT = (int,)
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "pid": (_INT, False),
+    "tgid": (_INT, False),
+    "ppid": (_INT, True),
+    "comm": ((str,), True),
+    "cmdline": ((list,), True),
+    "user": ((str,), True),
+    "exit_code": (_INT, True),
+    "signal": ((str,), True),
+    "core_dumped": ((bool,), False),
+    "lifetime": ((int, float), True),
+    "count": (_INT, True),
+    "exe": ((str,), True),
+    "uid": (_INT, True),
+    "ruid": (_INT, True),
+    "euid": (_INT, True),
+    "rgid": (_INT, True),
+    "egid": (_INT, True),
+    "tracer_pid": (_INT, True),
+    "parent_cmdline": ((list,), True),
+    "parent_comm": ((str,), True),
+    "cpu": (_INT, True),
+}
+assert set(_FIELD_TYPES) | {"ts", "event"} == {f.name for f in fields(Event)}

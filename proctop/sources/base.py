@@ -1,0 +1,63 @@
+"""The interface every event source offers to the UI and the JSON writer.
+
+A source owns its I/O (a reader thread for the kernel, a file for replay);
+consumers only call ``poll`` from one thread and ``set_mask`` from any.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from proctop.model.events import Event
+
+
+@dataclass
+class SourceStats:
+    """Counters shown in the UI header and the bench reports."""
+
+    received: int = 0  # messages decoded
+    delivered: int = 0  # events handed to the consumer
+    lost: int = 0  # overruns (ENOBUFS) reported by the kernel: at least one event each
+    malformed: int = 0  # messages that could not be decoded
+    filtered: int = 0  # dropped by the user-space mask or as thread events
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class Source(ABC):
+    """Something that produces ``Event`` batches."""
+
+    #: "native", "userspace", "kmod" or "replay".
+    kind: str = "?"
+    #: Human-readable name of the source for the header.
+    label: str = "?"
+
+    def __init__(self, mask: int) -> None:
+        self.mask = mask
+        self.stats = SourceStats()
+        #: Mask bits this source can deliver at all (the kmod may lack some).
+        self.supported = 0xFFFFFFFF
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin producing events (subscribe, start reader threads)."""
+
+    @abstractmethod
+    def poll(self, timeout: float) -> list[Event]:
+        """Every event ready now, waiting at most ``timeout`` seconds for the first."""
+
+    def set_mask(self, mask: int) -> None:
+        """Change which events are delivered, without a gap."""
+        self.mask = mask
+
+    @property
+    def finished(self) -> bool:
+        """True when no event will ever come again (end of a replay)."""
+        return False
+
+    def close(self) -> None:  # noqa: B027 - sources without resources need nothing here
+        """Release sockets and threads. Idempotent."""
+
+    def describe(self) -> dict:
+        """The first line of ``--json`` and the UI header's source part."""
+        return {"source": self.kind, "label": self.label}

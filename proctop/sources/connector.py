@@ -1,0 +1,273 @@
+"""Events from the kernel's proc connector (or the kmod backport), read in a thread.
+
+The reader thread does only what must not wait: recv, decode, the user-space
+mask and the thread filter. Everything slower (psutil enrichment, printing,
+rendering) happens in the consumer's ``poll``, so a slow consumer makes the
+in-process queue grow instead of making the kernel drop events.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+from collections import deque
+
+from proctop.kernel.probe import Capability
+from proctop.kernel.protocol import (
+    EVENT_NAMES,
+    PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT,
+    PROC_EVENT_FORK,
+    DecodeStats,
+    RawEvent,
+    decode_buffer,
+    mask_accepts,
+)
+from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
+from proctop.model.enrich import Enricher
+from proctop.model.events import Event
+from proctop.model.procfs import snapshot
+from proctop.sources.base import Source
+
+_READ_TIMEOUT = 0.25  # how often a blocked reader looks at the stop flag
+_LOST = object()  # queue marker: the kernel reported an overrun here
+_REFRESH_EVERY = 1.0  # seconds between /proc refreshes when fork/exec are not in the mask
+
+
+class SourceError(Exception):
+    """The socket could not be opened or subscribed; the message says why."""
+
+    status = 3
+
+
+class ConnectorSource(Source):
+    """Process events from a netlink connector socket, filtered by ``mask``."""
+
+    def __init__(
+        self,
+        capability: Capability,
+        mask: int,
+        *,
+        threads: bool = False,
+        enricher: Enricher | None = None,
+        rcvbuf: int = DEFAULT_RCVBUF,
+    ) -> None:
+        super().__init__(mask)
+        self.capability = capability
+        self.kind = capability.kind
+        self.label = capability.label
+        self.supported = capability.supported
+        self.threads = threads
+        self.enricher = enricher if enricher is not None else Enricher()
+        self.rcvbuf_wanted = rcvbuf
+        self.rcvbuf = 0
+        self.decode_stats = DecodeStats()
+        self._queue: deque = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._sock: FilteredProcSocket | None = None
+        self._thread: threading.Thread | None = None
+        self._mask_lock = threading.Lock()
+        self.error: str | None = None
+        self._refreshed = time.monotonic()
+
+    # --- control ---------------------------------------------------------
+
+    def start(self) -> None:
+        cap = self.capability
+        try:
+            sock = FilteredProcSocket(idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy)
+        except OSError as exc:
+            raise SourceError(f"cannot open the proc connector socket: {exc.strerror}") from None
+        try:
+            sock.bind()
+            self.rcvbuf = sock.set_rcvbuf(self.rcvbuf_wanted)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EPERM:
+                raise SourceError(
+                    f"permission denied joining the proc connector ({cap.label}): "
+                    "this kernel wants root for process events"
+                ) from None
+            raise SourceError(f"cannot bind the proc connector socket: {exc.strerror}") from None
+        self._sock = sock
+        sock.raw.settimeout(_READ_TIMEOUT)
+        self._send_mask(self.mask)
+        self._thread = threading.Thread(target=self._read_loop, name="proctop-reader", daemon=True)
+        self._thread.start()
+
+    def set_mask(self, mask: int) -> None:
+        """Re-send LISTEN with the new mask on the same socket: no reconnect, no gap."""
+        self.mask = mask
+        self._send_mask(mask)
+
+    def _send_mask(self, mask: int) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        with self._mask_lock:
+            try:
+                if sock.legacy:
+                    sock.listen()  # kernels < 6.6 send everything; the reader filters
+                elif mask == 0:
+                    sock.ignore()  # the kernel reads mask 0 as "all"
+                else:
+                    sock.listen(mask & self.supported if self.kind == "kmod" else mask)
+            except OSError as exc:
+                self.error = f"cannot change the kernel filter: {exc.strerror}"
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * _READ_TIMEOUT + 1)
+            self._thread = None
+        if self._sock is not None:
+            try:
+                with self._mask_lock:
+                    self._sock.ignore()
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+
+    def describe(self) -> dict:
+        return {
+            "source": self.kind,
+            "label": self.label,
+            "kernel": self.capability.kernel,
+            "kernel_filters": self.capability.kernel_filters,
+            "rcvbuf": self.rcvbuf,
+        }
+
+    # --- reader thread ---------------------------------------------------
+
+    def _read_loop(self) -> None:
+        assert self._sock is not None
+        raw = self._sock.raw
+        buf = bytearray(65536)
+        idx = self.capability.idx
+        dstats = self.decode_stats
+        stop = self._stop
+        queue = self._queue
+        cond = self._cond
+        stats = self.stats
+        while not stop.is_set():
+            batch: list = []
+            try:
+                n = raw.recv_into(buf)
+                while True:
+                    batch.extend(decode_buffer(buf, n, dstats, idx))
+                    if len(batch) >= 4096:
+                        break
+                    n = raw.recv_into(buf, 0, socket.MSG_DONTWAIT)
+            except (BlockingIOError, TimeoutError):
+                pass
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    stats.lost += 1
+                    batch.append(_LOST)
+                elif exc.errno == errno.EINTR:
+                    pass
+                else:
+                    if not stop.is_set():
+                        self.error = f"reading process events failed: {exc.strerror}"
+                    batch.append(_LOST)
+                    stop.set()
+            if not batch:
+                continue
+            stats.received += sum(1 for ev in batch if ev is not _LOST)
+            keep = self._filter(batch)
+            if keep:
+                with cond:
+                    queue.extend(keep)
+                    cond.notify()
+        with cond:
+            cond.notify_all()
+
+    def _filter(self, batch: list) -> list:
+        """Apply the mask and the thread filter; snapshot /proc where it cannot wait.
+
+        An exec'd process may exit within a millisecond and a dying one is
+        reaped as soon as its parent waits, so their /proc entries are read
+        here, not in the (possibly busy) consumer.
+        """
+        mask = self.mask
+        threads = self.threads
+        known = self.enricher.procs
+        keep = []
+        dropped = 0
+        for ev in batch:
+            if ev is _LOST:
+                keep.append(ev)
+            elif mask and mask_accepts(mask, ev.what, ev.a) and (threads or ev.pid == ev.tgid):
+                snap = None
+                if ev.what == PROC_EVENT_EXEC:
+                    snap = snapshot(ev.tgid, argv=True)
+                elif ev.what == PROC_EVENT_EXIT and ev.pid == ev.tgid and ev.tgid not in known:
+                    snap = snapshot(ev.tgid, argv=False)
+                keep.append((ev, snap))
+            else:
+                dropped += 1
+        self.stats.filtered += dropped
+        return keep
+
+    # --- consumer --------------------------------------------------------
+
+    def poll(self, timeout: float) -> list[Event]:
+        with self._cond:
+            if not self._queue and not self._stop.is_set():
+                self._cond.wait(timeout)
+            items = list(self._queue)
+            self._queue.clear()
+        out: list[Event] = []
+        lost_run = 0
+        enrich = self.enricher.enrich
+        by_type = self.stats.by_type
+        for item in items:
+            if item is _LOST:
+                lost_run += 1
+                continue
+            if lost_run:
+                out.append(self._lost_event(lost_run))
+                lost_run = 0
+            ev = self._enrich(enrich, *item)
+            by_type[ev.event] = by_type.get(ev.event, 0) + 1
+            out.append(ev)
+        if lost_run:
+            out.append(self._lost_event(lost_run))
+        self.stats.delivered += len(out)
+        self._maybe_refresh()
+        return out
+
+    def _maybe_refresh(self) -> None:
+        """Keep names for processes that were born unannounced (mask without fork/exec)."""
+        if self.mask & PROC_EVENT_FORK and self.mask & PROC_EVENT_EXEC:
+            return
+        now = time.monotonic()
+        if now - self._refreshed >= _REFRESH_EVERY:
+            self._refreshed = now
+            try:
+                self.enricher.refresh()
+            except Exception:  # /proc races are no reason to stop
+                pass
+
+    def _enrich(self, enrich, raw: RawEvent, snap) -> Event:
+        try:
+            return enrich(raw, snap)
+        except Exception:  # enrichment is best effort; the event itself must not be lost
+            ts = raw.ts_ns / 1e9 + self.enricher.clock_offset
+            return Event(ts=ts, event=EVENT_NAMES.get(raw.what, "unknown"), pid=raw.pid, tgid=raw.tgid)
+
+    def _lost_event(self, reports: int) -> Event:
+        """A ``lost`` event, after resynchronising the process table from /proc."""
+        try:
+            self.enricher.resync()
+        except Exception:  # a racing /proc is no reason to stop
+            pass
+        return Event(ts=time.time(), event="lost", count=reports)
+
+    @property
+    def finished(self) -> bool:
+        return self._stop.is_set() and not self._queue

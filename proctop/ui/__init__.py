@@ -1,0 +1,1 @@
+"""Textual UI: the live timeline, header, details panel and themes."""
