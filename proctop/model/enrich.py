@@ -192,8 +192,10 @@ class Enricher:
         elif what == PROC_EVENT_EXEC:
             old = self.procs.get(subject)
             info = _from_snapshot(subject, snap) if snap is not None else read_proc(subject)
-            if info is None:  # gone already: keep what the fork told us
-                info = old or ProcInfo(pid=subject, start=None)
+            if info is None:  # gone already: the new program is unknown, its lineage is not
+                info = ProcInfo(pid=subject, start=None)
+                if old is not None:
+                    info.start, info.ppid, info.uid = old.start, old.ppid, old.uid
             elif old is not None and old.start is not None:
                 info.start = old.start  # fork time is more precise than /proc's ticks
             self.procs[subject] = info

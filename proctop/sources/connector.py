@@ -9,7 +9,7 @@ in-process queue grow instead of making the kernel drop events.
 from __future__ import annotations
 
 import errno
-import socket
+import select
 import threading
 import time
 from collections import deque
@@ -72,6 +72,7 @@ class ConnectorSource(Source):
         self._mask_lock = threading.Lock()
         self.error: str | None = None
         self._refreshed = time.monotonic()
+        self._resync_due = False
 
     # --- control ---------------------------------------------------------
 
@@ -93,7 +94,9 @@ class ConnectorSource(Source):
                 ) from None
             raise SourceError(f"cannot bind the proc connector socket: {exc.strerror}") from None
         self._sock = sock
-        sock.raw.settimeout(_READ_TIMEOUT)
+        # Non-blocking + poll(): with a socket timeout CPython polls *before* every
+        # recv, so a MSG_DONTWAIT drain would wait out the timeout once per batch.
+        sock.raw.setblocking(False)
         self._send_mask(self.mask)
         self._thread = threading.Thread(target=self._read_loop, name="proctop-reader", daemon=True)
         self._thread.start()
@@ -153,16 +156,18 @@ class ConnectorSource(Source):
         queue = self._queue
         cond = self._cond
         stats = self.stats
+        poller = select.poll()
+        poller.register(raw.fileno(), select.POLLIN)
+        timeout_ms = int(_READ_TIMEOUT * 1000)
         while not stop.is_set():
             batch: list = []
             try:
-                n = raw.recv_into(buf)
-                while True:
+                if not poller.poll(timeout_ms):
+                    continue
+                while len(batch) < 4096:
+                    n = raw.recv_into(buf)
                     batch.extend(decode_buffer(buf, n, dstats, idx))
-                    if len(batch) >= 4096:
-                        break
-                    n = raw.recv_into(buf, 0, socket.MSG_DONTWAIT)
-            except (BlockingIOError, TimeoutError):
+            except BlockingIOError:
                 pass
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
@@ -242,16 +247,24 @@ class ConnectorSource(Source):
         return out
 
     def _maybe_refresh(self) -> None:
-        """Keep names for processes that were born unannounced (mask without fork/exec)."""
-        if self.mask & PROC_EVENT_FORK and self.mask & PROC_EVENT_EXEC:
-            return
+        """Resynchronise after lost events, and keep names for processes born unannounced.
+
+        Both are rate-limited to one per ``_REFRESH_EVERY``: during a storm that
+        overruns the socket, a full /proc scan per overrun would cause the next.
+        """
         now = time.monotonic()
-        if now - self._refreshed >= _REFRESH_EVERY:
-            self._refreshed = now
-            try:
+        if now - self._refreshed < _REFRESH_EVERY:
+            return
+        try:
+            if self._resync_due:
+                self._resync_due = False
+                self._refreshed = now
+                self.enricher.resync()
+            elif not (self.mask & PROC_EVENT_FORK and self.mask & PROC_EVENT_EXEC):
+                self._refreshed = now
                 self.enricher.refresh()
-            except Exception:  # /proc races are no reason to stop
-                pass
+        except Exception:  # /proc races are no reason to stop
+            pass
 
     def _enrich(self, enrich, raw: RawEvent, snap) -> Event:
         try:
@@ -261,11 +274,8 @@ class ConnectorSource(Source):
             return Event(ts=ts, event=EVENT_NAMES.get(raw.what, "unknown"), pid=raw.pid, tgid=raw.tgid)
 
     def _lost_event(self, reports: int) -> Event:
-        """A ``lost`` event, after resynchronising the process table from /proc."""
-        try:
-            self.enricher.resync()
-        except Exception:  # a racing /proc is no reason to stop
-            pass
+        """A ``lost`` event; the process table is resynchronised from /proc soon after."""
+        self._resync_due = True
         return Event(ts=time.time(), event="lost", count=reports)
 
     @property

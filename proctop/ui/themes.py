@@ -1,0 +1,157 @@
+"""Themes: TOML files in ``themes/`` (installed as ``proctop.themes``) turned into Textual themes.
+
+A theme file::
+
+    name = "proctop-dark"
+    dark = true
+    [colors]            # Textual's base colours (primary is required)
+    primary = "#4ea1ff"
+    background = "#101418"
+    [events]            # per-event colours, CSS variables $event-fork, ...
+    fork = "#5fafff"
+    failed = "#ff5f5f"
+
+Every problem (unknown name, TOML syntax, unknown key, a colour Textual cannot
+parse) is a ``ThemeError``: one line, exit status 2 from the CLI.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from textual.color import Color, ColorParseError
+from textual.theme import Theme
+
+DEFAULT_THEME = "proctop-dark"
+
+#: Colour keys of ``[colors]`` (Textual ``Theme`` fields).
+COLOR_KEYS = ("primary", "secondary", "accent", "foreground", "background", "surface", "panel", "boost")
+COLOR_KEYS += ("warning", "error", "success")
+
+#: Keys of ``[events]``; each becomes the CSS variable ``$event-<key>``.
+EVENT_KEYS = (
+    "fork",
+    "exec",
+    "exit",  # a clean exit
+    "failed",  # a non-zero exit
+    "signal",  # death by a signal
+    "uid",
+    "gid",
+    "sid",
+    "ptrace",
+    "comm",
+    "coredump",
+    "lost",
+)
+
+#: Used for any key a theme leaves out (and by Textual's own themes).
+EVENT_DEFAULTS: dict[str, str] = {
+    "event-fork": "#5fafff",
+    "event-exec": "#5fd7af",
+    "event-exit": "#a8a8a8",
+    "event-failed": "#ff875f",
+    "event-signal": "#ff5f87",
+    "event-uid": "#d7af5f",
+    "event-gid": "#d7af5f",
+    "event-sid": "#af87d7",
+    "event-ptrace": "#ff5fff",
+    "event-comm": "#87afd7",
+    "event-coredump": "#ff0000",
+    "event-lost": "#ff0000",
+}
+
+
+class ThemeError(Exception):
+    """A theme cannot be found or read; the message is one line."""
+
+    status = 2
+
+
+def theme_files() -> dict[str, Path]:
+    """Every ``*.toml`` shipped in ``proctop.themes``, by file stem."""
+    try:
+        root = resources.files("proctop.themes")
+    except ModuleNotFoundError:  # running from a source tree (PYTHONPATH=.): themes/ beside proctop/
+        root = Path(__file__).resolve().parent.parent.parent / "themes"
+    files = {}
+    for entry in root.iterdir():
+        if entry.name.endswith(".toml") and entry.is_file():
+            files[entry.name[: -len(".toml")]] = Path(str(entry))
+    return dict(sorted(files.items()))
+
+
+def parse_theme(text: str, origin: str) -> Theme:
+    """A Textual ``Theme`` from the text of a theme file (``origin`` names it in errors)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ThemeError(f"theme file {origin}: not valid TOML ({exc})") from None
+    unknown = set(data) - {"name", "dark", "colors", "events", "description"}
+    if unknown:
+        raise ThemeError(f"theme file {origin}: unknown key {sorted(unknown)[0]!r}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ThemeError(f"theme file {origin}: 'name' must be a non-empty string")
+    dark = data.get("dark", True)
+    if not isinstance(dark, bool):
+        raise ThemeError(f"theme file {origin}: 'dark' must be true or false")
+    colors = _color_table(data.get("colors", {}), COLOR_KEYS, origin, "colors")
+    if "primary" not in colors:
+        raise ThemeError(f"theme file {origin}: [colors] needs 'primary'")
+    events = _color_table(data.get("events", {}), EVENT_KEYS, origin, "events")
+    variables = {**EVENT_DEFAULTS, **{f"event-{key}": value for key, value in events.items()}}
+    return Theme(name=name, dark=dark, variables=variables, **colors)
+
+
+def _color_table(table: object, keys: tuple[str, ...], origin: str, section: str) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ThemeError(f"theme file {origin}: [{section}] must be a table")
+    out = {}
+    for key, value in table.items():
+        if key not in keys:
+            raise ThemeError(
+                f"theme file {origin}: unknown key {key!r} in [{section}] (choose from: {', '.join(keys)})"
+            )
+        if not isinstance(value, str):
+            raise ThemeError(f"theme file {origin}: {section}.{key} must be a colour string")
+        try:
+            Color.parse(value)
+        except ColorParseError:
+            raise ThemeError(f"theme file {origin}: {section}.{key} is not a colour: {value!r}") from None
+        out[key] = value
+    return out
+
+
+def load_theme_file(path: Path) -> Theme:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ThemeError(f"cannot read theme file {path.name}: {exc}") from None
+    return parse_theme(text, path.name)
+
+
+def load_themes() -> dict[str, Theme]:
+    """Every shipped theme by name; a broken file raises ``ThemeError``."""
+    themes: dict[str, Theme] = {}
+    for path in theme_files().values():
+        theme = load_theme_file(path)
+        themes[theme.name] = theme
+    return themes
+
+
+def theme_names() -> list[str]:
+    return list(theme_files())
+
+
+def load_theme_by_name(name: str) -> Theme:
+    """The theme called ``name`` (``--theme``), validated; ``ThemeError`` otherwise."""
+    files = theme_files()
+    path = files.get(name)
+    if path is None:
+        raise ThemeError(f"unknown theme {name!r} (choose from: {', '.join(files) or 'none installed'})")
+    theme = load_theme_file(path)
+    if theme.name != name:
+        raise ThemeError(f"theme file {path.name}: its name is {theme.name!r}, expected {name!r}")
+    return theme

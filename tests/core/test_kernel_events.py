@@ -1,0 +1,224 @@
+"""What each mask delivers from the real kernel, checked against processes we spawn."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from proctop.kernel.probe import probe
+from proctop.kernel.protocol import (
+    PROC_EVENT_ALL,
+    PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT,
+    PROC_EVENT_FORK,
+    PROC_EVENT_NONZERO_EXIT,
+    parse_mask,
+)
+from proctop.sources.connector import ConnectorSource
+from tests.conftest import collect, run
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def open_source():
+    opened = []
+
+    def make(mask: int, **kw) -> ConnectorSource:
+        src = ConnectorSource(probe(kw.pop("force", None)), mask, **kw)
+        src.start()
+        opened.append(src)
+        return src
+
+    yield make
+    for src in opened:
+        src.close()
+
+
+def exits_of(events, pid):
+    return [e for e in events if e.event == "exit" and e.tgid == pid]
+
+
+def test_nonzero_exit_mask_delivers_failures_and_no_zero_exits(open_source, tmp_path):
+    src = open_source(PROC_EVENT_NONZERO_EXIT)
+    ok_pid = run(["true"])
+    fail_pid = run(["sh", "-c", "exit 3"])
+
+    def core_limit():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    segv_pid = run(
+        [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"],
+        preexec_fn=core_limit,
+        cwd=tmp_path,
+    )
+    events = collect(src, lambda evs: exits_of(evs, fail_pid) and exits_of(evs, segv_pid))
+    assert [e.event for e in events if e.event != "exit"] == []
+    assert all(e.failed for e in events), [e for e in events if not e.failed]
+    assert exits_of(events, ok_pid) == []
+    (fail,) = exits_of(events, fail_pid)
+    assert (fail.exit_code, fail.signal, fail.core_dumped) == (3, None, False)
+    assert fail.ppid == os.getpid()
+    assert fail.parent_cmdline and "pytest" in " ".join(fail.parent_cmdline)
+    (segv,) = exits_of(events, segv_pid)
+    assert (segv.exit_code, segv.signal) == (None, "SIGSEGV")
+    core_written = any(p.name.startswith("core") for p in tmp_path.iterdir())
+    assert segv.core_dumped is core_written
+    assert segv.status_text.startswith("SIGSEGV")
+
+
+def test_exit_mask_delivers_zero_exits_too(open_source):
+    src = open_source(PROC_EVENT_EXIT)
+    ok_pid = run(["true"])
+    events = collect(src, lambda evs: exits_of(evs, ok_pid))
+    (ok,) = exits_of(events, ok_pid)
+    assert ok.exit_code == 0 and not ok.failed
+    assert {e.event for e in events} == {"exit"}
+
+
+def test_default_mask_names_fork_exec_and_failure(open_source):
+    src = open_source(parse_mask("fork,exec,nonzero-exit"))
+    argv = ["sh", "-c", "sleep 0.1; exit 5"]  # lives long enough to be read at exec
+    pid = run(argv)
+    events = collect(src, lambda evs: exits_of(evs, pid))
+    mine = [e for e in events if e.tgid == pid]
+    assert [e.event for e in mine] == ["fork", "exec", "exit"]
+    fork, exec_, exit_ = mine
+    assert fork.ppid == os.getpid()
+    assert exec_.cmdline == argv
+    assert exec_.exe and exec_.exe.endswith(("sh", "dash", "bash"))
+    assert exit_.exit_code == 5
+    assert exit_.cmdline == argv  # remembered from exec
+    assert exit_.lifetime is not None and 0.1 <= exit_.lifetime < 5
+    assert exit_.user == "root" if os.geteuid() == 0 else exit_.user
+
+
+def test_threads_are_dropped_unless_asked(open_source):
+    code = (
+        "import threading, time, os\n"
+        "ts=[threading.Thread(target=time.sleep, args=(0.2,)) for _ in range(4)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "os._exit(4)\n"
+    )
+    proc_level = open_source(PROC_EVENT_ALL)
+    thread_level = open_source(PROC_EVENT_ALL, threads=True)
+    pid = run([sys.executable, "-c", code])
+    proc_events = collect(proc_level, lambda evs: exits_of(evs, pid))
+    thread_events = collect(
+        thread_level, lambda evs: [e for e in evs if e.tgid == pid and e.pid == pid and e.event == "exit"]
+    )
+    assert all(e.pid == e.tgid for e in proc_events)
+    assert len(exits_of(proc_events, pid)) == 1
+    assert exits_of(proc_events, pid)[0].exit_code == 4
+    thread_exits = [e for e in thread_events if e.event == "exit" and e.tgid == pid and e.pid != pid]
+    thread_forks = [e for e in thread_events if e.event == "fork" and e.tgid == pid and e.pid != pid]
+    assert len(thread_exits) == 4
+    assert len(thread_forks) == 4
+
+
+def test_live_mask_change_on_the_same_socket(open_source):
+    src = open_source(PROC_EVENT_NONZERO_EXIT)
+    fd_before = src._sock.fileno()
+    first = run(["true"])
+    events = collect(src, lambda evs: False, timeout=0.5)
+    assert not [e for e in events if e.tgid == first]
+    src.set_mask(PROC_EVENT_FORK)
+    assert src._sock.fileno() == fd_before
+    child = run(["true"])
+    events = collect(src, lambda evs: [e for e in evs if e.event == "fork" and e.pid == child])
+    assert [e.event for e in events if e.pid == child] == ["fork"]
+    assert all(e.event == "fork" for e in events)
+    src.set_mask(PROC_EVENT_EXEC | PROC_EVENT_NONZERO_EXIT)
+    child = run(["sh", "-c", "exit 2"])
+    events = collect(src, lambda evs: exits_of(evs, child))
+    assert [e.event for e in events if e.tgid == child] == ["exec", "exit"]
+
+
+def test_mask_zero_stops_everything(open_source):
+    src = open_source(PROC_EVENT_ALL)
+    src.set_mask(0)
+    collect(src, lambda evs: False, timeout=0.3)  # drain what was queued before
+    pid = run(["sh", "-c", "exit 1"])
+    events = collect(src, lambda evs: False, timeout=0.5)
+    assert [e for e in events if e.tgid == pid] == []
+
+
+def test_overrun_is_reported_and_the_stream_goes_on(open_source):
+    src = open_source(PROC_EVENT_ALL, rcvbuf=1)  # the kernel rounds this up to its minimum
+    assert src.rcvbuf < 8192
+    pids = []
+    for _ in range(400):  # a burst the tiny buffer cannot hold while we hog the GIL
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    events = collect(src, lambda evs: any(e.event == "lost" for e in evs), timeout=3)
+    lost = [e for e in events if e.event == "lost"]
+    assert lost and all(e.count >= 1 for e in lost)
+    assert src.stats.lost >= 1
+    # The stream goes on: with the kernel filtering, even the tiny buffer keeps up.
+    src.set_mask(PROC_EVENT_NONZERO_EXIT)
+    collect(src, lambda evs: False, timeout=0.5)
+    after = run(["sh", "-c", "exit 9"])
+    events = collect(src, lambda evs: exits_of(evs, after))
+    assert exits_of(events, after)[0].exit_code == 9
+
+
+def test_userspace_filtering_matches_the_kernel(open_source):
+    """The pre-6.6 path (4-byte LISTEN, mask applied by us) delivers the same events."""
+    src = open_source(PROC_EVENT_NONZERO_EXIT, force="userspace")
+    assert src.capability.legacy
+    ok_pid = run(["true"])
+    fail_pid = run(["sh", "-c", "exit 6"])
+    events = collect(src, lambda evs: exits_of(evs, fail_pid))
+    assert exits_of(events, ok_pid) == []
+    assert exits_of(events, fail_pid)[0].exit_code == 6
+    assert all(e.failed for e in events)
+    assert src.stats.filtered > 0  # the kernel sent everything; we dropped it
+
+
+def _nonroot_watch():
+    """In the uid-65534 child: subscribe, fail a process, report what arrived."""
+    src = ConnectorSource(probe(), PROC_EVENT_NONZERO_EXIT)
+    src.start()
+    try:
+        ok_pid = run(["true"])
+        fail_pid = run(["sh", "-c", "exit 3"])
+        events = collect(src, lambda evs: exits_of(evs, fail_pid))
+        return {
+            "uid": os.getuid(),
+            "kind": src.kind,
+            "fail": [(e.exit_code, e.ppid) for e in exits_of(events, fail_pid)],
+            "ok": len(exits_of(events, ok_pid)),
+            "all_failed": all(e.failed for e in events),
+            "me": os.getpid(),
+        }
+    finally:
+        src.close()
+
+
+def test_nonroot_subscriber_sees_failures(nonroot_child):
+    result = nonroot_child(_nonroot_watch)
+    assert result["uid"] == 65534
+    assert result["kind"] == "native"
+    assert result["fail"] == [(3, result["me"])]
+    assert result["ok"] == 0
+    assert result["all_failed"]
+
+
+def test_signal_names_for_a_killed_process(open_source):
+    src = open_source(PROC_EVENT_NONZERO_EXIT)
+    proc = subprocess.Popen(["sleep", "30"])
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
+    events = collect(src, lambda evs: exits_of(evs, proc.pid))
+    (ev,) = exits_of(events, proc.pid)
+    assert (ev.exit_code, ev.signal, ev.core_dumped) == (None, "SIGTERM", False)
+    assert ev.comm == "sleep" or ev.comm is None  # reaped already: the name may be gone
