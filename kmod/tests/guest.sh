@@ -1,0 +1,51 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+# Runs inside the QEMU guest (host / mounted read-only, /run is a tmpfs):
+# loads ../proctop_cn.ko and runs cntest.py as root and as uid 65534.
+set -u
+SRC=$(cd "$(dirname "$0")" && pwd)
+KO_SRC=$(readlink -f "$SRC/../proctop_cn.ko")
+arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+CYCLES=$(arg ptc_storm); CYCLES=${CYCLES:-20}
+E2E=$(arg ptc_e2e)
+PY=/usr/bin/python3
+NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
+export PYTHONDONTWRITEBYTECODE=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+# world-readable copy: the checkout may sit below a directory uid 65534 cannot enter
+W=/run/ptc; mkdir -p $W; cp "$SRC/cntest.py" "$KO_SRC" $W/; [ -x "$SRC/forkstorm" ] && cp "$SRC/forkstorm" $W/; chmod 755 $W; chmod 644 $W/*; [ -f $W/forkstorm ] && chmod 755 $W/forkstorm
+KO=$W/proctop_cn.ko
+LOG=$W/results.log
+cd $W
+echo "guest: $(uname -r), uptime $(cut -d' ' -f1 /proc/uptime)s"
+step() { echo "--- $* (uptime $(cut -d' ' -f1 /proc/uptime)s)"; }
+
+rc=0
+if ! insmod $KO; then
+    echo "FAIL insmod"; dmesg | tail -20; exit 1
+fi
+for p in /sys/module/proctop_cn/parameters/*; do echo "param ${p##*/}=$(cat $p)"; done
+dmesg | grep proctop_cn | sed 's/^/dmesg: /'
+
+step "tests 1-3 as root";  $PY cntest.py basic 2>&1 | tee -a $LOG
+step "tests 1-3 as uid 65534"; $NOBODY $PY cntest.py basic 2>&1 | tee -a $LOG
+step "table limit"; $PY cntest.py limits 2>&1 | tee -a $LOG
+step "test 4 own_uid_only"; $PY cntest.py ownuid 2>&1 | tee -a $LOG
+step "test 5 fork storm + $CYCLES reloads"; $PY cntest.py storm $KO "$CYCLES" 2>&1 | tee -a $LOG
+if [ -n "$E2E" ] && [ "$E2E" != none ]; then
+    step "proctop end-to-end ($E2E)"; bash "$SRC/proctop-e2e.sh" "$E2E" 2>&1 | tee -a $LOG
+fi
+step "unload"
+if [ -d /sys/module/proctop_cn ]; then
+    echo "dropped=$(cat /sys/module/proctop_cn/parameters/dropped)"
+    rmmod proctop_cn && echo "PASS [root] final rmmod" >>$LOG || echo "FAIL [root] final rmmod" | tee -a $LOG
+else
+    echo "FAIL [root] module not loaded after the storm" | tee -a $LOG
+fi
+step "test 6 dmesg"; $PY cntest.py dmesg 2>&1 | tee -a $LOG
+dmesg | grep -E 'proctop_cn' | tail -5 | sed 's/^/dmesg: /'
+
+pass=$(grep -c '^PASS' $LOG); fail=$(grep -c '^FAIL' $LOG)
+echo "kmod guest tests: $pass passed, $fail failed"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ] || rc=1
+exit $rc
