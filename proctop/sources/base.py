@@ -61,3 +61,18 @@ class Source(ABC):
     def describe(self) -> dict:
         """The first line of ``--json`` and the UI header's source part."""
         return {"source": self.kind, "label": self.label}
+
+    def ancestry(self, pid: int) -> list[tuple[int, str]]:
+        """``[(pid, command), ...]`` of the parent, grandparent, ... of ``pid`` as this source knows them.
+
+        For the UI's details panel. Sources with a process table (``enricher``)
+        answer from it; others know nothing beyond their events (``[]``).
+        """
+        enricher = getattr(self, "enricher", None)
+        if enricher is None:
+            return []
+        chain = []
+        for info in enricher.ancestry(pid):
+            command = " ".join(info.cmdline) if info.cmdline else (info.comm or "?")
+            chain.append((info.pid, command))
+        return chain

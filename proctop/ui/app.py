@@ -1,0 +1,320 @@
+"""The proctop TUI: a reader thread feeding a Line-API timeline in batches.
+
+The source is polled in a Textual thread worker. The worker never waits on
+the UI: it accumulates events and posts at most one ``Batch`` message every
+``1 / BATCH_HZ`` seconds, and only when the previous batch has been taken, so
+a storm of events costs one message per frame, not one per event. The UI
+touches the source only through the ``Source`` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections import deque
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Input
+from textual.worker import get_current_worker
+
+from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_ALL
+from proctop.model.events import Event
+from proctop.sources.base import Source
+from proctop.ui.rows import ProcTable, Row
+from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, load_themes
+from proctop.ui.timeline import Timeline
+from proctop.ui.widgets import DetailsPanel, HeaderBar
+
+#: Batches per second at most (the UI's frame rate for new events).
+BATCH_HZ = 15
+POLL_TIMEOUT = 0.05
+
+#: key -> mask name toggled by it.
+MASK_KEYS = {
+    "f": "fork",
+    "e": "exec",
+    "x": "nonzero-exit",
+    "X": "exit",
+    "u": "uid",
+    "g": "gid",
+    "s": "sid",
+    "p": "ptrace",
+    "c": "comm",
+    "d": "coredump",
+}
+
+
+class Batch(Message):
+    """Events read since the last batch (oldest first)."""
+
+    def __init__(self, events: list[Event], overflow: int = 0) -> None:
+        super().__init__()
+        self.events = events
+        self.overflow = overflow
+
+
+class ReaderStopped(Message):
+    """The reader loop ended (end of a replay, or an error)."""
+
+    def __init__(self, error: str | None = None) -> None:
+        super().__init__()
+        self.error = error
+
+
+def _mask_bindings() -> list[Binding]:
+    out = []
+    for key, name in MASK_KEYS.items():
+        out.append(Binding(key, f"toggle_mask('{name}')", f"{name}", show=False))
+    return out
+
+
+class ProctopApp(App[int]):
+    """Live process events."""
+
+    CSS_PATH = "proctop.tcss"
+    TITLE = "proctop"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("space", "pause", "Pause"),
+        Binding("slash", "filter", "Filter"),
+        Binding("enter", "details", "Details"),
+        Binding("escape", "close", "Close", show=False),
+        Binding("a", "toggle_all", "All on/off"),
+        *_mask_bindings(),
+    ]
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        history: int = 100_000,
+        theme: str | None = None,
+        rate_interval: float | None = 1.0,
+    ) -> None:
+        self._themes = load_themes()
+        super().__init__()
+        for t in self._themes.values():
+            self.register_theme(t)
+        self.theme = theme or DEFAULT_THEME
+        self.source = source
+        self.history = history
+        self.paused = False
+        self.pending: deque[Row] = deque(maxlen=history)
+        self.procs = ProcTable()
+        self.rates: dict[str, float] = {}
+        self.rate_interval = rate_interval
+        self.batches = 0  # Batch messages handled (tests and the load bench look at it)
+        self.events_seen = 0  # events received from the worker, shown or waiting
+        self.overflow = 0  # events the worker dropped because the UI fell behind by a whole history
+        self.reader_done = False
+        self._inflight = threading.Event()
+        self._stop = threading.Event()
+        self._rate_prev: tuple[float, dict[str, int]] | None = None
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(EVENT_DEFAULTS)
+
+    # --- layout ------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        self.header_bar = HeaderBar(id="header")
+        self.timeline = Timeline(self.history, id="timeline")
+        self.details_body = DetailsPanel(id="details-body")
+        self.filter_input = Input(placeholder="filter rows (Enter keeps, Escape clears)", id="filter")
+        yield self.header_bar
+        yield self.timeline
+        self.details = VerticalScroll(id="details")
+        with self.details:
+            yield self.details_body
+        yield self.filter_input
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.timeline.focus()
+        self._install_signal_handlers()
+        if self.rate_interval:
+            self.set_interval(self.rate_interval, self._update_rates)
+        self._read_loop()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+        self._remove_signal_handlers()
+
+    # --- signals: restore the terminal on SIGTERM/SIGHUP ------------------------
+
+    def _install_signal_handlers(self) -> None:
+        self._signals: list[int] = []
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, self._on_signal)
+                self._signals.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def _remove_signal_handlers(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for sig in getattr(self, "_signals", []):
+            loop.remove_signal_handler(sig)
+        self._signals = []
+
+    def _on_signal(self) -> None:
+        self._stop.set()
+        self.exit(0)
+
+    # --- the reader ----------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="reader", name="proctop-reader")
+    def _read_loop(self) -> None:
+        worker = get_current_worker()
+        source = self.source
+        buf: deque[Event] = deque(maxlen=self.history)
+        overflow = 0
+        interval = 1.0 / BATCH_HZ
+        last = 0.0
+        error: str | None = None
+        while not (worker.is_cancelled or self._stop.is_set()):
+            try:
+                events = source.poll(POLL_TIMEOUT)
+            except Exception as exc:  # a broken source must not take the UI down
+                error = f"reading events failed: {exc}"
+                break
+            if events:
+                room = buf.maxlen - len(buf)  # type: ignore[operator]
+                if len(events) > room:
+                    overflow += len(events) - room
+                buf.extend(events)
+            now = time.monotonic()
+            if buf and not self._inflight.is_set() and now - last >= interval:
+                self._inflight.set()
+                self.post_message(Batch(list(buf), overflow))
+                buf.clear()
+                overflow = 0
+                last = now
+            if source.finished:
+                if not buf:
+                    break
+                time.sleep(interval / 2)
+        else:
+            return
+        self.post_message(ReaderStopped(error))
+
+    def on_batch(self, message: Batch) -> None:
+        self._inflight.clear()
+        self.batches += 1
+        self.overflow += message.overflow
+        self.events_seen += len(message.events)
+        learn = self.procs.learn
+        rows = [Row(ev, learn(ev)) for ev in message.events]
+        if self.paused:
+            self.pending.extend(rows)
+        else:
+            self.timeline.add(rows)
+        self.header_bar.refresh()
+
+    def on_reader_stopped(self, message: ReaderStopped) -> None:
+        self.reader_done = True
+        if message.error:
+            self.notify(message.error, severity="error", timeout=10)
+        self.header_bar.refresh()
+
+    def _update_rates(self) -> None:
+        now = time.monotonic()
+        counts = dict(self.source.stats.by_type)
+        if self._rate_prev is not None:
+            then, before = self._rate_prev
+            span = max(now - then, 1e-3)
+            self.rates = {k: (v - before.get(k, 0)) / span for k, v in counts.items()}
+        self._rate_prev = (now, counts)
+        self.header_bar.refresh()
+
+    # --- actions ---------------------------------------------------------------
+
+    def action_toggle_mask(self, name: str) -> None:
+        bit = MASK_BITS[name]
+        self._set_mask(self.source.mask ^ bit)
+
+    def action_toggle_all(self) -> None:
+        all_on = self.source.mask & PROC_EVENT_ALL == PROC_EVENT_ALL
+        self._set_mask(0 if all_on else PROC_EVENT_ALL)
+
+    def _set_mask(self, mask: int) -> None:
+        self.source.set_mask(mask)
+        error = getattr(self.source, "error", None)
+        if error:
+            self.notify(str(error), severity="error")
+        self.header_bar.refresh()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused and self.pending:
+            rows = list(self.pending)
+            self.pending.clear()
+            self.timeline.add(rows)
+        self.header_bar.refresh()
+
+    def action_filter(self) -> None:
+        self.filter_input.add_class("-open")
+        self.filter_input.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.timeline.set_filter(event.value)
+        self.header_bar.refresh()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter_input.remove_class("-open")
+        self.timeline.focus()
+
+    def action_details(self) -> None:
+        details = self.details
+        if details.has_class("-open"):
+            details.remove_class("-open")
+        else:
+            details.add_class("-open")
+            self._show_details(self.timeline.selected)
+
+    def action_close(self) -> None:
+        if self.filter_input.has_class("-open"):
+            self.filter_input.value = ""
+            self.filter_input.remove_class("-open")
+            self.timeline.focus()
+        else:
+            self.details.remove_class("-open")
+
+    def on_timeline_cursor_moved(self, message: Timeline.CursorMoved) -> None:
+        if self.details.has_class("-open"):
+            self._show_details(message.row)
+
+    def _show_details(self, row: Row | None) -> None:
+        ancestry: list[tuple[int, str]] = []
+        if row is not None and row.ev.event != "lost":
+            try:
+                extra = self.source.ancestry(row.ev.tgid or row.ev.pid)
+            except Exception:
+                extra = []
+            ancestry = self.procs.ancestry(row.ev, extra)
+        self.details_body.show(row, ancestry)
+
+
+def run_app(source: Source, args) -> int:
+    """Run the TUI on ``source`` (started here, closed on the way out); the exit status."""
+    app = ProctopApp(source, history=getattr(args, "history", 100_000), theme=getattr(args, "theme", None))
+    source.start()
+    try:
+        app.run()
+    finally:
+        source.close()
+    return app.return_code or 0

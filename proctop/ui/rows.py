@@ -1,0 +1,187 @@
+"""What the UI keeps per event and per process: display strings made safe once, on arrival."""
+
+from __future__ import annotations
+
+import time
+
+from proctop.model.events import Event
+from proctop.ui.sanitize import safe, safe_argv
+
+#: Labels of the event column (the type is readable without colour).
+EVENT_LABELS = {
+    "fork": "fork",
+    "exec": "exec",
+    "exit": "exit",
+    "uid": "uid",
+    "gid": "gid",
+    "sid": "sid",
+    "ptrace": "ptrace",
+    "comm": "comm",
+    "coredump": "coredump",
+    "lost": "LOST",
+}
+
+
+def event_class(ev: Event) -> str:
+    """The colour class (theme variable ``$event-<name>``) of an event."""
+    if ev.event == "exit":
+        if ev.signal:
+            return "signal"
+        return "failed" if ev.exit_code else "exit"
+    return ev.event if ev.event in EVENT_LABELS else "exit"
+
+
+def format_time(ts: float) -> str:
+    """``HH:MM:SS.mmm`` in local time (tests set ``TZ=UTC``)."""
+    whole = int(ts)
+    ms = round((ts - whole) * 1000)
+    if ms >= 1000:
+        whole, ms = whole + 1, ms - 1000
+    return time.strftime("%H:%M:%S", time.localtime(whole)) + f".{ms:03d}"
+
+
+def format_lifetime(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def command_of(ev: Event) -> str:
+    """The safe one-line command: argv joined, else comm, else ``?``."""
+    if ev.cmdline:
+        return safe_argv(ev.cmdline)
+    return safe(ev.comm) or "?"
+
+
+def detail_of(ev: Event, old_uid: int | None = None, short: bool = False) -> str:
+    """The detail column: exit status and lifetime, uid/gid change, new comm, tracer, ..."""
+    kind = ev.event
+    if kind == "exit":
+        text = ev.status_text
+        life = format_lifetime(ev.lifetime)
+        return f"{text} after {life}" if life and not short else text
+    if kind == "uid":
+        old = old_uid if old_uid is not None else ev.uid
+        if old == ev.ruid:
+            old = None
+        text = f"uid {'?' if old is None else old}\u2192{_n(ev.ruid)}"
+        if ev.euid is not None and ev.euid != ev.ruid:
+            text += f" euid {ev.euid}"
+        return text
+    if kind == "gid":
+        text = f"gid \u2192{_n(ev.rgid)}"
+        if ev.egid is not None and ev.egid != ev.rgid:
+            text += f" egid {ev.egid}"
+        return text
+    if kind == "comm":
+        return f"comm \u2192 {safe(ev.comm) or '?'}"
+    if kind == "ptrace":
+        return "detached" if not ev.tracer_pid else f"traced by {ev.tracer_pid}"
+    if kind == "coredump":
+        return "dumping core"
+    if kind == "sid":
+        return "new session"
+    if kind == "lost":
+        n = ev.count or 1
+        return f"{n} overrun{'s' if n != 1 else ''}: events lost"
+    return ""
+
+
+def _n(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+class Row:
+    """One timeline row: the event and its display strings (computed once)."""
+
+    __slots__ = ("cls", "command", "detail", "ev", "label", "short", "time", "user")
+
+    def __init__(self, ev: Event, old_uid: int | None = None) -> None:
+        self.ev = ev
+        self.time = format_time(ev.ts)
+        self.label = EVENT_LABELS.get(ev.event, safe(ev.event))
+        self.cls = event_class(ev)
+        self.user = safe(ev.user) if ev.user else ("" if ev.event == "lost" else "?")
+        self.command = "" if ev.event == "lost" else command_of(ev)
+        self.detail = detail_of(ev, old_uid)
+        self.short = detail_of(ev, old_uid, short=True) if ev.event == "exit" else self.detail
+
+    def matches(self, needle: str) -> bool:
+        """Case-insensitive substring match over what the row shows."""
+        ev = self.ev
+        hay = f"{self.label} {ev.pid} {ev.ppid or ''} {self.user} {self.command} {self.detail}"
+        return needle in hay.lower()
+
+
+class ProcTable:
+    """pid -> (ppid, command, uid) learnt from the events seen, for the ancestry chain.
+
+    Exited processes stay (they are what a failed exit's ancestry is made of);
+    the table is bounded by dropping the oldest entries.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.procs: dict[int, list] = {}
+
+    def learn(self, ev: Event) -> int | None:
+        """Record what ``ev`` says about its process; returns the uid known before it."""
+        if ev.event == "lost" or not ev.pid:
+            return None
+        pid = ev.tgid or ev.pid
+        entry = self.procs.get(pid)
+        old_uid = entry[2] if entry is not None else None
+        command = command_of(ev) if (ev.cmdline or ev.comm) else None
+        if entry is None:
+            if len(self.procs) >= self.limit:
+                for key in list(self.procs)[: self.limit // 2]:
+                    del self.procs[key]
+            entry = self.procs[pid] = [None, None, None]
+        if ev.ppid and ev.event != "ptrace":
+            entry[0] = ev.ppid
+        if command is not None:
+            entry[1] = command
+        if ev.event == "uid" and ev.ruid is not None:
+            entry[2] = ev.ruid
+        elif ev.uid is not None and entry[2] is None:
+            entry[2] = ev.uid
+        if ev.event == "exit" and ev.ppid and (ev.parent_cmdline or ev.parent_comm):
+            parent = self.procs.setdefault(ev.ppid, [None, None, None])
+            if parent[1] is None:
+                parent[1] = safe_argv(ev.parent_cmdline) if ev.parent_cmdline else safe(ev.parent_comm)
+        return old_uid
+
+    def ancestry(self, ev: Event, extra: list[tuple[int, str]] | None = None, limit: int = 32) -> list[tuple[int, str]]:
+        """``[(pid, command), ...]`` for the parent, grandparent, ... of ``ev``'s process.
+
+        ``extra`` is the source's own chain for the same process (live /proc
+        knowledge), used where the events seen say nothing.
+        """
+        parent_of: dict[int, int] = {}
+        commands: dict[int, str] = {}
+        child = ev.tgid or ev.pid
+        for pid, command in extra or []:
+            parent_of[child] = pid
+            commands[pid] = command
+            child = pid
+        chain: list[tuple[int, str]] = []
+        pid = ev.tgid or ev.pid
+        seen = {pid}
+        ppid = ev.ppid if ev.event in ("fork", "exec", "exit") and ev.ppid else None
+        if ppid is None:
+            entry = self.procs.get(pid)
+            ppid = entry[0] if entry and entry[0] else parent_of.get(pid)
+        while ppid and ppid not in seen and len(chain) < limit:
+            seen.add(ppid)
+            entry = self.procs.get(ppid)
+            command = (entry[1] if entry else None) or commands.get(ppid) or "?"
+            chain.append((ppid, command))
+            nxt = entry[0] if entry and entry[0] else None
+            ppid = nxt or parent_of.get(ppid)
+        return chain

@@ -1,0 +1,286 @@
+"""The event timeline: a Line API ``ScrollView`` that renders only the visible rows.
+
+Rows live in a bounded deque; a text filter keeps a second deque of the
+matching rows (a subsequence of the first). The first line is a fixed column
+header; the newest row is at the bottom and the view follows it until the
+user moves the cursor up, and again after End.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from proctop.ui.rows import Row
+
+#: (title, width) of the fixed columns; command and detail share the rest.
+COLUMNS = (("TIME", 12), ("EVENT", 8), ("PID", 7), ("PPID", 7), ("USER", 8))
+EVENT_CLASSES = (
+    "fork",
+    "exec",
+    "exit",
+    "failed",
+    "signal",
+    "uid",
+    "gid",
+    "sid",
+    "ptrace",
+    "comm",
+    "coredump",
+    "lost",
+)
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut (with an ellipsis) or padded to exactly ``width`` cells."""
+    if width <= 0:
+        return ""
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "\u2026"
+    return set_cell_size(text, width)
+
+
+class Timeline(ScrollView, can_focus=True):
+    """Process events, one per line."""
+
+    BINDINGS = [
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "follow", "Follow", show=False),
+    ]
+
+    COMPONENT_CLASSES = {
+        "timeline--header",
+        "timeline--cursor",
+        "timeline--detail",
+        *(f"event--{name}" for name in EVENT_CLASSES),
+    }
+
+    #: True while the view sticks to the newest row.
+    follow: reactive[bool] = reactive(True, init=False)
+
+    class CursorMoved(Message):
+        """The selected row changed (the details panel follows it)."""
+
+        def __init__(self, row: Row | None) -> None:
+            super().__init__()
+            self.row = row
+
+    def __init__(self, history: int = 100_000, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.history = history
+        self.rows: deque[Row] = deque(maxlen=history)
+        self.filtered: deque[Row] | None = None
+        self.needle = ""
+        self.cursor = -1  # index into the view; -1: nothing yet
+
+    # --- data ------------------------------------------------------------
+
+    @property
+    def view(self) -> deque[Row]:
+        return self.rows if self.filtered is None else self.filtered
+
+    def add(self, rows: Iterable[Row]) -> None:
+        """Append rows (oldest first), dropping the oldest beyond ``history``."""
+        view_before = len(self.view)
+        dropped_from_view = 0
+        all_rows = self.rows
+        filtered = self.filtered
+        needle = self.needle
+        limit = self.history
+        for row in rows:
+            if len(all_rows) == limit:
+                gone = all_rows[0]
+                if filtered is None:
+                    dropped_from_view += 1
+                elif filtered and filtered[0] is gone:
+                    filtered.popleft()
+                    dropped_from_view += 1
+            all_rows.append(row)
+            if filtered is not None and row.matches(needle):
+                filtered.append(row)
+        if len(self.view) == view_before and not dropped_from_view:
+            return
+        self._after_change(dropped_from_view)
+
+    def set_filter(self, text: str) -> None:
+        """Show only rows whose text contains ``text`` (case-insensitive); empty shows all."""
+        needle = text.strip().lower()
+        if needle == self.needle:
+            return
+        selected = self.selected
+        self.needle = needle
+        self.filtered = None if not needle else deque((r for r in self.rows if r.matches(needle)), maxlen=self.history)
+        view = self.view
+        if self.follow or selected is None:
+            self.cursor = len(view) - 1
+        else:
+            self.cursor = self._index_of(selected, view)
+        self._after_change(0, force_scroll=True)
+
+    def _index_of(self, row: Row, view: deque[Row]) -> int:
+        for i in range(len(view) - 1, -1, -1):
+            if view[i] is row:
+                return i
+        return len(view) - 1
+
+    def _after_change(self, dropped: int, force_scroll: bool = False) -> None:
+        view = self.view
+        self.virtual_size = Size(self.size.width, len(view) + 1)
+        if self.follow:
+            self.cursor = len(view) - 1
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            self.call_after_refresh(self._stick)
+            self.post_message(self.CursorMoved(self.selected))
+        else:
+            if dropped:
+                self.cursor = max(0 if view else -1, self.cursor - dropped)
+                self.scroll_to(y=max(0, self.scroll_y - dropped), animate=False, immediate=True)
+                self.post_message(self.CursorMoved(self.selected))
+            elif force_scroll:
+                self._scroll_cursor_into_view()
+                self.post_message(self.CursorMoved(self.selected))
+        self.refresh()
+
+    def _top(self) -> int:
+        """Index of the first row on screen (the bottom page while following)."""
+        if self.follow:
+            return max(0, len(self.view) + 1 - self.scrollable_content_region.height)
+        return int(self.scroll_y)
+
+    def _stick(self) -> None:
+        if self.follow and self.scroll_y != self.max_scroll_y:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+
+    @property
+    def selected(self) -> Row | None:
+        view = self.view
+        if 0 <= self.cursor < len(view):
+            return view[self.cursor]
+        return None
+
+    @property
+    def visible_rows(self) -> list[Row]:
+        """The rows on screen now (for tests and the details panel)."""
+        view = self.view
+        start = self._top()
+        end = min(len(view), start + max(0, self.scrollable_content_region.height - 1))
+        return [view[i] for i in range(start, end)]
+
+    # --- cursor ----------------------------------------------------------
+
+    def _move(self, delta: int) -> None:
+        view = self.view
+        if not view:
+            return
+        new = max(0, min(len(view) - 1, (self.cursor if self.cursor >= 0 else len(view) - 1) + delta))
+        if self.follow and (delta < 0 or new != len(view) - 1):
+            top = self._top()
+            self.follow = False
+            self.scroll_to(y=top, animate=False, immediate=True)
+        self.cursor = new
+        self._scroll_cursor_into_view()
+        self.refresh()
+        self.post_message(self.CursorMoved(self.selected))
+
+    def _scroll_cursor_into_view(self) -> None:
+        page = max(1, self.scrollable_content_region.height - 1)
+        top = self._top()
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + page:
+            self.scroll_to(y=self.cursor - page + 1, animate=False, immediate=True)
+
+    def action_cursor_up(self) -> None:
+        self._move(-1)
+
+    def action_cursor_down(self) -> None:
+        self._move(1)
+
+    def action_page_up(self) -> None:
+        self._move(-max(1, self.size.height - 2))
+
+    def action_page_down(self) -> None:
+        self._move(max(1, self.size.height - 2))
+
+    def action_first(self) -> None:
+        self._move(-len(self.view))
+
+    def action_follow(self) -> None:
+        self.follow = True
+        self._after_change(0)
+
+    def on_mouse_scroll_up(self, event) -> None:  # the wheel freezes the follow as the keys do
+        self.follow = False
+
+    # --- rendering -------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.view) + 1)
+        if self.follow:
+            self.call_after_refresh(self._stick)
+        elif self.cursor >= 0:
+            self.call_after_refresh(self._scroll_cursor_into_view)
+
+    def _layout(self, width: int) -> int:
+        """Cells left for command + detail."""
+        return max(0, width - sum(w + 1 for _, w in COLUMNS) - 1)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            return self._header_strip(width, base)
+        index = self._top() + y - 1
+        view = self.view
+        if index < 0 or index >= len(view):
+            return Strip.blank(width, base)
+        return self._row_strip(view[index], width, base, index == self.cursor)
+
+    def _header_strip(self, width: int, base: Style) -> Strip:
+        style = base + self.get_component_rich_style("timeline--header", partial=True)
+        parts = [" "] + [fit(title, w) + " " for title, w in COLUMNS]
+        rest = self._layout(width)
+        parts.append(fit("COMMAND / DETAIL", rest))
+        return Strip([Segment("".join(parts), style)]).adjust_cell_length(width, style)
+
+    def _row_strip(self, row: Row, width: int, base: Style, is_cursor: bool) -> Strip:
+        ev = row.ev
+        if is_cursor:
+            base = base + self.get_component_rich_style("timeline--cursor", partial=True)
+        kind = base + self.get_component_rich_style(f"event--{row.cls}", partial=True)
+        segments = [
+            Segment("\u25b6" if is_cursor else " ", base),
+            Segment(fit(row.time, 12) + " ", base),
+            Segment(fit(row.label, 8) + " ", kind),
+            Segment(fit(str(ev.pid) if ev.pid else "", 7) + " ", base),
+            Segment(fit(str(ev.ppid) if ev.ppid else "", 7) + " ", base),
+            Segment(fit(row.user, 8) + " ", base),
+        ]
+        rest = self._layout(width)
+        detail = row.detail
+        if detail and cell_len(detail) > rest - 13:
+            detail = row.short
+        if detail:
+            dlen = cell_len(detail)
+            cmd_w = max(rest - dlen - 1, min(rest, 12))
+            det_w = max(0, rest - cmd_w - 1)
+            segments.append(Segment(fit(row.command, cmd_w) + " ", base))
+            if det_w:
+                segments.append(Segment(fit(detail, det_w), kind))
+        else:
+            segments.append(Segment(fit(row.command, rest), base))
+        return Strip(segments).adjust_cell_length(width, base)

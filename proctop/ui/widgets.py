@@ -1,0 +1,165 @@
+"""The header (source, mask toggles, rates, lost counter) and the details panel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import Static
+
+from proctop.kernel.protocol import MASK_BITS
+from proctop.ui.rows import Row, format_lifetime, format_time
+from proctop.ui.sanitize import safe, safe_argv
+from proctop.ui.timeline import EVENT_CLASSES
+
+if TYPE_CHECKING:
+    from proctop.ui.app import ProctopApp
+
+#: (key, mask name, shown name) in the order of the header.
+TOGGLES = (
+    ("f", "fork", "fork"),
+    ("e", "exec", "exec"),
+    ("x", "nonzero-exit", "nonzero-exit"),
+    ("X", "exit", "exit"),
+    ("u", "uid", "uid"),
+    ("g", "gid", "gid"),
+    ("s", "sid", "sid"),
+    ("p", "ptrace", "ptrace"),
+    ("c", "comm", "comm"),
+    ("d", "coredump", "coredump"),
+)
+
+#: Event types in the rates line, in display order.
+RATE_TYPES = ("fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump")
+
+
+def toggle_text(mask: int, supported: int = 0xFFFFFFFF) -> str:
+    """``f[x]fork e[ ]exec ...``: the mask readable without colour."""
+    parts = []
+    for key, name, shown in TOGGLES:
+        bit = MASK_BITS[name]
+        mark = "-" if not supported & bit else ("x" if mask & bit else " ")
+        parts.append(f"{key}[{mark}]{shown}")
+    return " ".join(parts)
+
+
+class HeaderBar(Widget):
+    """Three lines: source and state; the mask toggles; events/s per type."""
+
+    COMPONENT_CLASSES = {
+        "header--title",
+        "header--on",
+        "header--off",
+        "header--lost",
+        "header--paused",
+        "header--dim",
+        *(f"event--{name}" for name in EVENT_CLASSES),
+    }
+
+    def render(self) -> Text:
+        app: ProctopApp = self.app  # type: ignore[assignment]
+        source = app.source
+        style = self.get_component_rich_style
+        text = Text(no_wrap=False, overflow="fold")
+        text.append(" proctop ", style("header--title"))
+        text.append(f" {source.label} ")
+        if app.paused:
+            text.append(f" PAUSED ({len(app.pending)} waiting) ", style("header--paused"))
+        elif source.finished:
+            text.append(" end of capture ", style("header--dim"))
+        else:
+            text.append(" live ", style("header--dim"))
+        text.append(f" rows {len(app.timeline.view)}")
+        if app.timeline.needle:
+            text.append(" filter: ")
+            text.append(app.timeline.needle, style("header--paused"))
+        lost = source.stats.lost
+        text.append("  ")
+        if lost:
+            text.append(f" LOST {lost} ", style("header--lost"))
+        else:
+            text.append("lost 0", style("header--dim"))
+        error = getattr(source, "error", None)
+        if error:
+            text.append("  ")
+            text.append(safe(str(error)), style("header--lost"))
+        text.append("\n")
+        supported = getattr(source, "supported", 0xFFFFFFFF)
+        for i, (key, name, shown) in enumerate(TOGGLES):
+            bit = MASK_BITS[name]
+            if i:
+                text.append(" ")
+            on = bool(source.mask & bit)
+            mark = "-" if not supported & bit else ("x" if on else " ")
+            text.append(f"{key}[{mark}]{shown}", style("header--on" if on else "header--off"))
+        text.append("\n")
+        by_type = source.stats.by_type
+        rates = app.rates
+        text.append("events/s", style("header--dim"))
+        shown = False
+        for kind in RATE_TYPES:
+            if kind not in by_type and kind not in rates:
+                continue
+            shown = True
+            text.append("  ")
+            text.append("core" if kind == "coredump" else kind, style(f"event--{kind}"))
+            text.append(f" {rates.get(kind, 0.0):.0f}")
+        if not shown:
+            text.append("  none yet", style("header--dim"))
+        return text
+
+
+class DetailsPanel(Static):
+    """Everything known about the selected row, and its ancestry."""
+
+    def show(self, row: Row | None, ancestry: list[tuple[int, str]]) -> None:
+        self.update(details_text(row, ancestry))
+
+
+def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> Text:
+    text = Text(no_wrap=False, overflow="fold")
+    if row is None:
+        text.append("no event selected")
+        return text
+    ev = row.ev
+
+    def field(label: str, value: str) -> None:
+        text.append(f"{label:<10}", style="bold")
+        text.append(value + "\n")
+
+    text.append(f"{row.label} ", style="bold")
+    text.append(f"at {format_time(ev.ts)}  pid {ev.pid}")
+    if ev.tgid and ev.tgid != ev.pid:
+        text.append(f" (tgid {ev.tgid})")
+    if ev.ppid:
+        text.append(f"  ppid {ev.ppid}")
+    text.append("\n")
+    if ev.event == "lost":
+        field("lost", row.detail)
+        return text
+    field("command", safe_argv(ev.cmdline) if ev.cmdline else "?")
+    field("comm", safe(ev.comm) or "?")
+    field("exe", safe(ev.exe) or "?")
+    field("user", row.user + (f" (uid {ev.uid})" if ev.uid is not None else ""))
+    if ev.event == "exit":
+        field("status", ev.status_text)
+        field("lifetime", format_lifetime(ev.lifetime) or "?")
+    elif row.detail:
+        field("detail", row.detail)
+    parent = ancestry[0][1] if ancestry else None
+    if ev.parent_cmdline:
+        parent = safe_argv(ev.parent_cmdline)
+    elif ev.parent_comm and parent in (None, "?"):
+        parent = safe(ev.parent_comm)
+    field("parent", parent or "?")
+    text.append(f"{'ancestry':<10}", style="bold")
+    if not ancestry:
+        text.append("unknown\n")
+    for i, (pid, command) in enumerate(ancestry):
+        if i:
+            text.append(" " * 10)
+        text.append(f"{'  ' * i}\u2514 {pid} ")
+        text.append(command + "\n")
+    text.rstrip()
+    return text

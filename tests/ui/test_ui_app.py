@@ -1,0 +1,308 @@
+"""Pilot tests of the TUI on a replayed capture (tests/data/sample.jsonl)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ui_helpers import SAMPLE, screen_text, wait_for
+
+from proctop.kernel.protocol import (
+    MASK_BITS,
+    PROC_EVENT_ALL,
+    PROC_EVENT_EXIT,
+    PROC_EVENT_FORK,
+    PROC_EVENT_NONZERO_EXIT,
+)
+from proctop.model.events import Event
+from proctop.sources.base import Source
+from proctop.sources.replay import ReplaySource, load_capture
+from proctop.ui.app import MASK_KEYS, ProctopApp
+
+_, SAMPLE_EVENTS = load_capture(SAMPLE)
+
+
+def make_app(source, **kw) -> ProctopApp:
+    return ProctopApp(source, rate_interval=None, **kw)
+
+
+async def loaded(pilot, app, n: int = len(SAMPLE_EVENTS)):
+    assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) >= n), (
+        f"only {len(app.timeline.rows)} of {n} rows arrived"
+    )
+
+
+async def test_rows_appear(sample_source):
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        assert len(app.timeline.rows) == len(SAMPLE_EVENTS) == 28
+        # everything came in few batches, not one message per event
+        assert 1 <= app.batches <= 3
+        text = screen_text(app)
+        assert "kernel" not in text.splitlines()[0]  # the header names the replay source
+        assert " replay " in text.splitlines()[0]
+        assert "LOST 3" in text.splitlines()[0]
+        # newest at the bottom, followed: the last event is on screen, the first is not
+        assert "exit 3 after 119ms" in text
+        assert "sshd: /usr/sbin/sshd" not in text
+        assert "SIGSEGV (core dumped) after 1.50s" in text
+        assert "22:13:22.001 exit     1400    1200    alice" in text
+        assert "uid 1000\u21920" in text
+        assert "3 overruns: events lost" in text
+        # the cursor marks the newest row
+        assert app.timeline.selected.ev.pid == 1600 and app.timeline.selected.ev.event == "exit"
+
+
+async def test_hostile_strings_are_shown_literally(sample_source):
+    app = make_app(sample_source)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await loaded(pilot, app)
+        text = screen_text(app)
+        # markup is not interpreted, escapes are made visible
+        assert r"sh -c echo [bold red]x[/] \x1b]0;pwned\x07 \xff done" in text
+        assert "comm \u2192 evil\\x1b[2J" in text
+        await pilot.press("up", "up", "enter")  # the exec of the hostile command, in the details
+        await pilot.pause()
+        assert app.timeline.selected.ev.event == "exec"
+        assert r"command   sh -c echo [bold red]x[/] \x1b]0;pwned\x07 \xff done" in screen_text(app)
+        strips = app.screen._compositor.render_strips()
+        for strip in strips:
+            for seg in strip:
+                assert not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in seg.text), repr(seg.text)
+                assert not any(0xD800 <= ord(ch) < 0xE000 for ch in seg.text), repr(seg.text)
+
+
+async def test_details_show_the_ancestry(sample_source):
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        # walk up to the SIGSEGV exit of ./crashme
+        for _ in range(30):
+            ev = app.timeline.selected.ev
+            if ev.event == "exit" and ev.pid == 1400:
+                break
+            await pilot.press("up")
+        assert app.timeline.follow is False
+        await pilot.press("enter")
+        await pilot.pause()
+        body = str(app.details_body.render())
+        assert "command   ./crashme --now" in body
+        assert "exe       /home/alice/src/crashme" in body
+        assert "status    SIGSEGV (core dumped)" in body
+        assert "lifetime  1.50s" in body
+        assert "parent    make -j2" in body
+        lines = [line.strip() for line in body.splitlines()]
+        start = next(i for i, line in enumerate(lines) if line.startswith("ancestry"))
+        chain = lines[start : start + 4]
+        assert chain[0].endswith("\u2514 1200 make -j2")
+        assert chain[1] == "\u2514 1000 -bash"
+        assert chain[2] == "\u2514 800 sshd: alice [priv]" or chain[2].startswith("\u2514 800 sshd")
+        assert chain[3] == "\u2514 1 ?"
+        assert "ancestry" in screen_text(app)
+        # the panel follows the cursor; Escape closes it
+        await pilot.press("up")
+        await pilot.pause()
+        assert "coredump" in str(app.details_body.render()).splitlines()[0]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.query_one("#details").display
+        # End resumes following the newest row
+        await pilot.press("end")
+        assert app.timeline.follow and app.timeline.selected.ev.pid == 1600
+
+
+class GatedSource(Source):
+    """Replays a capture's events only once ``gate`` is set; counts like a real source."""
+
+    kind = "replay"
+    label = "gated replay"
+
+    def __init__(self, events: list[Event], mask: int = PROC_EVENT_ALL) -> None:
+        super().__init__(mask)
+        self.events = list(events)
+        self.gate = threading.Event()
+        self.given = 0
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, timeout: float) -> list[Event]:
+        if not self.gate.wait(timeout):
+            return []
+        out, self.events = self.events[:5], self.events[5:]  # a few per poll
+        for ev in out:
+            self.stats.by_type[ev.event] = self.stats.by_type.get(ev.event, 0) + 1
+        self.stats.delivered += len(out)
+        self.given += len(out)
+        if not out:
+            time.sleep(timeout)
+        return out
+
+
+async def test_pause_keeps_counting_and_catches_up():
+    source = GatedSource(SAMPLE_EVENTS)
+    app = make_app(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("space")
+        assert app.paused
+        source.gate.set()
+        # events are read and counted while paused, but the view does not move
+        assert await wait_for(pilot, lambda: app.events_seen == len(SAMPLE_EVENTS))
+        assert len(app.timeline.rows) == 0
+        assert len(app.pending) == len(SAMPLE_EVENTS)
+        assert sum(source.stats.by_type.values()) == len(SAMPLE_EVENTS)
+        assert f"PAUSED ({len(SAMPLE_EVENTS)} waiting)" in screen_text(app)
+        await pilot.press("space")
+        await pilot.pause()
+        assert not app.paused
+        assert len(app.timeline.rows) == len(SAMPLE_EVENTS)
+        assert [r.ev for r in app.timeline.rows] == SAMPLE_EVENTS
+        assert "PAUSED" not in screen_text(app)
+        assert "exit 3 after 119ms" in screen_text(app)
+
+
+async def test_filter_narrows_rows(sample_source):
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("slash")
+        assert app.filter_input.has_focus
+        await pilot.press(*"crashme")
+        await pilot.pause()
+        view = list(app.timeline.view)
+        assert [(r.ev.event, r.ev.pid) for r in view] == [
+            ("exec", 1400),
+            ("ptrace", 1400),
+            ("coredump", 1400),
+            ("exit", 1400),
+        ]
+        text = screen_text(app)
+        assert "filter: crashme" in text
+        assert "sudo id" not in text
+        # typing in the filter does not toggle the mask ("c" is comm, "e" is exec)
+        assert app.source.mask == PROC_EVENT_ALL
+        await pilot.press("enter")  # keep the filter, back to the timeline
+        assert app.timeline.has_focus and len(app.timeline.view) == 4
+        await pilot.press("slash", "escape")  # Escape clears and closes
+        await pilot.pause()
+        assert len(app.timeline.view) == len(SAMPLE_EVENTS)
+        assert not app.filter_input.display
+
+
+async def test_filter_matches_detail_and_user(sample_source):
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        app.timeline.set_filter("SIGSEGV")
+        assert [r.ev.pid for r in app.timeline.view] == [1400]
+        app.timeline.set_filter("root")
+        assert {r.ev.pid for r in app.timeline.view} == {800, 1000, 1500}
+
+
+async def test_mask_keys_change_the_source_mask(sample_source):
+    sample_source.set_mask(PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT)
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert "f[x]fork e[ ]exec x[x]nonzero-exit X[ ]exit" in screen_text(app)
+        for key, name in MASK_KEYS.items():
+            before = app.source.mask
+            await pilot.press(key)
+            assert app.source.mask == before ^ MASK_BITS[name], key
+            await pilot.press(key)
+            assert app.source.mask == before, key
+        await pilot.press("x", "X")
+        await pilot.pause()
+        assert app.source.mask == PROC_EVENT_FORK | PROC_EVENT_EXIT
+        assert "f[x]fork e[ ]exec x[ ]nonzero-exit X[x]exit" in screen_text(app)
+        await pilot.press("a")
+        assert app.source.mask == PROC_EVENT_ALL
+        await pilot.press("a")
+        assert app.source.mask == 0
+        await pilot.pause()
+        assert "f[ ]fork e[ ]exec x[ ]nonzero-exit X[ ]exit u[ ]uid" in screen_text(app)
+
+
+async def test_mask_filters_replayed_events():
+    source = ReplaySource(SAMPLE, PROC_EVENT_NONZERO_EXIT)
+    source.start()
+    app = make_app(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.reader_done)
+        await pilot.pause()
+        kinds = [(r.ev.event, r.ev.pid) for r in app.timeline.rows]
+        assert kinds == [("exit", 1301), ("exit", 1400), ("exit", 1200), ("lost", 0), ("exit", 1600)]
+
+
+async def test_history_is_bounded():
+    source = GatedSource(SAMPLE_EVENTS)
+    source.gate.set()
+    app = make_app(source, history=10)
+    async with app.run_test(size=(100, 30)) as pilot:
+        # the reader keeps at most a history of events for a UI that lags (counted as overflow)
+        assert await wait_for(pilot, lambda: app.events_seen + app.overflow == len(SAMPLE_EVENTS))
+        await pilot.pause()
+        assert [r.ev for r in app.timeline.rows] == SAMPLE_EVENTS[-10:]
+        assert len(app.timeline.view) == 10
+        assert "exit 3 after 119ms" in screen_text(app)
+
+
+async def test_no_color(sample_source, no_color):
+    """Without colour the type, mask and state are still readable as text."""
+    app = make_app(sample_source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot, app)
+        text = screen_text(app)
+        assert "f[x]fork" in text and "LOST 3" in text and "\u25b622:13:24.120 exit" in text
+
+
+class StormSource(Source):
+    """Thousands of events per poll, as fast as the reader asks."""
+
+    kind = "native"
+    label = "storm"
+
+    def __init__(self) -> None:
+        super().__init__(PROC_EVENT_ALL)
+        self.polls = 0
+        self.mask_changed_at: float | None = None
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, timeout: float) -> list[Event]:
+        """1000 forks every 20 ms: 50,000 events a second."""
+        self.polls += 1
+        base = self.polls * 1000
+        time.sleep(0.02)
+        out = [
+            Event(ts=1e9 + i / 1e4, event="fork", pid=base + i, tgid=base + i, ppid=1, comm="storm")
+            for i in range(1000)
+        ]
+        self.stats.by_type["fork"] = self.stats.by_type.get("fork", 0) + len(out)
+        return out
+
+    def set_mask(self, mask: int) -> None:
+        super().set_mask(mask)
+        self.mask_changed_at = time.monotonic()
+
+
+async def test_keys_stay_responsive_in_a_storm():
+    source = StormSource()
+    app = make_app(source, history=20_000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.events_seen >= 60_000, timeout=30)
+        # batches are bounded in rate: far fewer messages than events
+        assert app.batches * 500 < app.events_seen
+        assert len(app.timeline.rows) == 20_000
+        started = time.monotonic()
+        await pilot.press("f")
+        assert source.mask_changed_at is not None
+        assert source.mask_changed_at - started < 1.0
+        assert not source.mask & PROC_EVENT_FORK
+        await pilot.press("space")
+        assert app.paused
+        seen = app.events_seen
+        assert await wait_for(pilot, lambda: app.events_seen > seen + 10_000, timeout=10)
+        await pilot.press("space")
+        assert not app.paused
