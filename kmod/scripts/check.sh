@@ -9,7 +9,8 @@
 # Prints the guest's output; the exit status is the guest's verdict (no
 # verdict: hang or crash => failure).
 # Env: SKIP_APT=1 skips step 1; GUEST_TIMEOUT (s, default 600);
-#      STORM_CYCLES (default 20); PROCTOP_E2E_DIR (see tests/guest.sh).
+#      STORM_CYCLES (default 20); PROCTOP_E2E=auto|1|0 (run proctop itself in
+#      the guest: auto = when ../proctop and pip are there; 1 = required).
 set -euo pipefail
 KMOD=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$KMOD"
@@ -45,6 +46,31 @@ modinfo -F vermagic proctop_cn.ko
 # static fork-storm helper for test 5 (a Python fork is slow under TCG)
 gcc -O2 -static -o tests/forkstorm tests/forkstorm.c || rm -f tests/forkstorm
 
+# Optional end-to-end run of proctop itself in the guest (PROCTOP_E2E=auto|1|0):
+# a world-readable copy of ../proctop plus pyroute2/psutil installed with pip
+# --target into a directory under /tmp that the guest sees through 9p.
+E2E_DIR=none
+if [ "${PROCTOP_E2E:-auto}" != 0 ] && [ -f "$KMOD/../proctop/__main__.py" ]; then
+    t "stage proctop for the end-to-end run"
+    d=$(mktemp -d /tmp/proctop-e2e.XXXXXX)
+    cp -r "$KMOD/../proctop" "$d/proctop"
+    find "$d" -name __pycache__ -prune -exec rm -rf {} +
+    pip_ok=0
+    for py in ${PROCTOP_E2E_PYTHON:-} python3 /usr/bin/python3; do
+        if "$py" -m pip --version >/dev/null 2>&1 &&
+           "$py" -m pip install -q --disable-pip-version-check --target "$d" pyroute2 psutil >/dev/null 2>&1; then
+            pip_ok=1; break
+        fi
+    done
+    chmod -R a+rX "$d"; chmod 755 "$d"
+    if [ $pip_ok = 1 ]; then
+        E2E_DIR=$d
+    else
+        echo "kmod check: no pip to install pyroute2/psutil: skipping the proctop end-to-end run"
+        [ "${PROCTOP_E2E:-auto}" = 1 ] && exit 2
+    fi
+fi
+
 t "initramfs"
 scripts/mkinitrd.sh "$KV" guest-initrd.cpio.gz
 
@@ -54,7 +80,7 @@ timeout "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -cpu max -m 1G -sm
     -nographic -no-reboot -kernel "$VMLINUZ" -initrd guest-initrd.cpio.gz \
     -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
-    -append "console=ttyS0 panic=-1 quiet guestcmd=$KMOD/tests/guest.sh ptc_storm=${STORM_CYCLES:-20} ptc_e2e=${PROCTOP_E2E_DIR:-none}" \
+    -append "console=ttyS0 panic=-1 quiet guestcmd=$KMOD/tests/guest.sh ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR" \
     </dev/null 2>&1 | tr -d '\000\r' | tee guest-console.log \
     | grep -v -E '^\s*$|SeaBIOS|iPXE|Booting from|^\x1b' || true
 rc=$(sed -n 's/.*GUEST-EXIT=\([0-9]*\).*/\1/p' guest-console.log | tail -1)
@@ -62,5 +88,6 @@ if [ -z "$rc" ]; then
     echo "kmod check: no GUEST-EXIT marker: guest hung, crashed or timed out"
     rc=99
 fi
+[ "$E2E_DIR" != none ] && rm -rf "$E2E_DIR"
 t "done: guest exit status $rc"
 exit "$rc"
