@@ -252,10 +252,27 @@ class ProctopApp(App[int]):
         self._set_mask(0 if all_on else PROC_EVENT_ALL)
 
     def _set_mask(self, mask: int) -> None:
-        self.source.set_mask(mask)
-        error = getattr(self.source, "error", None)
+        """Hand the new mask to the source (and so to the kernel) now.
+
+        Called off the event loop's thread: pyroute2's synchronous socket API
+        runs its own asyncio loop, which cannot start inside Textual's.
+        """
+        failure: list[BaseException] = []
+
+        def apply() -> None:
+            try:
+                self.source.set_mask(mask)
+            except Exception as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=apply, name="proctop-set-mask", daemon=True)
+        thread.start()
+        thread.join(timeout=2.0)
+        error = failure[0] if failure else getattr(self.source, "error", None)
+        if thread.is_alive():
+            error = "the event source did not accept the new mask in time"
         if error:
-            self.notify(str(error), severity="error")
+            self.notify(f"cannot change the mask: {error}", severity="error")
         self.header_bar.refresh()
 
     def action_pause(self) -> None:

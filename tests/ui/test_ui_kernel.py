@@ -1,0 +1,66 @@
+"""The TUI on the real proc connector: the mask keys change what the kernel sends."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from ui_helpers import screen_text, wait_for
+
+from proctop.kernel.probe import probe
+from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_NONZERO_EXIT
+from proctop.sources.connector import ConnectorSource
+from proctop.ui.app import ProctopApp
+
+pytestmark = pytest.mark.kernel
+
+
+def failed_exits(app, pid: int) -> list:
+    rows = list(app.timeline.rows) + list(app.pending)
+    return [r for r in rows if r.ev.event == "exit" and r.ev.tgid == pid]
+
+
+def run_failing(code: int) -> int:
+    proc = subprocess.Popen(["sh", "-c", f"exit {code}"])
+    assert proc.wait() == code
+    return proc.pid
+
+
+@pytest.fixture
+def connector():
+    source = ConnectorSource(probe(), DEFAULT_MASK)
+    source.start()
+    yield source
+    source.close()
+
+
+async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
+    app = ProctopApp(connector, rate_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        # the UI is live: a failing command shows up with its status
+        first = run_failing(7)
+        assert await wait_for(pilot, lambda: failed_exits(app, first), timeout=5), "failed exit never arrived"
+        row = failed_exits(app, first)[0]
+        assert row.detail.startswith("exit 7")
+
+        await pilot.press("x")
+        await pilot.pause()
+        assert not connector.mask & PROC_EVENT_NONZERO_EXIT
+        assert "x[ ]nonzero-exit" in screen_text(app)
+        hidden = run_failing(7)
+        # give the kernel and the reader ample time to deliver what they would deliver
+        marker = run_failing(0)  # exec of a marker command: proof the reader is still live
+        assert await wait_for(
+            pilot, lambda: any(r.ev.tgid == marker and r.ev.event == "exec" for r in app.timeline.rows), timeout=5
+        )
+        await pilot.pause(0.5)
+        assert failed_exits(app, hidden) == []
+
+        await pilot.press("x")
+        await pilot.pause()
+        assert connector.mask & PROC_EVENT_NONZERO_EXIT
+        assert "x[x]nonzero-exit" in screen_text(app)
+        shown = run_failing(7)
+        assert await wait_for(pilot, lambda: failed_exits(app, shown), timeout=5), "failed exit did not come back"
+        assert failed_exits(app, shown)[0].detail.startswith("exit 7")
+        assert failed_exits(app, hidden) == []

@@ -1,0 +1,52 @@
+"""Snapshots of the main screen and the details panel (replayed capture, UTC, frozen rates).
+
+Regenerate after an intended change of the look with
+``pytest tests/ui/test_ui_snapshots.py --snapshot-update`` and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ui_helpers import SAMPLE, wait_for
+
+from proctop.kernel.protocol import PROC_EVENT_ALL
+from proctop.sources.replay import ReplaySource
+from proctop.ui.app import ProctopApp
+
+SIZES = [(100, 30), (80, 24)]
+THEMES = ["proctop-dark", "proctop-cb-safe"]
+
+
+def make_app(theme: str) -> ProctopApp:
+    source = ReplaySource(SAMPLE, PROC_EVENT_ALL)
+    source.start()
+    return ProctopApp(source, theme=theme, rate_interval=None)
+
+
+async def _loaded(pilot) -> None:
+    app = pilot.app
+    assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) == len(app.source.events))
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen(snap_compare, size, theme):
+    assert snap_compare(make_app(theme), terminal_size=size, run_before=_loaded)
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_details_panel(snap_compare, size, theme):
+    async def select_crash(pilot) -> None:
+        await _loaded(pilot)
+        app = pilot.app
+        for _ in range(30):  # up to the SIGSEGV exit of ./crashme
+            ev = app.timeline.selected.ev
+            if ev.event == "exit" and ev.pid == 1400:
+                break
+            await pilot.press("up")
+        await pilot.press("enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app(theme), terminal_size=size, run_before=select_crash)

@@ -1,0 +1,108 @@
+"""Theme files: loading, validation, --theme, the command palette, per-event colours."""
+
+from __future__ import annotations
+
+import pytest
+from textual.color import Color
+from textual.command import CommandPalette
+from textual.widgets import OptionList
+from ui_helpers import SAMPLE, wait_for
+
+from proctop import cli
+from proctop.ui import themes
+from proctop.ui.app import ProctopApp
+from proctop.ui.themes import ThemeError, load_theme_by_name, load_themes, parse_theme
+
+NAMES = {"proctop-dark", "proctop-light", "proctop-high-contrast", "proctop-cb-safe"}
+OKABE_ITO = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
+
+
+def test_shipped_themes_load():
+    loaded = load_themes()
+    assert set(loaded) >= NAMES
+    assert loaded["proctop-dark"].dark and not loaded["proctop-light"].dark
+    for theme in loaded.values():
+        for key in themes.EVENT_KEYS:
+            Color.parse(theme.variables[f"event-{key}"])  # every event has a parseable colour
+    cb = loaded["proctop-cb-safe"]
+    event_colours = {cb.variables[f"event-{k}"].upper() for k in themes.EVENT_KEYS}
+    greys = {c for c in event_colours if c[1:3] == c[3:5] == c[5:7]}
+    assert event_colours - greys <= OKABE_ITO
+    assert load_theme_by_name("proctop-high-contrast").background == "#000000"
+
+
+def test_unknown_theme_is_one_line_with_status_2():
+    with pytest.raises(ThemeError) as info:
+        load_theme_by_name("nope")
+    assert info.value.status == 2
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("unknown theme 'nope' (choose from: ")
+    for name in NAMES:
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name = 'x'\n[colors\nprimary='#fff'", "not valid TOML"),
+        ("name = 'x'\n[colors]\nprimary = 'notacolour'", "colors.primary is not a colour"),
+        ("name = 'x'\n[colors]\nbackground = '#000'", "needs 'primary'"),
+        ("name = 'x'\n[colors]\nprimary = '#fff'\n[events]\nforks = '#fff'", "unknown key 'forks' in [events]"),
+        ("name = 'x'\ndark = 'yes'\n[colors]\nprimary = '#fff'", "'dark' must be true or false"),
+        ("[colors]\nprimary = '#fff'", "'name' must be a non-empty string"),
+        ("name = 'x'\ncolours = 1", "unknown key 'colours'"),
+    ],
+)
+def test_malformed_theme_text(text, expected):
+    with pytest.raises(ThemeError) as info:
+        parse_theme(text, "bad.toml")
+    assert expected in str(info.value)
+    assert str(info.value).startswith("theme file bad.toml: ")
+    assert "\n" not in str(info.value)
+
+
+def test_cli_theme_errors(tmp_path, monkeypatch, capsys):
+    assert cli.main(["--replay", str(SAMPLE), "--theme", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("proctop: unknown theme 'nope' (choose from: ") and err.count("\n") == 1
+
+    (tmp_path / "broken.toml").write_text("name = 'broken'\n[colors]\nprimary = 12\n")
+    monkeypatch.setattr(themes, "theme_files", lambda: {"broken": tmp_path / "broken.toml"})
+    assert cli.main(["--replay", str(SAMPLE), "--theme", "broken"]) == 2
+    err = capsys.readouterr().err
+    assert err == "proctop: theme file broken.toml: colors.primary must be a colour string\n"
+
+
+async def test_theme_option_and_event_colours(sample_source):
+    app = ProctopApp(sample_source, theme="proctop-light", rate_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "proctop-light"
+        style = app.timeline.get_component_rich_style("event--fork")
+        assert style.color.triplet.hex == "#0550ae"
+        app.theme = "proctop-cb-safe"
+        await pilot.pause()
+        style = app.timeline.get_component_rich_style("event--signal")
+        assert style.color.triplet.hex.upper() == "#D55E00"
+        # a Textual built-in theme still works: proctop's variables have defaults
+        app.theme = "textual-dark"
+        await pilot.pause()
+        assert app.timeline.get_component_rich_style("event--fork").color is not None
+
+
+async def test_command_palette_lists_the_themes(sample_source):
+    app = ProctopApp(sample_source, rate_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "proctop-dark"
+        app.search_themes()
+        assert await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"proctop")
+        results = app.screen.query_one(OptionList)
+
+        def names():
+            return {str(results.get_option_at_index(i).prompt) for i in range(results.option_count)}
+
+        assert await wait_for(pilot, lambda: all(any(n in p for p in names()) for n in NAMES))
+        # pick the high contrast theme from the palette
+        await pilot.press("backspace", *"-high-contrast", "enter")
+        assert await wait_for(pilot, lambda: app.theme == "proctop-high-contrast")
