@@ -437,7 +437,8 @@ static void ptc_ack(u32 portid, u32 seq, u32 err)
 		atomic_long_inc(&ptc_dropped);
 }
 
-static u32 ptc_listen(u32 portid, kuid_t uid, u32 mask)
+/* 0 or a negative errno */
+static int ptc_listen(u32 portid, kuid_t uid, u32 mask)
 {
 	struct ptc_sub *s, *fresh;
 	unsigned long flags;
@@ -457,12 +458,12 @@ static u32 ptc_listen(u32 portid, kuid_t uid, u32 mask)
 	}
 	if (!fresh) {
 		spin_unlock_irqrestore(&ptc_lock, flags);
-		return ENOMEM;
+		return -ENOMEM;
 	}
 	if (atomic_read(&ptc_nsubs) >= READ_ONCE(max_subscribers)) {
 		spin_unlock_irqrestore(&ptc_lock, flags);
 		kfree(fresh);
-		return ENOSPC;
+		return -ENOSPC;
 	}
 	fresh->portid = portid;
 	fresh->uid = uid;
@@ -505,7 +506,7 @@ static void ptc_cn_callback(struct cn_msg *msg, struct netlink_skb_parms *nsp)
 	 * silent; we answer EPERM).
 	 */
 	if (current_user_ns() != &init_user_ns ||
-	    !task_is_in_init_pid_ns(current)) {
+	    task_active_pid_ns(current) != &init_pid_ns) {
 		err = EPERM;
 		goto ack;
 	}
@@ -517,7 +518,7 @@ static void ptc_cn_callback(struct cn_msg *msg, struct netlink_skb_parms *nsp)
 
 	switch (op) {
 	case PTC_MCAST_LISTEN:
-		err = ptc_listen(nsp->portid, nsp->creds.uid, mask);
+		err = -ptc_listen(nsp->portid, nsp->creds.uid, mask); /* ack: positive */
 		break;
 	case PTC_MCAST_IGNORE:
 		ptc_remove_port(nsp->portid);
@@ -631,7 +632,7 @@ static void __exit ptc_exit(void)
 	 * returns, so wait for ours.
 	 */
 	while (atomic_read(&ptc_cb_inflight))
-		msleep(1);
+		usleep_range(500, 1000);
 	synchronize_rcu();
 	/* 4. socket release notifications are no longer needed */
 	netlink_unregister_notifier(&ptc_netlink_nb);
