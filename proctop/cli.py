@@ -85,16 +85,23 @@ def _pos_int(text: str) -> int:
     return value
 
 
-class _Stop(Exception):
-    """Raised from a signal handler to unwind the JSON loop."""
+class _StopFlag:
+    """Set by SIGINT/SIGTERM/SIGHUP; the JSON loop looks at it between batches.
 
+    A flag, not an exception: raised from a handler, an exception could land
+    inside one of the best-effort ``except Exception`` blocks and be swallowed.
+    """
 
-def _install_signal_handlers() -> None:
-    def handler(signum, frame):
-        raise _Stop()
+    def __init__(self) -> None:
+        self.raised = False
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._handler)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
+    def _handler(self, signum, frame) -> None:
+        self.raised = True
+
+    def __call__(self) -> bool:
+        return self.raised
 
 
 def make_source(args: argparse.Namespace, mask: int):
@@ -133,13 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_json(args: argparse.Namespace, mask: int) -> int:
     from proctop.headless import run_json
 
-    _install_signal_handlers()
+    stop = _StopFlag()
     source = None
     try:
         source = make_source(args, mask)
         source.start()
-        return run_json(source, duration=args.duration, count=args.count)
-    except (_Stop, KeyboardInterrupt):
+        return run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
+    except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
         # The reader went away (`| head -1`): silence the final flush too.

@@ -1,40 +1,11 @@
-"""Shared helpers: real processes, and waiting for what the kernel said about them."""
+"""Shared fixtures."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def proctop_cmd(*args: str) -> list[str]:
-    """Run proctop as a user would: the interpreter this test runs under."""
-    return [sys.executable, "-m", "proctop", *args]
-
-
-def collect(source, done: Callable[[list], bool], timeout: float = 5.0) -> list:
-    """Poll ``source`` until ``done(events)`` holds or ``timeout`` passes; all events seen."""
-    seen: list = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.extend(source.poll(0.1))
-        if done(seen):
-            break
-    return seen
-
-
-def run(cmd: list[str], **kw) -> int:
-    """Start ``cmd``, wait for it, return its pid."""
-    proc = subprocess.Popen(cmd, **kw)
-    proc.wait()
-    return proc.pid
 
 
 @pytest.fixture

@@ -206,8 +206,12 @@ class Enricher:
             ev.ppid = raw.ptgid
             if raw.pid == raw.tgid:
                 info = self.procs.pop(subject, None)
-                if info is None and snap is not None:
-                    info = _from_snapshot(subject, snap)  # a zombie still has comm and ppid
+                if snap is not None:  # a zombie still has comm, ppid and owner
+                    if info is None:
+                        info = _from_snapshot(subject, snap)
+                    else:
+                        info.comm = info.comm or snap.comm
+                        info.uid = snap.uid if info.uid is None else info.uid
             else:
                 info = self.procs.get(subject)
             if info is not None and info.start is not None and raw.pid == raw.tgid:

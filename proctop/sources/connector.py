@@ -210,8 +210,10 @@ class ConnectorSource(Source):
                 snap = None
                 if ev.what == PROC_EVENT_EXEC:
                     snap = snapshot(ev.tgid, argv=True)
-                elif ev.what == PROC_EVENT_EXIT and ev.pid == ev.tgid and ev.tgid not in known:
-                    snap = snapshot(ev.tgid, argv=False)
+                elif ev.what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
+                    info = known.get(ev.tgid)
+                    if info is None or info.comm is None:  # unannounced, or exec'd too fast to read
+                        snap = snapshot(ev.tgid, argv=False)
                 keep.append((ev, snap))
             else:
                 dropped += 1

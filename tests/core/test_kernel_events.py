@@ -20,7 +20,7 @@ from proctop.kernel.protocol import (
     parse_mask,
 )
 from proctop.sources.connector import ConnectorSource
-from tests.conftest import collect, run
+from helpers import collect, run
 
 pytestmark = pytest.mark.kernel
 

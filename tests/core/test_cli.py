@@ -1,0 +1,211 @@
+"""The command line as users run it: real processes, real signals, real pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from proctop.kernel import probe as probe_mod
+from proctop.kernel.probe import ProbeError, probe
+from helpers import proctop_cmd, run
+
+NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree
+
+
+def start(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        proctop_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL, **kw
+    )
+
+
+def header_of(proc: subprocess.Popen) -> dict:
+    """Wait for the header line: from then on the subscription is live."""
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read()
+    head = json.loads(line)
+    assert "event" not in head and head["proctop"]
+    return head
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--only", "bogus", "--json"], "unknown event 'bogus'"),
+        (["--only", "", "--json"], "empty event list"),
+        (["--duration", "-1", "--json"], "--duration"),
+        (["--duration", "soon", "--json"], "not a number"),
+        (["--count", "-3", "--json"], "--count"),
+        (["--replay", "/nonexistent/capture.jsonl", "--json"], "replay file not found"),
+        (["--history", "0"], "--history"),
+        (["--frobnicate"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    proc = subprocess.run(proctop_cmd(*args), capture_output=True, text=True, cwd=NEUTRAL, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("proctop: ")
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_malformed_replay_line_names_file_and_line(tmp_path):
+    capture = tmp_path / "bad.jsonl"
+    capture.write_text('{"ts": 1, "event": "exit", "pid": 5, "tgid": 5}\n{"ts": 2, "event": \n')
+    proc = subprocess.run(proctop_cmd("--json", "--replay", str(capture)), capture_output=True, text=True, cwd=NEUTRAL)
+    assert proc.returncode == 2
+    assert f"{capture}:2: not valid JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_version():
+    proc = subprocess.run(proctop_cmd("--version"), capture_output=True, text=True, cwd=NEUTRAL)
+    assert proc.returncode == 0 and proc.stdout.startswith("proctop ")
+
+
+@pytest.mark.kernel
+def test_json_only_nonzero_exit_prints_failures_as_they_happen():
+    proc = start("--json", "--only", "nonzero-exit")
+    head = header_of(proc)
+    assert head["source"] == "native" and head["mask"] == ["nonzero-exit"]
+    ok_pid = run(["true"])
+    pid = run(["sh", "-c", "exit 42"])
+    seen = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # other processes on the machine may fail too
+        seen.append(json.loads(proc.stdout.readline()))
+        if seen[-1]["pid"] == pid:
+            break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    mine = seen[-1]
+    assert (mine["pid"], mine["event"], mine["exit_code"], mine["ppid"]) == (pid, "exit", 42, os.getpid())
+    assert all(ev["event"] == "exit" and (ev["exit_code"] or ev["signal"]) for ev in seen)
+    assert ok_pid not in {ev["pid"] for ev in seen}
+
+
+@pytest.mark.kernel
+def test_count_stops_after_n_events():
+    proc = start("--json", "--only", "exit", "--count", "3")
+    header_of(proc)
+    for _ in range(5):
+        run(["true"])
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert len(out.splitlines()) == 3
+    assert all(json.loads(line)["event"] == "exit" for line in out.splitlines())
+
+
+@pytest.mark.kernel
+def test_duration_stops_in_time():
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        proctop_cmd("--json", "--duration", "1"), capture_output=True, text=True, cwd=NEUTRAL, timeout=20
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 1.0 <= time.monotonic() - t0 < 10
+    assert json.loads(proc.stdout.splitlines()[0])["proctop"]
+
+
+@pytest.mark.kernel
+def test_replay_round_trip(tmp_path):
+    capture = tmp_path / "capture.jsonl"
+    with capture.open("w") as out:
+        proc = subprocess.Popen(
+            proctop_cmd("--json", "--only", "fork,exec,exit"), stdout=out, stderr=subprocess.PIPE, cwd=NEUTRAL
+        )
+        deadline = time.monotonic() + 10
+        while capture.stat().st_size == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [run(["sh", "-c", f"exit {code}"]) for code in (0, 1, 2)]
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    recorded = capture.read_text().splitlines()[1:]
+    assert {json.loads(line)["pid"] for line in recorded} >= set(pids)
+    replay = subprocess.run(
+        proctop_cmd("--json", "--replay", str(capture), "--only", "all"), capture_output=True, text=True, cwd=NEUTRAL
+    )
+    assert replay.returncode == 0, replay.stderr
+    head, *replayed = replay.stdout.splitlines()
+    assert json.loads(head)["source"] == "replay"
+    assert [json.loads(line) for line in replayed] == [json.loads(line) for line in recorded]
+    only_failures = subprocess.run(
+        proctop_cmd("--json", "--replay", str(capture), "--only", "nonzero-exit"),
+        capture_output=True,
+        text=True,
+        cwd=NEUTRAL,
+    )
+    failed = [json.loads(line) for line in only_failures.stdout.splitlines()[1:]]
+    assert {ev["pid"] for ev in failed} >= set(pids[1:])
+    assert pids[0] not in {ev["pid"] for ev in failed}
+    assert all(ev["event"] == "exit" and (ev["exit_code"] or ev["signal"]) for ev in failed)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signals_end_cleanly(sig):
+    proc = start("--json", "--only", "all")
+    header_of(proc)
+    run(["true"])
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "Traceback" not in err and err == ""
+
+
+@pytest.mark.kernel
+def test_closed_stdout_ends_cleanly():
+    """`proctop --json | head -1`."""
+    proc = start("--json", "--only", "all")
+    header_of(proc)
+    proc.stdout.close()
+    for _ in range(20):
+        run(["true"])
+        if proc.poll() is not None:
+            break
+    assert proc.wait(timeout=10) == 0
+    err = proc.stderr.read()
+    assert err == "", err
+
+
+@pytest.mark.kernel
+def test_outside_the_initial_network_namespace_says_so():
+    proc = subprocess.run(
+        ["unshare", "--net", *proctop_cmd("--json")], capture_output=True, text=True, cwd=NEUTRAL, timeout=30
+    )
+    assert proc.returncode == 3
+    assert "not in the initial network namespace" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_probe_not_linux(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(ProbeError, match="needs Linux"):
+        probe()
+
+
+@pytest.mark.kernel
+def test_probe_old_kernel(monkeypatch, tmp_path):
+    monkeypatch.setattr(probe_mod.platform, "release", lambda: "6.1.0-26-amd64")
+    monkeypatch.setattr(probe_mod, "KMOD_SYSFS", tmp_path / "absent")
+    monkeypatch.setattr(probe_mod.os, "geteuid", lambda: 0)
+    cap = probe()
+    assert (cap.kind, cap.legacy) == ("userspace", True)
+    monkeypatch.setattr(probe_mod.os, "geteuid", lambda: 1000)
+    with pytest.raises(ProbeError, match=r"lacks filtered non-root process events.*proctop_cn"):
+        probe()
+    params = tmp_path / "proctop_cn" / "parameters"
+    params.mkdir(parents=True)
+    (params / "cn_idx").write_text("12\n")
+    (params / "supported_events").write_text(str(0x80000003) + "\n")
+    monkeypatch.setattr(probe_mod, "KMOD_SYSFS", tmp_path / "proctop_cn")
+    cap = probe()
+    assert (cap.kind, cap.idx, cap.groups, cap.legacy, cap.supported) == ("kmod", 12, 0, False, 0x80000003)
+    assert probe_mod.kernel_version("6.6.0-rc1") == (6, 6)
+    assert probe_mod.kernel_version("garbage") == (0, 0)

@@ -1,0 +1,133 @@
+"""The wire format: encode/decode round trips, the kernel's filter, hostile input."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pyroute2.netlink.connector.cn_proc import ProcEventMarshal
+
+from proctop.kernel.protocol import (
+    CN_IDX_PROC,
+    MASK_NAMES,
+    PROC_EVENT_ALL,
+    PROC_EVENT_COMM,
+    PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT,
+    PROC_EVENT_FORK,
+    PROC_EVENT_NONZERO_EXIT,
+    PROC_EVENT_PTRACE,
+    PROC_EVENT_UID,
+    DecodeStats,
+    MaskError,
+    RawEvent,
+    decode_buffer,
+    encode_event,
+    encode_proc_input,
+    mask_accepts,
+    mask_names,
+    parse_mask,
+)
+
+SAMPLES = [
+    RawEvent(PROC_EVENT_FORK, 1, 123, pid=20, tgid=20, ppid=10, ptgid=10, seq=7),
+    RawEvent(PROC_EVENT_EXEC, 0, 124, pid=20, tgid=20),
+    RawEvent(PROC_EVENT_UID, 0, 125, pid=20, tgid=20, a=1000, b=0),
+    RawEvent(PROC_EVENT_PTRACE, 0, 126, pid=20, tgid=20, ppid=30, ptgid=30),
+    RawEvent(PROC_EVENT_COMM, 1, 127, pid=21, tgid=20, comm=b"worker"),
+    RawEvent(PROC_EVENT_EXIT, 1, 128, pid=20, tgid=20, ppid=10, ptgid=10, a=3 << 8, b=17),
+]
+
+
+@pytest.mark.parametrize("ev", SAMPLES, ids=lambda e: hex(e.what))
+def test_round_trip(ev):
+    data = encode_event(ev)
+    stats = DecodeStats()
+    assert decode_buffer(data, len(data), stats) == [ev]
+    assert stats.malformed == 0
+
+
+@pytest.mark.parametrize("ev", SAMPLES, ids=lambda e: hex(e.what))
+def test_fast_decoder_agrees_with_pyroute2(ev):
+    """pyroute2's generic marshal stays the reference for the hand-written decoder."""
+    data = encode_event(ev)
+    (msg,) = ProcEventMarshal().parse(data)
+    assert msg["what"] == ev.what and msg["timestamp_ns"] == ev.ts_ns
+    if ev.what == PROC_EVENT_EXIT:
+        assert (msg["process_pid"], msg["exit_code"], msg["parent_tgid"]) == (ev.pid, ev.a, ev.ptgid)
+    if ev.what == PROC_EVENT_FORK:
+        assert (msg["child_pid"], msg["parent_tgid"]) == (ev.pid, ev.ptgid)
+    if ev.what == PROC_EVENT_COMM:
+        assert msg["comm"] == ev.comm.decode()
+
+
+def test_a_datagram_with_several_messages():
+    data = b"".join(encode_event(ev) for ev in SAMPLES)
+    assert decode_buffer(data, len(data), DecodeStats()) == SAMPLES
+
+
+def test_truncated_and_unknown_messages_are_counted_not_raised():
+    stats = DecodeStats()
+    full = encode_event(SAMPLES[-1])
+    assert decode_buffer(full[:40], 40, stats) == []  # nlmsg_len claims more than we have
+    cut = bytearray(full[:60])
+    struct.pack_into("=I", cut, 0, 60)  # consistent header, event data cut short
+    assert decode_buffer(cut, 60, stats) == []
+    unknown = bytearray(full)
+    struct.pack_into("=I", unknown, 36, 0x1234)
+    assert decode_buffer(unknown, len(unknown), stats) == []
+    assert stats.malformed == 3
+    other = bytearray(full)
+    struct.pack_into("=I", other, 16, CN_IDX_PROC + 10)  # another connector's message
+    assert decode_buffer(other, len(other), stats) == []
+    assert stats.other == 1
+
+
+@given(st.binary(max_size=400))
+def test_random_bytes_never_raise(data):
+    stats = DecodeStats()
+    events = decode_buffer(data, len(data), stats)
+    assert all(isinstance(e, RawEvent) for e in events)
+
+
+@given(st.sampled_from(SAMPLES), st.integers(0, 200), st.binary(max_size=64))
+def test_mangled_messages_never_raise(ev, cut, tail):
+    data = encode_event(ev)[:cut] + tail
+    decode_buffer(data, len(data), DecodeStats())
+
+
+def test_proc_input_encoding_matches_the_uapi_layout():
+    msg = encode_proc_input(1, PROC_EVENT_NONZERO_EXIT, seq=5)
+    assert len(msg) == 16 + 20 + 8
+    assert struct.unpack_from("=IIIIHH", msg, 16) == (1, 1, 5, 0, 8, 0)
+    assert struct.unpack_from("=II", msg, 36) == (1, 0x20000000)
+    legacy = encode_proc_input(1, 0, legacy=True)
+    assert len(legacy) == 16 + 20 + 4
+
+
+def test_parse_mask_names():
+    assert parse_mask("fork,exec,nonzero-exit") == PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_NONZERO_EXIT
+    assert parse_mask("all") == PROC_EVENT_ALL
+    assert parse_mask(" Exit ") == PROC_EVENT_EXIT
+    for name in MASK_NAMES:
+        assert parse_mask(name)
+    with pytest.raises(MaskError, match="unknown event 'bogus'"):
+        parse_mask("fork,bogus")
+    with pytest.raises(MaskError, match="empty"):
+        parse_mask("")
+    assert mask_names(parse_mask("exec,fork")) == ["fork", "exec"]
+    assert mask_names(PROC_EVENT_ALL) == ["all"]
+
+
+def test_user_space_filter_is_the_kernels():
+    nz = PROC_EVENT_NONZERO_EXIT
+    assert mask_accepts(nz, PROC_EVENT_EXIT, 256)
+    assert not mask_accepts(nz, PROC_EVENT_EXIT, 0)
+    assert not mask_accepts(nz, PROC_EVENT_FORK, 0)
+    assert mask_accepts(PROC_EVENT_EXIT, PROC_EVENT_EXIT, 0)
+    assert mask_accepts(nz | PROC_EVENT_EXIT, PROC_EVENT_EXIT, 0)
+    assert mask_accepts(0, PROC_EVENT_FORK, 0)  # 0 means all, as in the kernel
+    assert not mask_accepts(PROC_EVENT_FORK, 0, 0)  # acks only under ALL
+    assert mask_accepts(PROC_EVENT_ALL, 0, 0)
