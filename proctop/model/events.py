@@ -109,7 +109,7 @@ class Event:
     def from_dict(cls, d: dict[str, Any]) -> Event:
         """Build from a parsed JSON object; raises ``ValueError`` naming what is wrong."""
         if not isinstance(d, dict):
-            raise ValueError("not a JSON object")  # noqa: TRY004
+            raise ValueError("not a JSON object")
         kind = d.get("event")
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event {kind!r}")

@@ -10,10 +10,10 @@ import sys
 import time
 
 import pytest
+from helpers import proctop_cmd, run
 
 from proctop.kernel import probe as probe_mod
 from proctop.kernel.probe import ProbeError, probe
-from helpers import proctop_cmd, run
 
 NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree
 
@@ -154,7 +154,7 @@ def test_signals_end_cleanly(sig):
     header_of(proc)
     run(["true"])
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=10)
+    _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert "Traceback" not in err and err == ""
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import collect, run
 
 from proctop.kernel.probe import probe
 from proctop.kernel.protocol import (
@@ -20,7 +21,6 @@ from proctop.kernel.protocol import (
     parse_mask,
 )
 from proctop.sources.connector import ConnectorSource
-from helpers import collect, run
 
 pytestmark = pytest.mark.kernel
 
