@@ -12,9 +12,13 @@ reader thread calls ``recv_into`` on it and decodes with
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from pyroute2.netlink import NLMSG_DONE
 from pyroute2.netlink.connector import cn_msg
@@ -34,6 +38,37 @@ SO_RCVBUFFORCE = 33  # not exported by the socket module
 #: Receive buffer asked for. Root gets it through SO_RCVBUFFORCE; others are
 #: capped by net.core.rmem_max (often 208 KiB).
 DEFAULT_RCVBUF = 32 * 1024 * 1024
+
+
+T = TypeVar("T")
+
+
+def off_event_loop(fn: Callable[[], T]) -> T:
+    """Run ``fn`` where pyroute2's synchronous API can run its own asyncio loop.
+
+    pyroute2 0.9 drives a private event loop with ``run_until_complete``, which
+    raises inside a thread that already runs one (Textual's). There, ``fn`` runs
+    in a short-lived thread instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    result: list = []
+    error: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:
+            error.append(exc)
+
+    worker = threading.Thread(target=call, name="proctop-pyroute2", daemon=True)
+    worker.start()
+    worker.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 class proc_input(cn_msg):
@@ -70,6 +105,21 @@ class FilteredProcSocket(ProcEventSocket):
         self.legacy = legacy
         self.seq = 0
         self._raw: socket.socket | None = None
+
+    @classmethod
+    def open(cls, **kwarg) -> FilteredProcSocket:
+        """Create and bind, from any thread (see ``off_event_loop``)."""
+
+        def make() -> FilteredProcSocket:
+            sock = cls(**kwarg)
+            try:
+                sock.bind()
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+
+        return off_event_loop(make)
 
     def bind(self, **kwarg) -> None:
         # ProcEventSocket.bind() always joins CN_IDX_PROC; the kmod joins none.
@@ -120,11 +170,19 @@ class FilteredProcSocket(ProcEventSocket):
         msg["val"] = self.cn_val
         msg["seq"] = self.seq
         msg["mcast_op"] = op
-        self.put(msg, NLMSG_DONE, msg_flags=0, msg_seq=self.seq)
+        msg["header"]["type"] = NLMSG_DONE
+        msg["header"]["flags"] = 0
+        msg["header"]["sequence_number"] = self.seq
+        msg["header"]["pid"] = 0
+        msg.encode()
+        # Sent on the stdlib dup, not through put(): pyroute2's sync API drives its
+        # own asyncio loop, which fails when called from a thread already running
+        # one (the UI's key handlers), and the raw send is safe from any thread.
+        self.raw.send(bytes(msg.data))
         return self.seq
 
     def close(self, code: int = errno.ECONNRESET) -> None:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
-        super().close()
+        off_event_loop(lambda: super(FilteredProcSocket, self).close(code))

@@ -79,20 +79,15 @@ class ConnectorSource(Source):
     def start(self) -> None:
         cap = self.capability
         try:
-            sock = FilteredProcSocket(idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy)
+            sock = FilteredProcSocket.open(idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy)
         except OSError as exc:
-            raise SourceError(f"cannot open the proc connector socket: {exc.strerror}") from None
-        try:
-            sock.bind()
-            self.rcvbuf = sock.set_rcvbuf(self.rcvbuf_wanted)
-        except OSError as exc:
-            sock.close()
             if exc.errno == errno.EPERM:
                 raise SourceError(
                     f"permission denied joining the proc connector ({cap.label}): "
                     "this kernel wants root for process events"
                 ) from None
-            raise SourceError(f"cannot bind the proc connector socket: {exc.strerror}") from None
+            raise SourceError(f"cannot open the proc connector socket: {exc.strerror}") from None
+        self.rcvbuf = sock.set_rcvbuf(self.rcvbuf_wanted)
         self._sock = sock
         # Non-blocking + poll(): with a socket timeout CPython polls *before* every
         # recv, so a MSG_DONTWAIT drain would wait out the timeout once per batch.

@@ -222,3 +222,17 @@ def test_signal_names_for_a_killed_process(open_source):
     (ev,) = exits_of(events, proc.pid)
     assert (ev.exit_code, ev.signal, ev.core_dumped) == (None, "SIGTERM", False)
     assert ev.comm == "sleep" or ev.comm is None  # reaped already: the name may be gone
+
+
+async def test_source_lifecycle_inside_a_running_event_loop():
+    """Textual runs an asyncio loop; pyroute2's sync API must not trip over it."""
+    src = ConnectorSource(probe(), PROC_EVENT_NONZERO_EXIT)
+    src.start()
+    try:
+        src.set_mask(PROC_EVENT_EXIT)
+        pid = run(["true"])
+        events = collect(src, lambda evs: exits_of(evs, pid))
+        assert exits_of(events, pid)[0].exit_code == 0
+    finally:
+        src.close()
+    assert src._sock is None
