@@ -105,6 +105,7 @@ class FilteredProcSocket(ProcEventSocket):
         self.legacy = legacy
         self.seq = 0
         self._raw: socket.socket | None = None
+        self._detached = False  # True once pyroute2's own endpoint is closed (see open())
 
     @classmethod
     def open(cls, **kwarg) -> FilteredProcSocket:
@@ -114,9 +115,14 @@ class FilteredProcSocket(ProcEventSocket):
             sock = cls(**kwarg)
             try:
                 sock.bind()
-            except BaseException:
-                sock.close()
-                raise
+                # pyroute2 keeps its endpoint per thread: take the descriptor here,
+                # in the thread that bound it, and let pyroute2 go. The dup keeps
+                # the kernel socket (and its group membership) alive; all later I/O
+                # goes through it, from any thread.
+                sock.raw  # noqa: B018
+            finally:
+                super(FilteredProcSocket, sock).close()
+            sock._detached = True
             return sock
 
         return off_event_loop(make)
@@ -129,8 +135,14 @@ class FilteredProcSocket(ProcEventSocket):
     def raw(self) -> socket.socket:
         """A blocking stdlib socket on a dup of this one, for the fast read path."""
         if self._raw is None:
-            self._raw = socket.socket(fileno=os.dup(self.fileno()))
+            if self._detached:
+                raise OSError(errno.EBADF, "proc connector socket is closed")
+            self._raw = socket.socket(fileno=os.dup(super().fileno()))
         return self._raw
+
+    def fileno(self) -> int:
+        """The descriptor all I/O goes through (the stdlib dup)."""
+        return self.raw.fileno()
 
     def set_rcvbuf(self, size: int = DEFAULT_RCVBUF) -> int:
         """Grow the receive buffer as far as allowed; returns the size in effect."""
@@ -185,4 +197,6 @@ class FilteredProcSocket(ProcEventSocket):
         if self._raw is not None:
             self._raw.close()
             self._raw = None
-        off_event_loop(lambda: super(FilteredProcSocket, self).close(code))
+        if not self._detached:
+            off_event_loop(lambda: super(FilteredProcSocket, self).close(code))
+            self._detached = True

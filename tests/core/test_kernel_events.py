@@ -225,7 +225,8 @@ def test_signal_names_for_a_killed_process(open_source):
 
 
 async def test_source_lifecycle_inside_a_running_event_loop():
-    """Textual runs an asyncio loop; pyroute2's sync API must not trip over it."""
+    """Textual runs an asyncio loop; pyroute2's sync API must not trip over it, nor leak."""
+    fds_before = len(os.listdir("/proc/self/fd"))
     src = ConnectorSource(probe(), PROC_EVENT_NONZERO_EXIT)
     src.start()
     try:
@@ -236,3 +237,4 @@ async def test_source_lifecycle_inside_a_running_event_loop():
     finally:
         src.close()
     assert src._sock is None
+    assert len(os.listdir("/proc/self/fd")) == fds_before
