@@ -251,6 +251,18 @@ def test_fields(sub):
         os._exit(1)
     _, st_seg = os.waitpid(seg, 0)
 
+    # b2) as root: a SIGSEGV with a core dumped (to /run) gives status 139
+    core = None
+    if os.getuid() == 0:
+        old_pattern = open("/proc/sys/kernel/core_pattern").read()
+        try:
+            with open("/proc/sys/kernel/core_pattern", "w") as f:
+                f.write("/run/ptc-core.%p")
+            core, st_core = run(["sh", "-c", "ulimit -c unlimited; kill -SEGV $$"])
+        finally:
+            with open("/proc/sys/kernel/core_pattern", "w") as f:
+                f.write(old_pattern)
+
     # c) a thread: pid != tgid, parent = our own parent (real_parent semantics)
     tids = []
     t = threading.Thread(target=lambda: tids.append(threading.get_native_id()))
@@ -265,7 +277,7 @@ def test_fields(sub):
         os._exit(0)
     _, st_comm = os.waitpid(cpid, 0)
 
-    want = {pid, seg, cpid} | set(tids)
+    want = {pid, seg, cpid} | set(tids) | ({core} if core else set())
     evs = sub.collect(5.0, until=lambda e: want <= {x.pid for x in e if x.what == EV_EXIT})
     evs += sub.collect(0.3)
 
@@ -292,6 +304,10 @@ def test_fields(sub):
     s = one(EV_EXIT, seg)
     if s and (s.exit_code != st_seg or s.exit_code not in (11, 139) or s.exit_signal != 17):
         problems.append(f"SIGSEGV exit {s}, waitpid status {st_seg}")
+    if core:
+        c = one(EV_EXIT, core)
+        if c and (c.exit_code != st_core or st_core != 139):
+            problems.append(f"core-dumping SIGSEGV exit {c}, waitpid status {st_core}")
     if not tids:
         problems.append("thread did not run")
     else:
@@ -430,6 +446,47 @@ def cmd_ownuid():
     set_param("own_uid_only", "N")
 
 
+def cmd_complete(seconds=2.0):
+    """Every child of a fork storm gives exactly one FORK and one EXIT (and one
+    EXEC when it execs), with the right parent and status, nothing dropped."""
+    forker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkstorm")
+    if not os.access(forker, os.X_OK):
+        return report("5a event completeness", True, "skipped: no forkstorm helper")
+    sub = Sub()
+    sub.s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE (root)
+    sub.subscribe(EV_ALL)
+    d0 = int(param("dropped"))
+    stop, cnt = "/run/ptc-complete.stop", "/run/ptc-complete.count"
+    for f in (stop, cnt):
+        if os.path.exists(f):
+            os.unlink(f)
+    p = subprocess.Popen([forker, stop, cnt])
+    time.sleep(seconds)
+    open(stop, "w").close()
+    p.wait()
+    n = int(open(cnt).read())
+    evs = sub.collect(30.0, until=lambda e: sum(1 for x in e if x.what == EV_EXIT and x.ptgid == p.pid) >= n)
+    evs += sub.collect(0.5)
+    dropped = int(param("dropped")) - d0
+    sub.close()
+    forks = {e.pid: e for e in evs if e.what == EV_FORK and e.ptgid == p.pid}
+    exits = [e for e in evs if e.what == EV_EXIT and e.ptgid == p.pid]
+    execs = [e for e in evs if e.what == EV_EXEC and e.pid in forks]
+    problems = []
+    if len(forks) != n or len(exits) != n or {e.pid for e in exits} != set(forks):
+        problems.append(f"{n} children: {len(forks)} FORK, {len(exits)} EXIT events")
+    if not all(e.exit_code in (0, 256, 512) and e.exit_signal == 17 for e in exits):
+        problems.append("unexpected exit status")
+    if len(execs) != (n + 15) // 16:
+        problems.append(f"{len(execs)} EXEC events for {(n + 15) // 16} execs")
+    if any(e.pid != e.tgid or e.ppid != p.pid for e in forks.values()):
+        problems.append("bad FORK fields")
+    if dropped:
+        problems.append(f"dropped={dropped}")
+    print(f"completeness: {n} processes, {len(evs)} events, dropped {dropped}", flush=True)
+    return report("5a event completeness (fork storm, no reload)", not problems, "; ".join(problems))
+
+
 # ---- test 5: fork storm while reloading the module ---------------------------
 def storm_worker(stop_file, count_file):
     n = 0
@@ -449,13 +506,16 @@ def storm_worker(stop_file, count_file):
 
 
 def subscriber_worker(stop_file, count_file):
-    """Keeps (re)subscribing across reloads; also churns extra sockets."""
+    """Keeps (re)subscribing across reloads; also churns extra sockets.
+    Creates COUNT_FILE.ready once the first LISTEN was acked."""
     idx = int(sys.argv[4])
     sub = Sub(idx=idx, val=1, rcvbuf=1 << 16)
+    ack, _ = sub.request(LISTEN, EV_ALL, timeout=30)
+    open(count_file + ".ready", "w").close()
     n = 0
     nonzero = 0
     it = 0
-    last = 0.0
+    last = time.monotonic()
     while not os.path.exists(stop_file):
         now = time.monotonic()
         if now - last > 0.1:
@@ -495,16 +555,26 @@ def cmd_storm(ko, cycles):
         forker = [forker, stop, f"{run_dir}/forks"]
     else:  # no static helper (no compiler on the host): much slower under TCG
         forker = [sys.executable, me, "storm-fork", stop, f"{run_dir}/forks"]
+    for f in os.listdir(run_dir):
+        os.unlink(os.path.join(run_dir, f))
     workers = [
-        subprocess.Popen(forker),
         subprocess.Popen([sys.executable, me, "storm-sub", stop, f"{run_dir}/sub", idx]),
         subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                           sys.executable, me, "storm-sub", stop, f"{run_dir}/sub65534", idx]),
     ]
     fails = []
+    for _ in range(600):  # subscribers connected (Python starts slowly under TCG)
+        if all(os.path.exists(f"{run_dir}/{n}.ready") for n in ("sub", "sub65534")):
+            break
+        time.sleep(0.1)
+    else:
+        fails.append("subscribers did not start")
+    workers.append(subprocess.Popen(forker))
     t0 = time.monotonic()
     time.sleep(1.0)
+    dropped = 0
     for i in range(cycles):
+        dropped += int(param("dropped"))
         r = subprocess.run(["rmmod", "proctop_cn"], capture_output=True, text=True)
         if r.returncode:
             fails.append(f"rmmod #{i}: {r.stderr.strip()}")
@@ -530,7 +600,7 @@ def cmd_storm(ko, cycles):
             w.wait(timeout=60)
         except subprocess.TimeoutExpired:
             w.kill()
-            fails.append(f"worker {w.args} hung")
+            fails.append(f"worker {w.args[-3:]} hung")
     dt = time.monotonic() - t0
 
     def rd(name):
@@ -543,10 +613,12 @@ def cmd_storm(ko, cycles):
     s_root, s_nobody = rd("sub"), rd("sub65534")
     print(f"storm: {forks} processes in {dt:.1f}s, {cycles} unload/reload cycles; events received "
           f"root={s_root[0]} (nonzero exits {s_root[1:2]}, overruns {s_root[2:3]}), "
-          f"uid65534={s_nobody[0]} (overruns {s_nobody[2:3]}); dropped={param('dropped')}",
+          f"uid65534={s_nobody[0]} (overruns {s_nobody[2:3]}); "
+          f"dropped (summed over loads)={dropped + int(param('dropped'))}",
           flush=True)
     try:
-        enough = int(forks) >= 1000 and int(s_root[0]) > 0 and int(s_nobody[0]) > 0
+        enough = (int(forks) >= min(1000, 100 * cycles + 100)
+                  and int(s_root[0]) > 0 and int(s_nobody[0]) > 0)
     except ValueError:
         enough = False
     if not enough:
@@ -574,6 +646,8 @@ if __name__ == "__main__":
     elif cmd == "ownuid-sub":
         cmd_ownuid_sub()
         sys.exit(0)
+    elif cmd == "complete":
+        cmd_complete()
     elif cmd == "storm":
         cmd_storm(sys.argv[2], int(sys.argv[3]))
     elif cmd == "storm-fork":

@@ -31,6 +31,7 @@ step "tests 1-3 as root";  $PY cntest.py basic 2>&1 | tee -a $LOG
 step "tests 1-3 as uid 65534"; $NOBODY $PY cntest.py basic 2>&1 | tee -a $LOG
 step "table limit"; $PY cntest.py limits 2>&1 | tee -a $LOG
 step "test 4 own_uid_only"; $PY cntest.py ownuid 2>&1 | tee -a $LOG
+step "test 5a completeness"; $PY cntest.py complete 2>&1 | tee -a $LOG
 step "test 5 fork storm + $CYCLES reloads"; $PY cntest.py storm $KO "$CYCLES" 2>&1 | tee -a $LOG
 if [ -n "$E2E" ] && [ "$E2E" != none ]; then
     step "proctop end-to-end ($E2E)"; bash "$SRC/proctop-e2e.sh" "$E2E" 2>&1 | tee -a $LOG
