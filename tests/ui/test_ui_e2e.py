@@ -1,0 +1,193 @@
+"""End to end in a real terminal: the installed ``proctop`` in tmux, as uid 65534.
+
+A fresh world-readable venv gets ``pip install <repo>``; tmux runs its
+``proctop`` under ``setpriv`` as nobody (the kernel 6.6+ filter needs no
+root); the test runs failing commands with unique names and reads the pane
+with ``tmux capture-pane``. Needs root (for setpriv) and tmux: CI has both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def proctop_bin():
+    """``proctop`` installed from this checkout into a venv that uid 65534 can run."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run proctop as uid 65534 with setpriv (CI runs as root)")
+    for tool in ("tmux", "setpriv"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (.ci/run installs it)")
+    root = tempfile.mkdtemp(prefix="proctop-e2e-")
+    try:
+        os.chmod(root, 0o755)
+        venv = Path(root) / "venv"
+        subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", str(REPO)],
+            check=True,
+            timeout=600,
+            stdout=subprocess.DEVNULL,
+        )
+        yield venv / "bin" / "proctop"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+#: The environment of the tmux server and so of proctop: a login-like one. Not the test's,
+#: which carries COLUMNS/LINES (set by the test tools; they would override the pane size),
+#: PYTHONPATH and TZ.
+TERMINAL_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "TERM": "xterm-256color",
+}
+
+
+class Tmux:
+    """One tmux server of our own (``-L``), one session, one pane."""
+
+    def __init__(self, command: str, width: int = 100, height: int = 30) -> None:
+        self.socket = f"proctop-e2e-{os.getpid()}"
+        self.target = "e2e"
+        self.tmux("new-session", "-d", "-s", self.target, "-x", str(width), "-y", str(height), "-c", "/tmp", command)
+        self.tmux("set-option", "-t", self.target, "remain-on-exit", "on")
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10, env=TERMINAL_ENV
+        )
+        if done.returncode:
+            raise AssertionError(f"tmux {args[0]} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def capture(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.target)
+
+    def send(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", self.target, *keys)
+
+    def info(self, fmt: str) -> str:
+        return self.tmux("display-message", "-p", "-t", self.target, fmt).strip()
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> str:
+        """The pane text once ``predicate(text)`` holds; AssertionError with the pane otherwise."""
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.capture()
+            if predicate(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"timed out; the pane shows:\n{text}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+def run_failing(name: str) -> int:
+    """Run ``sh`` with argv[0] = ``name`` that exits with 42; returns its pid.
+
+    The script says ``$((6*7))`` so that "exit 42" on screen can only be the status column.
+    """
+    proc = subprocess.Popen([name, "-c", "sleep 0.3; exit $((6*7))"], executable="/bin/sh")
+    assert proc.wait(timeout=10) == 42
+    return proc.pid
+
+
+def lines_with(text: str, *needles: str) -> list[str]:
+    return [line for line in text.splitlines() if all(n in line for n in needles)]
+
+
+def rows_of(text: str, event: str, name: str) -> list[str]:
+    """Timeline rows of type ``event`` whose command starts with ``name``."""
+    row = re.compile(rf"^.\d\d:\d\d:\d\d\.\d{{3}} {event} +\d+ +\d* +\S+ +{re.escape(name)} ")
+    return [line for line in text.splitlines() if row.match(line)]
+
+
+def test_proctop_in_tmux_as_nobody(proctop_bin):
+    term = Tmux(f"setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}")
+    try:
+        screen = term.wait_for(lambda t: "x[x]nonzero-exit" in t, timeout=20)
+        assert "kernel 6.6+ native filter" in screen
+        pid = int(term.info("#{pane_pid}"))
+        assert Path(f"/proc/{pid}").stat().st_uid == 65534  # really running as nobody
+
+        assert "TIME         EVENT    PID     PPID    USER     COMMAND / DETAIL" in screen
+        assert "f[x]fork e[x]exec x[x]nonzero-exit X[ ]exit u[ ]uid" in screen  # 100 columns: one line
+
+        # short unique argv[0]s: the command column is narrow
+        prefix = f"e2e{os.getpid() % 100000}"
+        term.send("/")  # filter the view to our commands: the machine is busy
+        term.wait_for(lambda t: "filter rows" in t)
+        term.send("-l", prefix)
+        term.wait_for(lambda t: f"filter: {prefix.lower()}" in t)
+        term.send("Enter")
+        term.wait_for(lambda t: "filter rows" not in t)
+
+        first = prefix + "a"
+        run_failing(first)
+        screen = term.wait_for(lambda t: rows_of(t, "exit", first), timeout=5)
+        assert "exit 42 after" in rows_of(screen, "exit", first)[0]
+        assert rows_of(screen, "exec", first)
+
+        term.send("x")
+        term.wait_for(lambda t: "x[ ]nonzero-exit" in t)
+        second = prefix + "b"
+        run_failing(second)
+        # the exec still arrives (the reader is live) but the failed exit does not
+        screen = term.wait_for(lambda t: rows_of(t, "exec", second), timeout=5)
+        time.sleep(1.5)
+        screen = term.capture()
+        assert rows_of(screen, "exit", second) == [], screen
+        assert not lines_with(screen, "exit 42 after", second), screen
+        assert rows_of(screen, "exit", first), screen
+
+        # SIGTERM ends it cleanly and gives the terminal back
+        stop_and_check_terminal(term, pid, signal.SIGTERM)
+    finally:
+        term.kill()
+
+
+def stop_and_check_terminal(term: Tmux, pid: int, sig: int) -> None:
+    """Send ``sig``; proctop must exit 0 having left the alternate screen and mouse mode.
+
+    (A process killed by the signal's default action leaves both on; tmux keeps
+    the dead pane's modes, so this tells a clean exit from a crash.)
+    """
+    os.kill(pid, sig)
+    deadline = time.monotonic() + 10
+    while term.info("#{pane_dead}") != "1":
+        assert time.monotonic() < deadline, f"proctop did not exit on signal {sig}"
+        time.sleep(0.1)
+    status = term.info("#{pane_dead_status}/#{pane_dead_signal}")
+    assert status == "0/", f"exit status/signal: {status}"
+    assert term.info("#{alternate_on}") == "0"  # left the alternate screen
+    assert term.info("#{mouse_any_flag}") == "0"  # mouse reporting off
+
+
+def test_sighup_restores_the_terminal(proctop_bin):
+    term = Tmux(f"setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}", width=80, height=24)
+    try:
+        screen = term.wait_for(lambda t: "x[x]nonzero-exit" in t, timeout=20)
+        assert "f[x]fork e[x]exec x[x]nonzero-exit" in screen  # usable at 80x24 too
+        assert term.info("#{alternate_on}") == "1"
+        stop_and_check_terminal(term, int(term.info("#{pane_pid}")), signal.SIGHUP)
+    finally:
+        term.kill()
