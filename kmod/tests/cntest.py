@@ -484,7 +484,31 @@ def cmd_complete(seconds=2.0):
     if dropped:
         problems.append(f"dropped={dropped}")
     print(f"completeness: {n} processes, {len(evs)} events, dropped {dropped}", flush=True)
-    return report("5a event completeness (fork storm, no reload)", not problems, "; ".join(problems))
+    report("5a event completeness (fork storm, no reload)", not problems, "; ".join(problems))
+
+    # 5b: a subscriber that does not read: deliveries fail, are counted, nothing stalls
+    slow = Sub(rcvbuf=1)  # the kernel rounds it up to its minimum
+    slow.subscribe(EV_ALL)
+    d0 = int(param("dropped"))
+    for f in (stop, cnt):
+        if os.path.exists(f):
+            os.unlink(f)
+    p = subprocess.Popen([forker, stop, cnt])
+    time.sleep(1.0)
+    open(stop, "w").close()
+    p.wait()
+    n = int(open(cnt).read())
+    dropped = int(param("dropped")) - d0
+    got = slow.collect(1.0)  # first recv reports ENOBUFS, then what was queued
+    p3, _ = run(["sh", "-c", "exit 3"])
+    after = slow.collect(3.0, until=lambda e: any(x.what == EV_EXIT and x.pid == p3 for x in e))
+    slow.close()
+    ok = (n > 0 and dropped > 0 and slow.overruns >= 1
+          and any(x.what == EV_EXIT and x.pid == p3 for x in after))
+    print(f"full receiver: {n} processes, {len(got)} queued events read, dropped +{dropped}, "
+          f"ENOBUFS seen {slow.overruns}x", flush=True)
+    return report("5b full receiver: drops counted, no stall, delivery resumes", ok,
+                  f"processes {n}, dropped +{dropped}, overruns {slow.overruns}")
 
 
 # ---- test 5: fork storm while reloading the module ---------------------------
