@@ -27,6 +27,7 @@ from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_ALL
 from proctop.model.events import Event
 from proctop.sources.base import Source
 from proctop.ui.rows import ProcTable, Row
+from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, load_themes
 from proctop.ui.timeline import Timeline
 from proctop.ui.widgets import DetailsPanel, HeaderBar
@@ -228,7 +229,7 @@ class ProctopApp(App[int]):
     def on_reader_stopped(self, message: ReaderStopped) -> None:
         self.reader_done = True
         if message.error:
-            self.notify(message.error, severity="error", timeout=10)
+            self.notify(safe(message.error), severity="error", timeout=10, markup=False)
         self.header_bar.refresh()
 
     def _update_rates(self) -> None:
@@ -272,7 +273,7 @@ class ProctopApp(App[int]):
         if thread.is_alive():
             error = "the event source did not accept the new mask in time"
         if error:
-            self.notify(f"cannot change the mask: {error}", severity="error")
+            self.notify(safe(f"cannot change the mask: {error}"), severity="error", markup=False)
         self.header_bar.refresh()
 
     def action_pause(self) -> None:

@@ -67,7 +67,8 @@ class HeaderBar(Widget):
         if app.paused:
             text.append(f" PAUSED ({len(app.pending)} waiting) ", style("header--paused"))
         elif source.finished:
-            text.append(" end of capture ", style("header--dim"))
+            ended = "end of capture" if source.kind == "replay" else "stopped"
+            text.append(f" {ended} ", style("header--lost" if getattr(source, "error", None) else "header--dim"))
         else:
             text.append(" live ", style("header--dim"))
         text.append(f" rows {len(app.timeline.view)}")

@@ -188,6 +188,10 @@ def test_sighup_restores_the_terminal(proctop_bin):
         screen = term.wait_for(lambda t: "x[x]nonzero-exit" in t, timeout=20)
         assert "f[x]fork e[x]exec x[x]nonzero-exit" in screen  # usable at 80x24 too
         assert term.info("#{alternate_on}") == "1"
+        term.send("X")  # shift-x: every exit
+        term.wait_for(lambda t: "X[x]exit" in t)
+        term.send("X")
+        term.wait_for(lambda t: "X[ ]exit" in t)
         stop_and_check_terminal(term, int(term.info("#{pane_pid}")), signal.SIGHUP)
     finally:
         term.kill()
