@@ -9,6 +9,7 @@ in-process queue grow instead of making the kernel drop events.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import threading
 import time
@@ -34,6 +35,29 @@ from proctop.sources.base import Source
 _READ_TIMEOUT = 0.25  # how often a blocked reader looks at the stop flag
 _LOST = object()  # queue marker: the kernel reported an overrun here
 _REFRESH_EVERY = 1.0  # seconds between /proc refreshes when fork/exec are not in the mask
+
+
+#: Nice value taken when allowed (root or CAP_SYS_NICE), as auditd's priority_boost.
+BOOSTED_NICE = -10
+
+
+def _boost_priority() -> None:
+    """Run ahead of the processes being watched, so /proc is read before they are gone.
+
+    An exec'd process that lives 1 ms must have its argv read within 1 ms; when
+    a storm keeps every core busy a nice-0 reader waits its turn behind it
+    (bench/, 3,000 exec/s on 2 cores: 69% of argv read at nice 0, 99% at -10;
+    boosting the reader thread alone: 89%). The calling thread is raised
+    before the reader is started, so both the reader and the consumer run
+    boosted: a consumer preempted while it holds the GIL stalls the reader
+    too. On Linux setpriority() on 0 changes the calling thread only (threads
+    started after inherit it); without the privilege nothing changes.
+    """
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > BOOSTED_NICE:
+            os.setpriority(os.PRIO_PROCESS, 0, BOOSTED_NICE)
+    except OSError:
+        pass
 
 
 class SourceError(Exception):
@@ -93,6 +117,7 @@ class ConnectorSource(Source):
         # recv, so a MSG_DONTWAIT drain would wait out the timeout once per batch.
         sock.raw.setblocking(False)
         self._send_mask(self.mask)
+        _boost_priority()
         self._thread = threading.Thread(target=self._read_loop, name="proctop-reader", daemon=True)
         self._thread.start()
 
