@@ -276,9 +276,10 @@ class Timeline(ScrollView, can_focus=True):
             detail = row.short
         if detail:
             dlen = cell_len(detail)
-            cmd_w = max(rest - dlen - 1, min(rest, 12))
-            det_w = max(0, rest - cmd_w - 1)
-            segments.append(Segment(fit(row.command, cmd_w) + " ", base))
+            cmd_w = max(rest - dlen - 1, min(rest, 8)) if row.command else 0
+            det_w = max(0, rest - cmd_w - 1) if cmd_w else rest
+            if cmd_w:
+                segments.append(Segment(fit(row.command, cmd_w) + " ", base))
             if det_w:
                 segments.append(Segment(fit(detail, det_w), kind))
         else:

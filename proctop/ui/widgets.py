@@ -125,9 +125,9 @@ def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> Text:
         return text
     ev = row.ev
 
-    def field(label: str, value: str) -> None:
+    def field(label: str, value: str, end: str = "\n") -> None:
         text.append(f"{label:<10}", style="bold")
-        text.append(value + "\n")
+        text.append(value + end)
 
     text.append(f"{row.label} ", style="bold")
     text.append(f"at {format_time(ev.ts)}  pid {ev.pid}")
@@ -135,19 +135,22 @@ def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> Text:
         text.append(f" (tgid {ev.tgid})")
     if ev.ppid:
         text.append(f"  ppid {ev.ppid}")
+    if ev.event != "lost":
+        text.append(f"  user {row.user}" + (f" (uid {ev.uid})" if ev.uid is not None else ""))
     text.append("\n")
     if ev.event == "lost":
         field("lost", row.detail)
         return text
-    field("command", safe_argv(ev.cmdline) if ev.cmdline else "?")
-    field("comm", safe(ev.comm) or "?")
-    field("exe", safe(ev.exe) or "?")
-    field("user", row.user + (f" (uid {ev.uid})" if ev.uid is not None else ""))
     if ev.event == "exit":
-        field("status", ev.status_text)
-        field("lifetime", format_lifetime(ev.lifetime) or "?")
+        field("status", ev.status_text, end="")
+        text.append("  lifetime ", style="bold")
+        text.append((format_lifetime(ev.lifetime) or "?") + "\n")
     elif row.detail:
         field("detail", row.detail)
+    field("command", safe_argv(ev.cmdline) if ev.cmdline else "?")
+    field("exe", safe(ev.exe) or "?", end="")
+    text.append("  comm ", style="bold")
+    text.append((safe(ev.comm) or "?") + "\n")
     parent = ancestry[0][1] if ancestry else None
     if ev.parent_cmdline:
         parent = safe_argv(ev.parent_cmdline)
