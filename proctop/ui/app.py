@@ -84,6 +84,7 @@ class ProctopApp(App[int]):
 
     BINDINGS = [
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("space", "pause", "Pause"),
         Binding("slash", "filter", "Filter"),
         Binding("enter", "details", "Details"),
