@@ -68,6 +68,10 @@ class ReaderStopped(Message):
         self.error = error
 
 
+#: Actions bound to printable keys (disabled while the filter input is open).
+_TEXT_KEY_ACTIONS = {"toggle_mask", "toggle_all", "pause", "filter", "quit", "details"}
+
+
 def _mask_bindings() -> list[Binding]:
     out = []
     for key, name in MASK_KEYS.items():
@@ -86,7 +90,8 @@ class ProctopApp(App[int]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("space", "pause", "Pause"),
-        Binding("slash", "filter", "Filter"),
+        # priority: handled as the key arrives, so the keys typed after it already see the open input
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("enter", "details", "Details"),
         Binding("escape", "close", "Close", show=False),
         Binding("a", "toggle_all", "All on/off"),
@@ -130,7 +135,9 @@ class ProctopApp(App[int]):
         self.header_bar = HeaderBar(id="header")
         self.timeline = Timeline(self.history, id="timeline")
         self.details_body = DetailsPanel(id="details-body")
-        self.filter_input = Input(placeholder="filter rows (Enter keeps, Escape clears)", id="filter")
+        self.filter_input = Input(
+            placeholder="filter rows (Enter keeps, Escape clears)", id="filter", select_on_focus=False
+        )
         yield self.header_bar
         yield self.timeline
         self.details = VerticalScroll(id="details")
@@ -284,6 +291,15 @@ class ProctopApp(App[int]):
             self.pending.clear()
             self.timeline.add(rows)
         self.header_bar.refresh()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While the filter input is open, letters are text, not commands.
+
+        Keys typed right after ``/`` may reach us before the input has focus
+        (focus moves on the next message loop turn); the timeline forwards them.
+        """
+        field = getattr(self, "filter_input", None)
+        return not (field is not None and field.has_class("-open") and action in _TEXT_KEY_ACTIONS)
 
     def action_filter(self) -> None:
         self.filter_input.add_class("-open")

@@ -223,6 +223,14 @@ class Timeline(ScrollView, can_focus=True):
         self.follow = True
         self._after_change(0)
 
+    def on_key(self, event) -> None:
+        """Text typed before the just-opened filter input has focus goes to that input."""
+        field = getattr(self.app, "filter_input", None)
+        if field is not None and field.has_class("-open") and event.is_printable and event.character:
+            field.insert_text_at_cursor(event.character)
+            event.prevent_default()
+            event.stop()
+
     def on_mouse_scroll_up(self, event) -> None:  # the wheel freezes the follow as the keys do
         self.follow = False
 

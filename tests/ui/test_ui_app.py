@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from textual import events
 from ui_helpers import SAMPLE, screen_text, wait_for
 
 from proctop.kernel.protocol import (
@@ -319,3 +320,18 @@ async def test_q_and_ctrl_c_quit(sample_source):
             await pilot.pause()
             assert not app.is_running, key
         assert app.return_code == 0
+
+
+async def test_keys_typed_right_after_slash_go_to_the_filter(sample_source):
+    """A fast typist (or a paste) sends '/exec' in one read: no letter may toggle the mask."""
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        for key, char in [("slash", "/"), ("e", "e"), ("x", "x"), ("e", "e"), ("c", "c")]:
+            app.post_message(events.Key(key, char))  # all queued before any is handled
+        assert await wait_for(pilot, lambda: app.filter_input.value == "exec")
+        assert app.source.mask == PROC_EVENT_ALL
+        await pilot.press("slash", "u")  # inside the input '/' is text
+        assert app.filter_input.value == "exec/u"
+        await pilot.press("enter", "f")  # back on the timeline letters are commands again
+        assert app.source.mask == PROC_EVENT_ALL ^ PROC_EVENT_FORK
