@@ -15,7 +15,13 @@ import time
 
 
 def main(path: str) -> int:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1 << 20, 1 << 20))
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            limit = int(f.read())
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    except (OSError, ValueError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with open(path) as f:
         pids = [int(line) for line in f if line.strip()]
     c0 = time.process_time()

@@ -348,8 +348,19 @@ static int cmd_pidfd(int argc, char **argv)
 		perror(argv[2]);
 		return 1;
 	}
-	struct rlimit rl = {1 << 20, 1 << 20};
-	setrlimit(RLIMIT_NOFILE, &rl);
+	long nr_open = 1 << 20;
+	FILE *no = fopen("/proc/sys/fs/nr_open", "r");
+	if (no) {
+		if (fscanf(no, "%ld", &nr_open) != 1)
+			nr_open = 1 << 20;
+		fclose(no);
+	}
+	struct rlimit rl = {nr_open, nr_open};
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	long n = 0, open_failed = 0;
 	int pid;
