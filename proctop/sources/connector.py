@@ -35,6 +35,7 @@ from proctop.sources.base import Source
 _READ_TIMEOUT = 0.25  # how often a blocked reader looks at the stop flag
 _LOST = object()  # queue marker: the kernel reported an overrun here
 _REFRESH_EVERY = 1.0  # seconds between /proc refreshes when fork/exec are not in the mask
+_REFRESH_SHARE = 20  # ...and at least 20x the last one's cost: /proc work stays under 5% of a core
 
 
 #: Nice value taken when allowed (root or CAP_SYS_NICE), as auditd's priority_boost.
@@ -96,6 +97,7 @@ class ConnectorSource(Source):
         self._mask_lock = threading.Lock()
         self.error: str | None = None
         self._refreshed = time.monotonic()
+        self._refresh_every = _REFRESH_EVERY
         self._resync_due = False
 
     # --- control ---------------------------------------------------------
@@ -271,22 +273,28 @@ class ConnectorSource(Source):
     def _maybe_refresh(self) -> None:
         """Resynchronise after lost events, and keep names for processes born unannounced.
 
-        Both are rate-limited to one per ``_REFRESH_EVERY``: during a storm that
-        overruns the socket, a full /proc scan per overrun would cause the next.
+        Both are rate-limited: one per ``_REFRESH_EVERY``, and no more often than
+        ``_REFRESH_SHARE`` times the last one's cost, so on a host with 100,000
+        pids (a listing costs tens of ms) the refresh never becomes the /proc
+        polling that filtered events exist to avoid, and a storm that overruns
+        the socket does not get a full rescan per overrun (which would cause the next).
         """
         now = time.monotonic()
-        if now - self._refreshed < _REFRESH_EVERY:
+        if now - self._refreshed < self._refresh_every:
             return
         try:
             if self._resync_due:
                 self._resync_due = False
-                self._refreshed = now
                 self.enricher.resync()
             elif not (self.mask & PROC_EVENT_FORK and self.mask & PROC_EVENT_EXEC):
-                self._refreshed = now
                 self.enricher.refresh()
+            else:
+                return
         except Exception:  # /proc races are no reason to stop
             pass
+        done = time.monotonic()
+        self._refreshed = done
+        self._refresh_every = max(_REFRESH_EVERY, _REFRESH_SHARE * (done - now))
 
     def _enrich(self, enrich, raw: RawEvent, snap) -> Event:
         try:
