@@ -88,7 +88,7 @@ class ProctopApp(App[int]):
 
     BINDINGS = [
         Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
         Binding("space", "pause", "Pause"),
         # priority: handled as the key arrives, so the keys typed after it already see the open input
         Binding("slash", "filter", "Filter", priority=True),
@@ -252,6 +252,10 @@ class ProctopApp(App[int]):
 
     # --- actions ---------------------------------------------------------------
 
+    def action_interrupt(self) -> None:
+        """ctrl+c quits, whatever has the focus."""
+        self.exit(0)
+
     def action_toggle_mask(self, name: str) -> None:
         bit = MASK_BITS[name]
         self._set_mask(self.source.mask ^ bit)
@@ -336,12 +340,24 @@ class ProctopApp(App[int]):
     def _show_details(self, row: Row | None) -> None:
         ancestry: list[tuple[int, str]] = []
         if row is not None and row.ev.event != "lost":
-            try:
-                extra = self.source.ancestry(row.ev.tgid or row.ev.pid)
-            except Exception:
-                extra = []
-            ancestry = self.procs.ancestry(row.ev, extra)
+            ancestry = self.procs.ancestry(row.ev, self._source_ancestry(row))
         self.details_body.show(row, ancestry)
+
+    def _source_ancestry(self, row: Row) -> list[tuple[int, str]]:
+        """What the source knows of the row's ancestors (live processes, from /proc).
+
+        A process that has exited is unknown to the source; its parent may not be.
+        """
+        ev = row.ev
+        try:
+            chain = self.source.ancestry(ev.tgid or ev.pid)
+            if not chain and ev.ppid and ev.event in ("fork", "exec", "exit"):
+                known = self.procs.procs.get(ev.ppid)
+                command = (known[1] if known else None) or "?"
+                chain = [(ev.ppid, command), *self.source.ancestry(ev.ppid)]
+        except Exception:  # /proc races: the panel shows what the events told
+            return []
+        return chain
 
 
 def run_app(source: Source, args) -> int:

@@ -168,7 +168,8 @@ class ProcTable:
         child = ev.tgid or ev.pid
         for pid, command in extra or []:
             parent_of[child] = pid
-            commands[pid] = command
+            commands[pid] = safe(command)  # the source's strings are as untrusted as the events'
+
             child = pid
         chain: list[tuple[int, str]] = []
         pid = ev.tgid or ev.pid

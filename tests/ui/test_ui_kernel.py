@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -42,6 +43,19 @@ async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
         assert await wait_for(pilot, lambda: failed_exits(app, first), timeout=5), "failed exit never arrived"
         row = failed_exits(app, first)[0]
         assert row.detail.startswith("exit 7")
+        # the details panel: this test process is the parent, with its own ancestors from /proc
+        app.timeline.set_filter(f"exit {first} ")  # the row's label and pid
+        await pilot.press("end", "enter")
+        await pilot.pause()
+        body = str(app.details_body.render())
+        assert [r.ev.pid for r in app.timeline.view] == [first]
+        assert "status    exit 7" in body
+        me = os.getpid()
+        chain = [line.strip() for line in body.split("ancestry", 1)[1].splitlines()]
+        assert any(line.startswith(f"\u2514 {me} ") and "pytest" in line for line in chain[:1]), body
+        assert len(chain) >= 2, body  # and beyond it, whatever started pytest
+        await pilot.press("escape")
+        app.timeline.set_filter("")
 
         await pilot.press("x")
         await pilot.pause()

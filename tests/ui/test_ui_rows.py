@@ -65,6 +65,8 @@ def test_ancestry_from_events_and_from_the_source():
     chain = table.ancestry(crash, extra=[(30, "cc"), (20, "make"), (10, "bash"), (1, "init")])
     assert chain == [(30, "cc x.c"), (20, "make"), (10, "bash"), (1, "init")]
     assert table.ancestry(crash) == [(30, "cc x.c"), (20, "make"), (10, "?")]
+    evil = table.ancestry(crash, extra=[(30, "cc"), (20, "make"), (10, "\x1b]0;x\x07")])
+    assert evil[2] == (10, r"\x1b]0;x\x07")
     # uid changes: the table remembers the uid before
     table.learn(Event(ts=0, event="exec", pid=50, tgid=50, ppid=1, uid=1000, cmdline=["sudo"]))
     assert table.learn(Event(ts=0, event="uid", pid=50, tgid=50, ruid=0, euid=0, uid=0)) == 1000
