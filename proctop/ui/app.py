@@ -157,14 +157,14 @@ class ProctopApp(App[int]):
         self._stop.set()
         self._remove_signal_handlers()
 
-    # --- signals: restore the terminal on SIGTERM/SIGHUP ------------------------
+    # --- signals: restore the terminal on SIGTERM/SIGHUP (and a SIGINT from kill) ---
 
     def _install_signal_handlers(self) -> None:
         self._signals: list[int] = []
         if threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self._on_signal)
                 self._signals.append(sig)

@@ -222,15 +222,19 @@ def zombie_wait_status(pid: int) -> int | None:
 
 
 def test_sighup_restores_the_terminal(proctop_bin):
-    term = Tmux(f"setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}", width=80, height=24)
+    # and under TERM=screen, the classic terminal of tmux and GNU screen
+    term = Tmux(f"env TERM=screen setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}", 80, 24)
     try:
         screen = term.wait_for(lambda t: "x[x]nonzero-exit" in t, timeout=30)
         assert "f[x]fork e[x]exec x[x]nonzero-exit" in screen  # usable at 80x24 too
+        assert "TIME         EVENT    PID     PPID    USER     COMMAND / DETAIL" in screen
+        pid = int(term.info("#{pane_pid}"))
+        assert "TERM=screen\0" in Path(f"/proc/{pid}/environ").read_text()
         assert term.info("#{alternate_on}") == "1"
         term.send("X")  # shift-x: every exit
         term.wait_for(lambda t: "X[x]exit" in t)
         term.send("X")
         term.wait_for(lambda t: "X[ ]exit" in t)
-        stop_and_check_terminal(term, int(term.info("#{pane_pid}")), signal.SIGHUP)
+        stop_and_check_terminal(term, pid, signal.SIGHUP)
     finally:
         term.kill()
