@@ -98,19 +98,59 @@ def _n(value: int | None) -> str:
 
 
 class Row:
-    """One timeline row: the event and its display strings (computed once)."""
+    """One timeline row: the event and its display strings.
 
-    __slots__ = ("cls", "command", "detail", "ev", "label", "short", "time", "user")
+    The strings are made on first use and kept: a row that is never on screen
+    (most of a 100,000-row history) costs only the event and this small object.
+    """
+
+    __slots__ = ("_command", "_detail", "_short", "_time", "ev", "old_uid")
 
     def __init__(self, ev: Event, old_uid: int | None = None) -> None:
         self.ev = ev
-        self.time = format_time(ev.ts)
-        self.label = EVENT_LABELS.get(ev.event, safe(ev.event))
-        self.cls = event_class(ev)
-        self.user = safe(ev.user) if ev.user else ("" if ev.event == "lost" else "?")
-        self.command = "" if ev.event == "lost" else command_of(ev)
-        self.detail = detail_of(ev, old_uid)
-        self.short = detail_of(ev, old_uid, short=True) if ev.event == "exit" else self.detail
+        self.old_uid = old_uid  # the uid before a uid event (from the events seen)
+        self._time: str | None = None
+        self._command: str | None = None
+        self._detail: str | None = None
+        self._short: str | None = None
+
+    @property
+    def time(self) -> str:
+        if self._time is None:
+            self._time = format_time(self.ev.ts)
+        return self._time
+
+    @property
+    def label(self) -> str:
+        return EVENT_LABELS.get(self.ev.event) or safe(self.ev.event)
+
+    @property
+    def cls(self) -> str:
+        return event_class(self.ev)
+
+    @property
+    def user(self) -> str:
+        ev = self.ev
+        return safe(ev.user) if ev.user else ("" if ev.event == "lost" else "?")
+
+    @property
+    def command(self) -> str:
+        if self._command is None:
+            self._command = "" if self.ev.event == "lost" else command_of(self.ev)
+        return self._command
+
+    @property
+    def detail(self) -> str:
+        if self._detail is None:
+            self._detail = detail_of(self.ev, self.old_uid)
+        return self._detail
+
+    @property
+    def short(self) -> str:
+        """The detail without the lifetime, for narrow terminals."""
+        if self._short is None:
+            self._short = detail_of(self.ev, self.old_uid, short=True) if self.ev.event == "exit" else self.detail
+        return self._short
 
     def matches(self, needle: str) -> bool:
         """Case-insensitive substring match over what the row shows."""
