@@ -65,7 +65,6 @@ class Timeline(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {
         "timeline--header",
         "timeline--cursor",
-        "timeline--detail",
         *(f"event--{name}" for name in EVENT_CLASSES),
     }
 
@@ -230,6 +229,12 @@ class Timeline(ScrollView, can_focus=True):
             field.insert_text_at_cursor(event.character)
             event.prevent_default()
             event.stop()
+
+    def on_click(self, event) -> None:
+        """A click selects a row (the keyboard does everything too)."""
+        index = self._top() + event.y - 1
+        if event.y >= 1 and 0 <= index < len(self.view):
+            self._move(index - (self.cursor if self.cursor >= 0 else len(self.view) - 1))
 
     def on_mouse_scroll_up(self, event) -> None:  # the wheel freezes the follow as the keys do
         self.follow = False

@@ -335,3 +335,29 @@ async def test_keys_typed_right_after_slash_go_to_the_filter(sample_source):
         assert app.filter_input.value == "exec/u"
         await pilot.press("enter", "f")  # back on the timeline letters are commands again
         assert app.source.mask == PROC_EVENT_ALL ^ PROC_EVENT_FORK
+
+
+async def test_moving_up_freezes_the_view_until_end():
+    source = GatedSource(SAMPLE_EVENTS[:20])
+    source.gate.set()
+    app = make_app(source)
+    async with app.run_test(size=(100, 16)) as pilot:
+        assert await wait_for(pilot, lambda: len(app.timeline.rows) == 20)
+        await pilot.press("up", "up")
+        frozen = [r.ev for r in app.timeline.visible_rows]
+        selected = app.timeline.selected.ev
+        assert not app.timeline.follow and selected is SAMPLE_EVENTS[17]
+        source.events = list(SAMPLE_EVENTS[20:])  # more events arrive while frozen
+        assert await wait_for(pilot, lambda: len(app.timeline.rows) == len(SAMPLE_EVENTS))
+        await pilot.pause()
+        assert [r.ev for r in app.timeline.visible_rows] == frozen
+        assert app.timeline.selected.ev is selected
+        assert "exit 3 after 119ms" not in screen_text(app)
+        await pilot.press("end")
+        await pilot.pause()
+        assert app.timeline.follow and app.timeline.selected.ev is SAMPLE_EVENTS[-1]
+        assert "exit 3 after 119ms" in screen_text(app)
+        # a click selects a row and freezes the view as well
+        await pilot.click("#timeline", offset=(5, 3))
+        assert not app.timeline.follow
+        assert app.timeline.selected is app.timeline.visible_rows[2]
