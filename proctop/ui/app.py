@@ -30,25 +30,14 @@ from proctop.ui.rows import ProcTable, Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, load_themes
 from proctop.ui.timeline import Timeline
-from proctop.ui.widgets import DetailsPanel, HeaderBar
+from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
 #: Batches per second at most (the UI's frame rate for new events).
 BATCH_HZ = 15
 POLL_TIMEOUT = 0.05
 
 #: key -> mask name toggled by it.
-MASK_KEYS = {
-    "f": "fork",
-    "e": "exec",
-    "x": "nonzero-exit",
-    "X": "exit",
-    "u": "uid",
-    "g": "gid",
-    "s": "sid",
-    "p": "ptrace",
-    "c": "comm",
-    "d": "coredump",
-}
+MASK_KEYS = {key: name for key, name, _ in TOGGLES}
 
 
 class Batch(Message):

@@ -16,7 +16,7 @@ from proctop.ui.timeline import EVENT_CLASSES
 if TYPE_CHECKING:
     from proctop.ui.app import ProctopApp
 
-#: (key, mask name, shown name) in the order of the header.
+#: (key, mask name, shown name) of the mask toggles, in the order of the header.
 TOGGLES = (
     ("f", "fork", "fork"),
     ("e", "exec", "exec"),
@@ -32,16 +32,6 @@ TOGGLES = (
 
 #: Event types in the rates line, in display order.
 RATE_TYPES = ("fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump")
-
-
-def toggle_text(mask: int, supported: int = 0xFFFFFFFF) -> str:
-    """``f[x]fork e[ ]exec ...``: the mask readable without colour."""
-    parts = []
-    for key, name, shown in TOGGLES:
-        bit = MASK_BITS[name]
-        mark = "-" if not supported & bit else ("x" if mask & bit else " ")
-        parts.append(f"{key}[{mark}]{shown}")
-    return " ".join(parts)
 
 
 class HeaderBar(Widget):
