@@ -758,13 +758,20 @@ def targets(results: dict) -> list[dict]:
                 }
             )
     allruns = [r for r in comp if r["mask"] in ("all", "fork,exec,exit") and r["cmd_total"]]
-    if allruns:
-        worst = min(r["cmd_caught"] / r["cmd_total"] for r in allruns)
+    for label, runs in (
+        ("root, 1 spawner", [r for r in allruns if r["user"] == "root" and r["spawners"] == 1]),
+        ("root, 4 spawners", [r for r in allruns if r["user"] == "root" and r["spawners"] > 1]),
+        ("uid 65534, 1 spawner", [r for r in allruns if r["user"] != "root" and r["spawners"] == 1]),
+        ("uid 65534, 4 spawners", [r for r in allruns if r["user"] != "root" and r["spawners"] > 1]),
+    ):
+        if not runs:
+            continue
+        shares = sorted(r["cmd_caught"] / r["cmd_total"] for r in runs)
         out.append(
             {
-                "target": "cmdline captured >= 95% of exec'd processes living >= 1 ms (masks with exec)",
-                "figure": f"worst run {worst:.1%} over {len(allruns)} runs",
-                "met": worst >= 0.95,
+                "target": f"cmdline captured >= 95% of exec'd processes living >= 1 ms (masks with exec; {label})",
+                "figure": f"worst {shares[0]:.1%}, best {shares[-1]:.1%} over {len(runs)} runs",
+                "met": shares[0] >= 0.95,
             }
         )
     dec = results.get("decode")
@@ -859,7 +866,8 @@ def write_markdown(results: dict, path: Path) -> None:
             "## 4. Completeness (proctop --json)",
             "",
             "`caught` = non-zero exits reported with the right code / produced; `lost` = sum of `lost` event "
-            "counts; `cmdline` = exec'd processes (each lives >= 1 ms) reported with their exact argv.",
+            "counts; `cmdline` = exec'd processes (each lives >= 1 ms) reported with their exact argv. "
+            "The first rows are round 1 of cases 1-2 (root, 1 spawner), then the case-4 runs.",
             "",
             "| mask | user | spawners | storm | rate/s | caught | lost | cmdline | CPU s/10k |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -913,7 +921,7 @@ def write_markdown(results: dict, path: Path) -> None:
             L += ["| figure | value |", "|---|---|"]
             for k, v in tui.items():
                 if k != "status":
-                    L.append(f"| {k} | {v} |")
+                    L.append(f"| {k} | {v:,.1f} |" if isinstance(v, float) else f"| {k} | {v} |")
         else:
             L.append(f"Not run: {tui.get('reason')}")
     path.write_text("\n".join(L) + "\n")
@@ -966,7 +974,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller storms, one round (~2 minutes)")
     ap.add_argument("--cases", default="1,2,3,4,5,6", help="comma list of cases to run (default all)")
     ap.add_argument("--out", default=str(BENCH), help="where results.{md,json,png} go (default bench/)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite results.md/png from results.json, no run")
     args = ap.parse_args(argv)
+    if args.report_only:
+        out = Path(args.out)
+        results = json.loads((out / "results.json").read_text())
+        results["targets"] = targets(results)
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        write_markdown(results, out / "results.md")
+        write_plot(results, out / "results.png")
+        return 0
     if os.geteuid() != 0:
         print("bench: run as root (forkstat, uid 65534 runs, pid_max for 32,000 sleepers)", file=sys.stderr)
         return 2
