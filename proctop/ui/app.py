@@ -341,9 +341,7 @@ class ProctopApp(App[int]):
         try:
             chain = self.source.ancestry(ev.tgid or ev.pid)
             if not chain and ev.ppid and ev.event in ("fork", "exec", "exit"):
-                known = self.procs.procs.get(ev.ppid)
-                command = (known[1] if known else None) or "?"
-                chain = [(ev.ppid, command), *self.source.ancestry(ev.ppid)]
+                chain = [(ev.ppid, "?"), *self.source.ancestry(ev.ppid)]  # the events may name it
         except Exception:  # /proc races: the panel shows what the events told
             return []
         return chain

@@ -159,8 +159,13 @@ class Row:
         return needle in hay.lower()
 
 
+def _shown(command: list[str] | str) -> str:
+    """A remembered argv or comm, safe to display."""
+    return safe_argv(command) if isinstance(command, list) else safe(command)
+
+
 class ProcTable:
-    """pid -> (ppid, command, uid) learnt from the events seen, for the ancestry chain.
+    """pid -> [ppid, argv or comm, uid] learnt from the events seen, for the ancestry chain.
 
     Exited processes stay (they are what a failed exit's ancestry is made of);
     the table is bounded by dropping the oldest entries.
@@ -177,7 +182,7 @@ class ProcTable:
         pid = ev.tgid or ev.pid
         entry = self.procs.get(pid)
         old_uid = entry[2] if entry is not None else None
-        command = command_of(ev) if (ev.cmdline or ev.comm) else None
+        command = ev.cmdline or ev.comm  # raw; made safe when shown (ancestry)
         if entry is None:
             if len(self.procs) >= self.limit:
                 for key in list(self.procs)[: self.limit // 2]:
@@ -194,7 +199,7 @@ class ProcTable:
         if ev.event == "exit" and ev.ppid and (ev.parent_cmdline or ev.parent_comm):
             parent = self.procs.setdefault(ev.ppid, [None, None, None])
             if parent[1] is None:
-                parent[1] = safe_argv(ev.parent_cmdline) if ev.parent_cmdline else safe(ev.parent_comm)
+                parent[1] = ev.parent_cmdline or ev.parent_comm
         return old_uid
 
     def ancestry(self, ev: Event, extra: list[tuple[int, str]] | None = None, limit: int = 32) -> list[tuple[int, str]]:
@@ -221,7 +226,7 @@ class ProcTable:
         while ppid and ppid not in seen and len(chain) < limit:
             seen.add(ppid)
             entry = self.procs.get(ppid)
-            command = (entry[1] if entry else None) or commands.get(ppid) or "?"
+            command = _shown(entry[1]) if entry and entry[1] else (commands.get(ppid) or "?")
             chain.append((ppid, command))
             nxt = entry[0] if entry and entry[0] else None
             ppid = nxt or parent_of.get(ppid)
