@@ -42,6 +42,8 @@
 #include <linux/netlink.h>
 #include <linux/notifier.h>
 #include <linux/tracepoint.h>
+#include <linux/kprobes.h>
+#include <linux/ptrace.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
@@ -97,6 +99,11 @@ static bool own_uid_only;
 module_param(own_uid_only, bool, 0644);
 MODULE_PARM_DESC(own_uid_only,
 		 "non-root subscribers only get events of processes with their real uid (default N)");
+
+static bool use_kprobes;
+module_param(use_kprobes, bool, 0444);
+MODULE_PARM_DESC(use_kprobes,
+		 "experimental: also report UID/GID/SID/PTRACE/COREDUMP (and COMM exactly as upstream) through kprobes on the kernel's proc_*_connector() hooks (default N)");
 
 static int ptc_param_set_ro(const char *val, const struct kernel_param *kp)
 {
@@ -416,6 +423,194 @@ static void ptc_unregister_probes(void)
 	tracepoint_synchronize_unregister();
 }
 
+/* ---- kprobes on the kernel's own proc connector hooks ---------------------
+ * Kernels built with CONFIG_PROC_EVENTS call proc_id_connector(),
+ * proc_sid_connector(), proc_ptrace_connector(), proc_coredump_connector()
+ * and proc_comm_connector() at exactly the places upstream reports those
+ * events; there are no tracepoints for them.  A kprobe on each function's
+ * entry gives the same events with the same arguments.  Only ftrace-based
+ * kprobes are kept: their handlers run like tracepoint probes (preemption
+ * off, interrupts on), while an int3-based kprobe handler runs in NMI-like
+ * context where sending a netlink message is not allowed.
+ */
+#ifdef CONFIG_KPROBES
+#define PTC_ARG(regs, n) regs_get_kernel_argument(regs, n)
+
+static int ptc_kp_id(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct task_struct *task = (struct task_struct *)PTC_ARG(regs, 0);
+	int which_id = (int)PTC_ARG(regs, 1);
+	u8 buffer[PTC_MSG_SIZE] __aligned(8);
+	const struct cred *cred;
+	struct proc_event *ev;
+	struct cn_msg *msg;
+
+	if (atomic_read(&ptc_nsubs) < 1)
+		return 0;
+	if (which_id != PROC_EVENT_UID && which_id != PROC_EVENT_GID)
+		return 0;
+	PTC_EVENT_START(msg, ev, buffer);
+	ev->what = which_id;
+	ev->event_data.id.process_pid = task->pid;
+	ev->event_data.id.process_tgid = task->tgid;
+	rcu_read_lock();
+	cred = __task_cred(task);	/* commit_creds() installed it already */
+	if (which_id == PROC_EVENT_UID) {
+		ev->event_data.id.r.ruid = from_kuid_munged(&init_user_ns, cred->uid);
+		ev->event_data.id.e.euid = from_kuid_munged(&init_user_ns, cred->euid);
+	} else {
+		ev->event_data.id.r.rgid = from_kgid_munged(&init_user_ns, cred->gid);
+		ev->event_data.id.e.egid = from_kgid_munged(&init_user_ns, cred->egid);
+	}
+	rcu_read_unlock();
+	ptc_send_event(msg, task);
+	return 0;
+}
+
+static int ptc_kp_sid(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct task_struct *task = (struct task_struct *)PTC_ARG(regs, 0);
+	u8 buffer[PTC_MSG_SIZE] __aligned(8);
+	struct proc_event *ev;
+	struct cn_msg *msg;
+
+	if (atomic_read(&ptc_nsubs) < 1)
+		return 0;
+	PTC_EVENT_START(msg, ev, buffer);
+	ev->what = PROC_EVENT_SID;
+	ev->event_data.sid.process_pid = task->pid;
+	ev->event_data.sid.process_tgid = task->tgid;
+	ptc_send_event(msg, task);
+	return 0;
+}
+
+static int ptc_kp_ptrace(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct task_struct *task = (struct task_struct *)PTC_ARG(regs, 0);
+	int ptrace_id = (int)PTC_ARG(regs, 1);
+	u8 buffer[PTC_MSG_SIZE] __aligned(8);
+	struct proc_event *ev;
+	struct cn_msg *msg;
+
+	if (atomic_read(&ptc_nsubs) < 1)
+		return 0;
+	if (ptrace_id != PTRACE_ATTACH && ptrace_id != PTRACE_DETACH)
+		return 0;
+	PTC_EVENT_START(msg, ev, buffer);
+	ev->what = PROC_EVENT_PTRACE;
+	ev->event_data.ptrace.process_pid = task->pid;
+	ev->event_data.ptrace.process_tgid = task->tgid;
+	if (ptrace_id == PTRACE_ATTACH) {
+		ev->event_data.ptrace.tracer_pid = current->pid;
+		ev->event_data.ptrace.tracer_tgid = current->tgid;
+	}
+	ptc_send_event(msg, task);
+	return 0;
+}
+
+static int ptc_kp_coredump(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct task_struct *task = (struct task_struct *)PTC_ARG(regs, 0);
+	u8 buffer[PTC_MSG_SIZE] __aligned(8);
+	struct task_struct *parent;
+	struct proc_event *ev;
+	struct cn_msg *msg;
+
+	if (atomic_read(&ptc_nsubs) < 1)
+		return 0;
+	PTC_EVENT_START(msg, ev, buffer);
+	ev->what = PROC_EVENT_COREDUMP;
+	ev->event_data.coredump.process_pid = task->pid;
+	ev->event_data.coredump.process_tgid = task->tgid;
+	rcu_read_lock();
+	if (pid_alive(task)) {
+		parent = rcu_dereference(task->real_parent);
+		ev->event_data.coredump.parent_pid = parent->pid;
+		ev->event_data.coredump.parent_tgid = parent->tgid;
+	}
+	rcu_read_unlock();
+	ptc_send_event(msg, task);
+	return 0;
+}
+
+static int ptc_kp_comm(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct task_struct *task = (struct task_struct *)PTC_ARG(regs, 0);
+	u8 buffer[PTC_MSG_SIZE] __aligned(8);
+	struct proc_event *ev;
+	struct cn_msg *msg;
+
+	if (atomic_read(&ptc_nsubs) < 1)
+		return 0;
+	PTC_EVENT_START(msg, ev, buffer);
+	ev->what = PROC_EVENT_COMM;
+	ev->event_data.comm.process_pid = task->pid;
+	ev->event_data.comm.process_tgid = task->tgid;
+	__get_task_comm(ev->event_data.comm.comm, sizeof(ev->event_data.comm.comm), task);
+	ptc_send_event(msg, task);
+	return 0;
+}
+
+struct ptc_kp {
+	const char *symbol;
+	kprobe_pre_handler_t handler;
+	u32 events;
+	struct kprobe kp;
+	bool registered;
+};
+
+static struct ptc_kp ptc_kps[] = {
+	{ "proc_id_connector", ptc_kp_id, PTC_EV_UID | PTC_EV_GID },
+	{ "proc_sid_connector", ptc_kp_sid, PTC_EV_SID },
+	{ "proc_ptrace_connector", ptc_kp_ptrace, PTC_EV_PTRACE },
+	{ "proc_coredump_connector", ptc_kp_coredump, PTC_EV_COREDUMP },
+	{ "proc_comm_connector", ptc_kp_comm, PTC_EV_COMM },
+};
+
+/* returns the events covered */
+static u32 ptc_register_kprobes(void)
+{
+	u32 events = 0;
+	int i, err;
+
+	for (i = 0; i < ARRAY_SIZE(ptc_kps); i++) {
+		struct ptc_kp *k = &ptc_kps[i];
+
+		memset(&k->kp, 0, sizeof(k->kp));
+		k->kp.symbol_name = k->symbol;
+		k->kp.pre_handler = k->handler;
+		err = register_kprobe(&k->kp);
+		if (!err && !kprobe_ftrace(&k->kp)) {
+			unregister_kprobe(&k->kp);
+			err = -EOPNOTSUPP;
+		}
+		if (err) {
+			pr_info("no kprobe on %s (%d): its events are not supported\n",
+				k->symbol, err);
+			continue;
+		}
+		k->registered = true;
+		events |= k->events;
+	}
+	return events;
+}
+
+static void ptc_unregister_kprobes(void)
+{
+	int i;
+
+	/* unregister_kprobe() waits until no handler runs */
+	for (i = 0; i < ARRAY_SIZE(ptc_kps); i++) {
+		if (ptc_kps[i].registered)
+			unregister_kprobe(&ptc_kps[i].kp);
+		ptc_kps[i].registered = false;
+	}
+}
+#else
+static u32 ptc_register_kprobes(void) { return 0; }
+static void ptc_unregister_kprobes(void) { }
+#endif
+
 /* ---- control messages ----------------------------------------------------- */
 
 static void ptc_ack(u32 portid, u32 seq, u32 err)
@@ -584,8 +779,14 @@ static int __init ptc_init(void)
 	if (err)
 		return err;
 
+	if (use_kprobes)
+		supported_events |= ptc_register_kprobes();
+
 	for (i = 0; i < ARRAY_SIZE(ptc_tps); i++) {
 		if (!ptc_tps[i].tp)
+			continue;
+		/* task_rename is only the fallback for COMM */
+		if (!ptc_tps[i].required && (supported_events & ptc_tps[i].events) == ptc_tps[i].events)
 			continue;
 		err = tracepoint_probe_register(ptc_tps[i].tp, ptc_tps[i].probe, NULL);
 		if (err) {
@@ -614,6 +815,7 @@ static int __init ptc_init(void)
 	return 0;
 
 out_probes:
+	ptc_unregister_kprobes();
 	ptc_unregister_probes();
 	netlink_unregister_notifier(&ptc_netlink_nb);
 	ptc_free_all();
@@ -625,6 +827,7 @@ static void __exit ptc_exit(void)
 	/* 1. no new control messages reach us ... */
 	cn_del_callback(&ptc_cb_id);
 	/* 2. ... no probe runs any more (long grace periods) ... */
+	ptc_unregister_kprobes();
 	ptc_unregister_probes();
 	/*
 	 * 3. ... and no control message is still being handled: the connector

@@ -80,7 +80,7 @@ timeout "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -cpu max -m 1G -sm
     -nographic -no-reboot -kernel "$VMLINUZ" -initrd guest-initrd.cpio.gz \
     -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
-    -append "console=ttyS0 panic=-1 quiet guestcmd=$KMOD/tests/guest.sh ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR" \
+    -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR" \
     </dev/null 2>&1 | tr -d '\000\r' | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' \
     | tee guest-console.log | grep -v -E '^\s*$|SeaBIOS|iPXE|Booting from' || true
 rc=$(sed -n 's/.*GUEST-EXIT=\([0-9]*\).*/\1/p' guest-console.log | tail -1)

@@ -30,7 +30,8 @@ EV_PTRACE, EV_COMM = 0x100, 0x200
 EV_NONZERO_EXIT, EV_COREDUMP, EV_EXIT = 0x20000000, 0x40000000, 0x80000000
 EV_ALL = (EV_FORK | EV_EXEC | EV_UID | EV_GID | EV_SID | EV_PTRACE | EV_COMM
           | EV_NONZERO_EXIT | EV_COREDUMP | EV_EXIT)
-NAMES = {EV_NONE: "NONE", EV_FORK: "FORK", EV_EXEC: "EXEC", EV_COMM: "COMM", EV_EXIT: "EXIT"}
+NAMES = {EV_NONE: "NONE", EV_FORK: "FORK", EV_EXEC: "EXEC", EV_COMM: "COMM", EV_EXIT: "EXIT",
+         EV_UID: "UID", EV_GID: "GID", EV_SID: "SID", EV_PTRACE: "PTRACE", EV_COREDUMP: "COREDUMP"}
 
 PARAMS = "/sys/module/proctop_cn/parameters"
 WHO = "root" if os.getuid() == 0 else f"uid{os.getuid()}"
@@ -75,12 +76,20 @@ class Ev:
         elif w == EV_COMM:
             self.pid, self.tgid = u[:2]
             self.comm = self.raw[8:24].split(b"\0")[0].decode(errors="replace")
+        elif w in (EV_UID, EV_GID):
+            self.pid, self.tgid, self.real, self.eff = u[:4]
+        elif w == EV_PTRACE:
+            self.pid, self.tgid, self.tracer_pid, self.tracer_tgid = u[:4]
+        elif w == EV_COREDUMP:
+            self.pid, self.tgid, self.ppid, self.ptgid = u[:4]
+        elif w == EV_SID:
+            self.pid, self.tgid = u[:2]
 
     def pids(self):
-        if self.what == EV_FORK:
+        if self.what in (EV_FORK, EV_EXIT, EV_COREDUMP):
             return {self.pid, self.tgid, self.ppid, self.ptgid}
-        if self.what == EV_EXIT:
-            return {self.pid, self.tgid, self.ppid, self.ptgid}
+        if self.what == EV_PTRACE:
+            return {self.pid, self.tgid, self.tracer_pid, self.tracer_tgid}
         return {self.pid, self.tgid}
 
     def __repr__(self):
@@ -92,6 +101,12 @@ class Ev:
                     f" parent {self.ppid}/{self.ptgid})")
         if self.what == EV_COMM:
             return f"COMM({self.pid}/{self.tgid} {self.comm!r})"
+        if self.what in (EV_UID, EV_GID):
+            return f"{name}({self.pid}/{self.tgid} real={self.real} eff={self.eff})"
+        if self.what == EV_PTRACE:
+            return f"PTRACE({self.pid}/{self.tgid} tracer {self.tracer_pid}/{self.tracer_tgid})"
+        if self.what == EV_COREDUMP:
+            return f"COREDUMP({self.pid}/{self.tgid} parent {self.ppid}/{self.ptgid})"
         if self.what == EV_NONE:
             return f"ACK(seq={self.seq} ack={self.ack} err={self.err})"
         return f"{name}({self.pid}/{self.tgid})"
@@ -189,6 +204,28 @@ def run(argv):
     return p.pid, status
 
 
+def ptrace_attach_detach():
+    """PTRACE_ATTACH + PTRACE_DETACH a child (ctypes); returns its pid."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    if libc.ptrace(16, child, None, None) != 0:  # PTRACE_ATTACH
+        raise OSError(ctypes.get_errno(), "PTRACE_ATTACH")
+    os.waitpid(child, 0)  # stopped by the attach
+    libc.ptrace(17, child, None, None)  # PTRACE_DETACH
+    os.write(w, b"x")
+    os.close(w)
+    os.waitpid(child, 0)
+    return child
+
+
 # ---- test 1: nonzero-exit filtering ------------------------------------------
 def test_nonzero(sub):
     sub.subscribe(EV_NONZERO_EXIT)
@@ -277,7 +314,26 @@ def test_fields(sub):
         os._exit(0)
     _, st_comm = os.waitpid(cpid, 0)
 
-    want = {pid, seg, cpid} | set(tids) | ({core} if core else set())
+    # e) setsid() in a child -> SID
+    sid = os.fork()
+    if sid == 0:
+        os.setsid()
+        os._exit(0)
+    os.waitpid(sid, 0)
+
+    # f) as root: setgid/setuid in a child -> GID, UID; ptrace attach/detach -> PTRACE
+    idc = trc = None
+    if os.getuid() == 0:
+        idc = os.fork()
+        if idc == 0:
+            os.setgid(65534)
+            os.setuid(65534)
+            os._exit(0)
+        os.waitpid(idc, 0)
+        trc = ptrace_attach_detach()
+
+    want = ({pid, seg, cpid, sid} | set(tids) | ({core} if core else set())
+            | ({idc, trc} if idc else set()))
     evs = sub.collect(5.0, until=lambda e: want <= {x.pid for x in e if x.what == EV_EXIT})
     evs += sub.collect(0.3)
 
@@ -324,9 +380,31 @@ def test_fields(sub):
             problems.append(f"comm {c}")
         if any(e.what == EV_COMM and e.pid == pid for e in evs):
             problems.append("exec produced a COMM event (upstream does not)")
+    if supported & EV_COREDUMP:
+        c = one(EV_COREDUMP, seg)
+        if c and (c.tgid, c.ppid, c.ptgid) != (seg, me, me):
+            problems.append(f"coredump {c}")
+        if any(e.what == EV_COREDUMP and e.pid == pid for e in evs):
+            problems.append("COREDUMP for a normal exit")
+    if supported & EV_SID:
+        c = one(EV_SID, sid)
+        if c and c.tgid != sid:
+            problems.append(f"sid {c}")
+    if idc and supported & EV_UID:
+        c = one(EV_UID, idc)
+        if c and (c.tgid, c.real, c.eff) != (idc, 65534, 65534):
+            problems.append(f"uid {c}")
+    if idc and supported & EV_GID:
+        c = one(EV_GID, idc)
+        if c and (c.tgid, c.real, c.eff) != (idc, 65534, 65534):
+            problems.append(f"gid {c}")
+    if trc and supported & EV_PTRACE:
+        m = [e for e in evs if e.what == EV_PTRACE and e.pid == trc]
+        if [(e.tgid, e.tracer_pid, e.tracer_tgid) for e in m] != [(trc, me, me), (trc, 0, 0)]:
+            problems.append(f"ptrace attach/detach of {trc}: {m}")
     if any(e.idx != sub.idx or e.val != sub.val or e.ack != 0 for e in evs):
         problems.append("bad cn_msg header")
-    return report("3 fork/exec/exit/thread/comm fields", not problems, "; ".join(problems))
+    return report("3 event fields: fork/exec/exit/thread + the supported of comm/sid/coredump/uid/gid/ptrace", not problems, "; ".join(problems))
 
 
 def test_ignore_and_ack(sub):
@@ -596,7 +674,7 @@ def cmd_storm(ko, cycles):
     workers.append(subprocess.Popen(forker))
     t0 = time.monotonic()
     time.sleep(1.0)
-    dropped = 0
+    dropped = -int(param("dropped"))
     for i in range(cycles):
         dropped += int(param("dropped"))
         r = subprocess.run(["rmmod", "proctop_cn"], capture_output=True, text=True)

@@ -29,6 +29,15 @@ dmesg | grep proctop_cn | sed 's/^/dmesg: /'
 
 step "tests 1-3 as root";  $PY cntest.py basic 2>&1 | tee -a $LOG
 step "tests 1-3 as uid 65534"; $NOBODY $PY cntest.py basic 2>&1 | tee -a $LOG
+step "use_kprobes=Y: tests 1-3 again, UID/GID/SID/PTRACE/COREDUMP/COMM from kprobes"
+if rmmod proctop_cn && insmod $KO use_kprobes=Y; then
+    echo "supported_events=$(cat /sys/module/proctop_cn/parameters/supported_events)"
+    $PY cntest.py basic 2>&1 | tee -a $LOG
+    $NOBODY $PY cntest.py basic 2>&1 | tee -a $LOG
+    rmmod proctop_cn && insmod $KO || echo "FAIL [root] reload without kprobes" | tee -a $LOG
+else
+    echo "FAIL [root] reload with use_kprobes=Y" | tee -a $LOG
+fi
 step "table limit"; $PY cntest.py limits 2>&1 | tee -a $LOG
 step "test 4 own_uid_only"; $PY cntest.py ownuid 2>&1 | tee -a $LOG
 step "test 5a completeness"; $PY cntest.py complete 2>&1 | tee -a $LOG
