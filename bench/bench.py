@@ -430,10 +430,13 @@ def case_completeness(env: Env, n: int, idle: dict) -> dict:
     combos.append(("all", "root", 1, "fork", 2))
     combos.append(("nonzero-exit", "nobody", 4, "fork", 2))
     combos.append(("nonzero-exit", "nobody", 4, "fork", 0))
+    combos.append(("all", "nobody", 4, "exec", 0, RMEM_BIG))  # the remedy for non-root overruns
     runs = []
-    for m, user, parallel, kind, threads in combos:
+    for m, user, parallel, kind, threads, *rmem in combos:
         w = Watcher(env, f"proctop {m}", "proctop", m, user)
-        rec = storm_run(env, w, idle.get(w.name, 0.0) * 1e6, n, kind, parallel=parallel, threads=threads)
+        with sysctl_at_least("/proc/sys/net/core/rmem_max", rmem[0] if rmem else 0):
+            rec = storm_run(env, w, idle.get(w.name, 0.0) * 1e6, n, kind, parallel=parallel, threads=threads)
+        rec["rmem_max"] = int(Path("/proc/sys/net/core/rmem_max").read_text()) if not rmem else rmem[0]
         runs.append(rec)
         log(
             f"complete {m:15} {user:6} x{parallel} {kind} t{threads}: storm {rec['storm_rate']:.0f}/s "
@@ -446,9 +449,19 @@ def case_completeness(env: Env, n: int, idle: dict) -> dict:
 # --- case 3: polling /proc and pidfds -------------------------------------------
 
 
+RMEM_BIG = 64 * 1024 * 1024
+
+
 @contextlib.contextmanager
 def pid_max_at_least(want: int):
-    path = Path("/proc/sys/kernel/pid_max")
+    with sysctl_at_least("/proc/sys/kernel/pid_max", want):
+        yield
+
+
+@contextlib.contextmanager
+def sysctl_at_least(name: str, want: int):
+    """Raise a sysctl for the duration of a block (restored after)."""
+    path = Path(name)
     old = int(path.read_text())
     changed = False
     if old < want:
@@ -708,7 +721,7 @@ def case_tui(env: Env, quick: bool) -> dict:
 def targets(results: dict) -> list[dict]:
     out = []
     cpu = results.get("cpu", {}).get("summary", {})
-    comp = results.get("completeness", {}).get("runs", []) + [
+    comp = [r for r in results.get("completeness", {}).get("runs", []) if r.get("rmem_max", 0) < RMEM_BIG] + [
         r for r in results.get("cpu", {}).get("runs", []) if r["kind"] == "proctop"
     ]
     if comp:
@@ -875,6 +888,8 @@ def write_markdown(results: dict, path: Path) -> None:
         rows = [r for r in (cpu or {}).get("runs", []) if r["kind"] == "proctop" and r["round"] == 0] + comp["runs"]
         for r in rows:
             storm = r["storm"] + (f"+{r['threads']} threads" if r["threads"] else "")
+            if r.get("rmem_max", 0) >= RMEM_BIG:
+                storm += ", rmem_max 64 MiB"
             cmd = f"{r['cmd_caught'] / r['cmd_total']:.1%}" if r["cmd_total"] else "-"
             L.append(
                 f"| {r['mask']} | {r['user']} | {r['spawners']} | {storm} | {r['storm_rate']:.0f} | "
