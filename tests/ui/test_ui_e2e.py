@@ -67,7 +67,13 @@ class Tmux:
         self.socket = f"proctop-e2e-{os.getpid()}"
         self.target = "e2e"
         self.tmux("new-session", "-d", "-s", self.target, "-x", str(width), "-y", str(height), "-c", "/tmp", command)
-        self.tmux("set-option", "-t", self.target, "remain-on-exit", "on")
+        self.socket_path = ""
+        try:
+            self.tmux("set-option", "-t", self.target, "remain-on-exit", "on")
+            self.socket_path = self.info("#{socket_path}")
+        except BaseException:
+            self.kill()
+            raise
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -99,6 +105,8 @@ class Tmux:
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+        if self.socket_path:
+            Path(self.socket_path).unlink(missing_ok=True)
 
 
 def run_failing(name: str) -> int:
