@@ -224,8 +224,10 @@ class Enricher:
             info = self.procs.get(subject) or self.lookup(subject)
             if what == PROC_EVENT_UID:
                 ev.ruid, ev.euid = raw.a, raw.b
-                if info is not None and raw.pid == raw.tgid:
-                    info.uid = raw.a
+                if info is not None:
+                    ev.uid = info.uid  # the uid before the change: the UI shows old -> new
+                    if raw.pid == raw.tgid:
+                        info.uid = raw.a
             elif what == PROC_EVENT_GID:
                 ev.rgid, ev.egid = raw.a, raw.b
             elif what == PROC_EVENT_COMM:
@@ -241,7 +243,8 @@ class Enricher:
             if ev.comm is None:
                 ev.comm = info.comm
             ev.cmdline = info.cmdline
-            ev.uid = info.uid
+            if ev.uid is None:
+                ev.uid = info.uid
             ev.user = self.user_name(info.uid)
             if ev.ppid is None:
                 ev.ppid = info.ppid
