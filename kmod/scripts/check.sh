@@ -76,7 +76,11 @@ scripts/mkinitrd.sh "$KV" guest-initrd.cpio.gz
 
 t "boot $KV in QEMU (TCG) and run tests/guest.sh"
 rc=0
-timeout "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -cpu max -m 1G -smp 2 \
+# thread=single: one host thread runs both vCPUs. With multi-threaded TCG
+# the guest hung (both vCPUs looping on the int3 of a half-patched jump
+# label in do_exit()) while module loads patched kernel text during the fork
+# storm; single-threaded TCG keeps cross-modifying code coherent.
+timeout "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg,thread=single -cpu max -m 1G -smp 2 \
     -nographic -no-reboot -kernel "$VMLINUZ" -initrd guest-initrd.cpio.gz \
     -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
     -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \

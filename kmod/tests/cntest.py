@@ -681,7 +681,9 @@ def cmd_storm(ko, cycles):
         if r.returncode:
             fails.append(f"rmmod #{i}: {r.stderr.strip()}")
         time.sleep(0.05)
-        r = subprocess.run(["insmod", ko], capture_output=True, text=True)
+        # every other load also attaches the (experimental) kprobes
+        extra = ["use_kprobes=Y"] if i % 2 == 0 else []
+        r = subprocess.run(["insmod", ko, *extra], capture_output=True, text=True)
         if r.returncode:
             fails.append(f"insmod #{i}: {r.stderr.strip()}")
         time.sleep(0.3)
