@@ -36,7 +36,7 @@ from proctop.kernel.protocol import (
     RawEvent,
 )
 from proctop.model.events import Event, decode_wait_status
-from proctop.model.procfs import Snapshot, live_pids, snapshot
+from proctop.model.procfs import PSUTIL_START_SHIFT, Snapshot, live_pids, snapshot
 
 _PSUTIL_ERRORS = (psutil.Error, OSError, ValueError)
 _SCAN_ATTRS = ["pid", "name", "cmdline", "exe", "uids", "ppid", "create_time"]
@@ -83,7 +83,7 @@ def read_proc(pid: int) -> ProcInfo | None:
         return None
     info = ProcInfo(pid=pid, start=None)
     with proc.oneshot():
-        info.start = _safe(proc.create_time)
+        info.start = _precise_start(_safe(proc.create_time))
         info.comm = _safe(proc.name)
         info.ppid = _safe(proc.ppid)
         uids = _safe(proc.uids)
@@ -91,6 +91,10 @@ def read_proc(pid: int) -> ProcInfo | None:
         info.cmdline = _safe(proc.cmdline) or None  # a zombie's argv is empty
         info.exe = _safe(proc.exe) or None
     return info
+
+
+def _precise_start(create_time: float | None) -> float | None:
+    return None if create_time is None else create_time + PSUTIL_START_SHIFT
 
 
 def _from_snapshot(pid: int, snap: Snapshot) -> ProcInfo:
@@ -125,7 +129,7 @@ class Enricher:
             uids = d.get("uids")
             fresh[d["pid"]] = ProcInfo(
                 pid=d["pid"],
-                start=d.get("create_time"),
+                start=_precise_start(d.get("create_time")),
                 comm=d.get("name"),
                 cmdline=d.get("cmdline") or None,
                 exe=d.get("exe") or None,

@@ -12,12 +12,18 @@ exits, so there the direct read is used; everything else goes through psutil
 from __future__ import annotations
 
 import os
+import time
 from typing import NamedTuple
 
 import psutil
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-BOOT_TIME = psutil.boot_time()
+#: Epoch seconds at boot, to the clock's precision: /proc/PID/stat's start
+#: time counts ticks of CLOCK_BOOTTIME, while psutil.boot_time() is /proc/stat's
+#: btime, whole seconds (a 1 ms process could show a lifetime of 1 s).
+BOOT_TIME = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+#: What to add to a psutil create_time() to put it on BOOT_TIME's scale.
+PSUTIL_START_SHIFT = BOOT_TIME - psutil.boot_time()
 
 
 class Snapshot(NamedTuple):

@@ -34,6 +34,7 @@ from proctop.sources.base import Source
 
 _READ_TIMEOUT = 0.25  # how often a blocked reader looks at the stop flag
 _LOST = object()  # queue marker: the kernel reported an overrun here
+_RENEW_EVERY = 5.0  # seconds between LISTEN renewals to the kmod (see _renew_subscription)
 _POLL_MAX = 4096  # events enriched per poll(): about 0.1 s of work, so quitting stays prompt
 _REFRESH_EVERY = 1.0  # seconds between /proc refreshes when fork/exec are not in the mask
 _REFRESH_SHARE = 20  # ...and at least 20x the last one's cost: /proc work stays under 5% of a core
@@ -99,6 +100,7 @@ class ConnectorSource(Source):
         self.error: str | None = None
         self._refreshed = time.monotonic()
         self._refresh_every = _REFRESH_EVERY
+        self._mask_sent = 0.0
         self._resync_due = False
 
     # --- control ---------------------------------------------------------
@@ -133,6 +135,8 @@ class ConnectorSource(Source):
         sock = self._sock
         if sock is None:
             return
+        if self.kind == "kmod":
+            mask &= self.supported  # what the module cannot send need not be asked for
         with self._mask_lock:
             try:
                 if sock.legacy:
@@ -140,9 +144,20 @@ class ConnectorSource(Source):
                 elif mask == 0:
                     sock.ignore()  # the kernel reads mask 0 as "all"
                 else:
-                    sock.listen(mask & self.supported if self.kind == "kmod" else mask)
+                    sock.listen(mask)
+                self._mask_sent = time.monotonic()
             except OSError as exc:
                 self.error = f"cannot change the kernel filter: {exc.strerror}"
+
+    def _renew_subscription(self) -> None:
+        """Re-send LISTEN now and then to the kmod: a reloaded module forgot its subscribers.
+
+        The upstream connector keeps the subscription in the socket itself, so
+        only the module's unicast table needs this. One small message every
+        ``_RENEW_EVERY`` seconds; a LISTEN with an unchanged mask changes nothing.
+        """
+        if self.kind == "kmod" and time.monotonic() - self._mask_sent >= _RENEW_EVERY:
+            self._send_mask(self.mask)
 
     def close(self) -> None:
         self._stop.set()
@@ -203,6 +218,7 @@ class ConnectorSource(Source):
                         self.error = f"reading process events failed: {exc.strerror}"
                     batch.append(_LOST)
                     stop.set()
+            self._renew_subscription()
             if not batch:
                 continue
             stats.received += sum(1 for ev in batch if ev is not _LOST)

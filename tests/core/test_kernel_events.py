@@ -238,3 +238,26 @@ async def test_source_lifecycle_inside_a_running_event_loop():
         src.close()
     assert src._sock is None
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_kmod_source_never_asks_for_what_the_module_cannot_send():
+    """Mask bits outside ``supported_events`` are not requested; none left means IGNORE.
+
+    Played against the kernel's own connector dressed as a module that only
+    knows fork (LISTEN with 0 would mean "everything" to the module).
+    """
+    from proctop.kernel.probe import Capability
+
+    cap = Capability(kind="kmod", supported=PROC_EVENT_FORK)
+    src = ConnectorSource(cap, PROC_EVENT_EXIT)
+    src.start()
+    try:
+        pid = run(["true"])
+        assert [e for e in collect(src, lambda evs: False, timeout=0.5) if e.tgid == pid] == []
+        src.set_mask(PROC_EVENT_EXIT | PROC_EVENT_FORK)
+        pid = run(["true"])
+        events = collect(src, lambda evs: [e for e in evs if e.pid == pid])
+        assert [e.event for e in events if e.tgid == pid] == ["fork"]
+        assert {e.event for e in events} == {"fork"}
+    finally:
+        src.close()
