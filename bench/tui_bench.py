@@ -52,10 +52,11 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS (now) or VmHWM (peak) in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -236,6 +237,7 @@ def main() -> int:
                 "drain_s": time.monotonic() - t0 - t_storm,
                 "cpu_s": (cpu_ns(term.proc.pid) - c0) / 1e9,
                 "rss_mb": rss_mb(term.proc.pid),
+                "rss_peak_mb": rss_mb(term.proc.pid, "VmHWM"),
                 "alive": term.proc.poll() is None,
             }
         )
