@@ -163,6 +163,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=5000)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--presses", type=int, default=20)
+    ap.add_argument("--mass-rate", type=float, default=0, help="processes/s of the million-event part (0: top rate)")
     args = ap.parse_args()
     env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
     term = Terminal([sys.executable, "-m", "proctop", "--only", "all"], env)
@@ -223,13 +224,24 @@ def main() -> int:
         # 2. a million events at top rate, then RSS
         sent = 2 * info["n"]
         c0, t0 = cpu_ns(term.proc.pid), time.monotonic()
+        peak = [0.0]
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(0.25):
+                with contextlib.suppress(OSError, ValueError):
+                    peak[0] = max(peak[0], rss_mb(term.proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         while sent < args.events:
             chunk = min(100_000, (args.events - sent) // 2 + 1)
-            s = storm(args.storm, chunk, 0, "tuimass")
+            s = storm(args.storm, chunk, args.mass_rate, "tuimass")
             info = json.loads(s.communicate()[0])
             sent += 2 * info["n"] + 2 * (1 + len(info["spawners"]))
         t_storm = time.monotonic() - t0
         settle(term.proc.pid)
+        sampling.set()
         result.update(
             {
                 "events": sent,
@@ -238,6 +250,7 @@ def main() -> int:
                 "cpu_s": (cpu_ns(term.proc.pid) - c0) / 1e9,
                 "rss_mb": rss_mb(term.proc.pid),
                 "rss_peak_mb": rss_mb(term.proc.pid, "VmHWM"),
+                "rss_peak_sampled_mb": peak[0],
                 "alive": term.proc.poll() is None,
             }
         )
