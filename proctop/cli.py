@@ -8,6 +8,7 @@ run with 0. No traceback reaches the user.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -58,31 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _nonneg_float(text: str) -> float:
+def _number(text: str, convert: type, noun: str, minimum: float):
+    """Parse a command-line number: finite and at least ``minimum``, else a one-line error."""
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum}, got {text!r}")
     return value
+
+
+def _nonneg_float(text: str) -> float:
+    return _number(text, float, "a number", 0)
 
 
 def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _number(text, int, "a whole number", 0)
 
 
 def _pos_int(text: str) -> int:
-    value = _nonneg_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+    return _number(text, int, "a whole number", 1)
 
 
 class _StopFlag:
