@@ -36,7 +36,7 @@ from proctop.kernel.protocol import (
     RawEvent,
 )
 from proctop.model.events import Event, decode_wait_status
-from proctop.model.procfs import PSUTIL_START_SHIFT, Snapshot, live_pids, snapshot
+from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, Snapshot, live_pids, snapshot
 
 _PSUTIL_ERRORS = (psutil.Error, OSError, ValueError)
 _SCAN_ATTRS = ["pid", "name", "cmdline", "exe", "uids", "ppid", "create_time"]
@@ -195,7 +195,12 @@ class Enricher:
                 info = parent
         elif what == PROC_EVENT_EXEC:
             old = self.procs.get(subject)
-            info = _from_snapshot(subject, snap) if snap is not None else read_proc(subject)
+            if snap is GONE:  # the reader looked at once and it was gone: no second look
+                info = None
+            elif snap is not None:
+                info = _from_snapshot(subject, snap)
+            else:
+                info = read_proc(subject)
             if info is None:  # gone already: the new program is unknown, its lineage is not
                 info = ProcInfo(pid=subject, start=None)
                 if old is not None:

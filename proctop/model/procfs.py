@@ -37,6 +37,11 @@ class Snapshot(NamedTuple):
     exe: str | None
 
 
+#: Passed on by the reader when it looked at once and the process was already
+#: gone: a later look (psutil, in the consumer) cannot find it either.
+GONE = Snapshot(None, None, None, None, None, None)
+
+
 def snapshot(pid: int, *, argv: bool) -> Snapshot | None:
     """comm, ppid and owner from /proc/PID/stat (and argv, exe if asked); None if gone."""
     base = f"/proc/{pid}"

@@ -29,7 +29,7 @@ from proctop.kernel.protocol import (
 from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
 from proctop.model.enrich import Enricher
 from proctop.model.events import Event
-from proctop.model.procfs import snapshot
+from proctop.model.procfs import GONE, snapshot
 from proctop.sources.base import Source
 
 _READ_TIMEOUT = 0.25  # how often a blocked reader looks at the stop flag
@@ -248,7 +248,7 @@ class ConnectorSource(Source):
             elif mask and mask_accepts(mask, ev.what, ev.a) and (threads or ev.pid == ev.tgid):
                 snap = None
                 if ev.what == PROC_EVENT_EXEC:
-                    snap = snapshot(ev.tgid, argv=True)
+                    snap = snapshot(ev.tgid, argv=True) or GONE
                 elif ev.what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
                     info = known.get(ev.tgid)
                     if info is None or info.comm is None:  # unannounced, or exec'd too fast to read
