@@ -7,6 +7,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import collect, run
@@ -261,3 +262,22 @@ def test_kmod_source_never_asks_for_what_the_module_cannot_send():
         assert {e.event for e in events} == {"fork"}
     finally:
         src.close()
+
+
+def test_a_consumer_far_behind_loses_counted_events_not_memory(open_source, monkeypatch):
+    import proctop.sources.connector as connector
+
+    monkeypatch.setattr(connector, "_QUEUE_MAX", 50)
+    src = open_source(PROC_EVENT_FORK | PROC_EVENT_EXIT)
+    for _ in range(100):  # 200+ events while nobody polls
+        run(["true"])
+    deadline = time.monotonic() + 5
+    while src.stats.lost == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(src._queue) <= 51  # the events, plus one marker for the run of drops
+    events = collect(src, lambda evs: False, timeout=0.5)
+    lost = [e for e in events if e.event == "lost"]
+    assert sum(e.count for e in lost) == src.stats.lost >= 100
+    after = run(["sh", "-c", "exit 8"])
+    events = collect(src, lambda evs: exits_of(evs, after))
+    assert exits_of(events, after)[0].exit_code == 8
