@@ -281,3 +281,12 @@ def test_a_consumer_far_behind_loses_counted_events_not_memory(open_source, monk
     after = run(["sh", "-c", "exit 8"])
     events = collect(src, lambda evs: exits_of(evs, after))
     assert exits_of(events, after)[0].exit_code == 8
+
+
+def test_long_argv_is_read_whole(open_source):
+    src = open_source(PROC_EVENT_EXEC)
+    argv = ["sh", "-c", "sleep 0.2", *[f"arg{i}-" + "x" * 100 for i in range(100)]]  # ~10 KB
+    pid = run(argv)
+    events = collect(src, lambda evs: [e for e in evs if e.tgid == pid])
+    (ev,) = [e for e in events if e.tgid == pid]
+    assert ev.cmdline == argv
