@@ -32,24 +32,11 @@ import threading
 import time
 from pathlib import Path
 
+from bench import cpu_ns  # bench/ is sys.path[0]: this file runs as a script beside bench.py
+
 SYNC_END = b"\x1b[?2026l"
 DECRQM_2026 = b"\x1b[?2026$p"
 ROWS, COLS = 40, 120
-
-
-def cpu_ns(pid: int) -> int:
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:

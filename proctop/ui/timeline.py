@@ -22,23 +22,12 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proctop.ui.rows import Row
+from proctop.ui.themes import EVENT_KEYS
 
 #: (title, width) of the fixed columns; command and detail share the rest.
 COLUMNS = (("TIME", 12), ("EVENT", 8), ("PID", 7), ("PPID", 7), ("USER", 8))
-EVENT_CLASSES = (
-    "fork",
-    "exec",
-    "exit",
-    "failed",
-    "signal",
-    "uid",
-    "gid",
-    "sid",
-    "ptrace",
-    "comm",
-    "coredump",
-    "lost",
-)
+#: One style class per event colour a theme defines.
+EVENT_CLASSES = EVENT_KEYS
 
 
 def fit(text: str, width: int) -> str:
