@@ -50,11 +50,14 @@ def run_json(
         if source.finished:
             return 0
         for ev in source.poll(wait):
+            # Flushed per line, as the contract says: a monitor reading the pipe
+            # gets each failure whole and at once. Costs 2.5 us a line against
+            # 0.5 us batched (measured here), next to ~36 us of work per event.
             out.write(ev.to_json() + "\n")
+            out.flush()
             written += 1
             if count is not None and written >= count:
                 break
-        out.flush()
         error = getattr(source, "error", None)
         if error:
             print(f"proctop: {error}", file=sys.stderr)
