@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build bench/storm.c")
-
 
 @pytest.fixture(scope="module")
 def storm(tmp_path_factory) -> Path:
