@@ -88,8 +88,8 @@ def detail_of(ev: Event, old_uid: int | None = None, short: bool = False) -> str
     if kind == "sid":
         return "new session"
     if kind == "lost":
-        n = ev.count or 1
-        return f"{n} overrun{'s' if n != 1 else ''}: events lost"
+        n = ev.count or 1  # at least this many: an overrun loses one or more
+        return f"{n}+ event{'s' if n != 1 else ''} lost"
     return ""
 
 

@@ -43,7 +43,7 @@ def test_detail_column():
     assert detail_of(Event(ts=0, event="comm", comm="x\x1by")) == "comm \u2192 x\\x1by"
     assert detail_of(Event(ts=0, event="ptrace", tracer_pid=42)) == "traced by 42"
     assert detail_of(Event(ts=0, event="ptrace", tracer_pid=0)) == "detached"
-    assert detail_of(Event(ts=0, event="lost", count=1)) == "1 overrun: events lost"
+    assert detail_of(Event(ts=0, event="lost", count=1)) == "1+ event lost"
 
 
 def test_row_command_falls_back_to_comm_then_question_mark():
