@@ -38,6 +38,13 @@ def signal_name(sig: int) -> str:
         return f"SIG{sig}"
 
 
+def command_line(cmdline: list[str] | None, comm: str | None) -> str:
+    """What to call a process in one line: its argv, else its comm, else ``?``."""
+    if cmdline:
+        return " ".join(cmdline)
+    return comm or "?"
+
+
 @dataclass(slots=True)
 class Event:
     """One process event as shown and serialised.
@@ -81,10 +88,8 @@ class Event:
 
     @property
     def command(self) -> str:
-        """What to call the process in one line: its argv, else its comm, else ``?``."""
-        if self.cmdline:
-            return " ".join(self.cmdline)
-        return self.comm or "?"
+        """What to call the process in one line (see ``command_line``)."""
+        return command_line(self.cmdline, self.comm)
 
     @property
     def status_text(self) -> str:

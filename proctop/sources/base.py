@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from proctop.model.events import Event
+from proctop.model.events import Event, command_line
 
 
 @dataclass
@@ -72,8 +72,4 @@ class Source(ABC):
         enricher = getattr(self, "enricher", None)
         if enricher is None:
             return []
-        chain = []
-        for info in enricher.ancestry(pid):
-            command = " ".join(info.cmdline) if info.cmdline else (info.comm or "?")
-            chain.append((info.pid, command))
-        return chain
+        return [(info.pid, command_line(info.cmdline, info.comm)) for info in enricher.ancestry(pid)]
