@@ -20,7 +20,7 @@ class SourceStats:
     delivered: int = 0  # events handed to the consumer
     lost: int = 0  # at least this many events lost: kernel overruns (ENOBUFS, one or more
     # events each) plus events dropped from our own full queue (exactly one each)
-    malformed: int = 0  # messages that could not be decoded
+    malformed: int = 0  # messages that could not be decoded or did not come from the kernel (sender port 0)
     filtered: int = 0  # dropped by the user-space mask or as thread events
     by_type: dict[str, int] = field(default_factory=dict)
 

@@ -32,6 +32,9 @@ from proctop.model.events import Event
 from proctop.model.procfs import GONE, snapshot
 from proctop.sources.base import Source
 
+#: Netlink port id of the kernel. Any local process may unicast a datagram to our
+#: port (no privilege is needed for unicast); only the kernel sends from port 0.
+KERNEL_PORT = 0
 _READ_TIMEOUT = 0.25  # how often a blocked reader looks at the stop flag
 _LOST = object()  # queue marker: the kernel reported an overrun here
 _RENEW_EVERY = 5.0  # seconds between LISTEN renewals to the kmod (see _renew_subscription)
@@ -208,7 +211,10 @@ class ConnectorSource(Source):
                 if not poller.poll(timeout_ms):
                     continue
                 while len(batch) < 4096:
-                    n = raw.recv_into(buf)
+                    n, (sender, _groups) = raw.recvfrom_into(buf)
+                    if sender != KERNEL_PORT:  # a user process unicasting to our port: never shown
+                        dstats.malformed += 1
+                        continue
                     batch.extend(decode_buffer(buf, n, dstats, idx))
             except BlockingIOError:
                 pass
@@ -223,6 +229,7 @@ class ConnectorSource(Source):
                         self.error = f"reading process events failed: {exc.strerror}"
                     batch.append(_LOST)
                     stop.set()
+            stats.malformed = dstats.malformed
             if not batch:
                 continue
             stats.received += sum(1 for ev in batch if ev is not _LOST)

@@ -290,3 +290,32 @@ def test_long_argv_is_read_whole(open_source):
     events = collect(src, lambda evs: [e for e in evs if e.tgid == pid])
     (ev,) = [e for e in events if e.tgid == pid]
     assert ev.cmdline == argv
+
+
+def _spoof_failure_to(port: int, pid: int) -> None:
+    """Unicast a well-formed forged exit (status 3 << 8) to ``port``.
+
+    The connector has no NL_CFG_F_NONROOT_SEND, so this takes CAP_NET_ADMIN
+    (uid 65534 gets EPERM); a process holding it must still not be believed.
+    """
+    import socket
+
+    from proctop.kernel.protocol import RawEvent, encode_event
+
+    forged = encode_event(RawEvent(PROC_EVENT_EXIT, 0, time.monotonic_ns(), pid, pid, 1, 1, 3 << 8, 17))
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 11) as sock:
+        sock.bind((0, 0))
+        sock.sendto(forged, (port, 0))
+
+
+def test_datagrams_not_from_the_kernel_are_counted_never_shown(open_source):
+    """A process may unicast to our netlink port; only port 0 (the kernel) is believed."""
+    src = open_source(PROC_EVENT_NONZERO_EXIT)
+    port = src._sock.raw.getsockname()[0]
+    forged_pid = 4_000_000  # above pid_max: no real process has it
+    _spoof_failure_to(port, forged_pid)
+    real = run(["sh", "-c", "exit 5"])
+    events = collect(src, lambda evs: exits_of(evs, real))
+    assert exits_of(events, real)[0].exit_code == 5
+    assert [e for e in events if e.tgid == forged_pid] == []
+    assert src.stats.malformed >= 1
