@@ -20,6 +20,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
@@ -226,8 +227,12 @@ class ProctopApp(App[int]):
     def on_reader_stopped(self, message: ReaderStopped) -> None:
         self.reader_done = True
         if message.error:
-            self.notify(safe(message.error), severity="error", timeout=10, markup=False)
+            self.say(message.error, severity="error", timeout=10)
         self.header_bar.refresh()
+
+    def say(self, message: str, *, severity: SeverityLevel = "information", timeout: float | None = None) -> None:
+        """A notification; the only way the app shows one, so its text is always made safe."""
+        self.notify(safe(message), severity=severity, timeout=timeout, markup=False)
 
     def _update_rates(self) -> None:
         now = time.monotonic()
@@ -265,7 +270,7 @@ class ProctopApp(App[int]):
         except Exception as exc:  # a failed write must not take the UI down
             error = str(exc)
         if error:
-            self.notify(safe(f"cannot change the mask: {error}"), severity="error", markup=False)
+            self.say(f"cannot change the mask: {error}", severity="error")
         self.header_bar.refresh()
 
     def action_pause(self) -> None:

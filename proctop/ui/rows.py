@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 
 from proctop.model.events import Event
-from proctop.ui.sanitize import safe, safe_argv
+from proctop.ui.sanitize import Shown, bounded, safe
+
+#: Characters of a command or detail kept for the timeline: wider than any terminal,
+#: so a megabyte argv costs no more to draw than a short one.
+ROW_TEXT_LIMIT = 2048
 
 #: Labels of the event column (the type is readable without colour).
 EVENT_LABELS = {
@@ -52,11 +56,11 @@ def format_lifetime(seconds: float | None) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def command_of(ev: Event) -> str:
-    """The safe one-line command: argv joined, else comm, else ``?``."""
+def command_of(ev: Event, limit: int = ROW_TEXT_LIMIT) -> Shown:
+    """The safe one-line command: argv joined, else comm, else ``?`` (cut at ``limit``)."""
     if ev.cmdline:
-        return safe_argv(ev.cmdline)
-    return safe(ev.comm) or "?"
+        return safe(bounded(" ".join(ev.cmdline), limit))
+    return safe(bounded(ev.comm, limit)) if ev.comm else Shown("?")
 
 
 def detail_of(ev: Event, old_uid: int | None = None, short: bool = False) -> str:
@@ -80,7 +84,7 @@ def detail_of(ev: Event, old_uid: int | None = None, short: bool = False) -> str
             text += f" egid {ev.egid}"
         return text
     if kind == "comm":
-        return f"comm \u2192 {safe(ev.comm) or '?'}"
+        return f"comm \u2192 {ev.comm or '?'}"
     if kind == "ptrace":
         return "detached" if not ev.tracer_pid else f"traced by {ev.tracer_pid}"
     if kind == "coredump":
@@ -142,14 +146,15 @@ class Row:
     @property
     def detail(self) -> str:
         if self._detail is None:
-            self._detail = detail_of(self.ev, self.old_uid)
+            self._detail = safe(bounded(detail_of(self.ev, self.old_uid), ROW_TEXT_LIMIT))
         return self._detail
 
     @property
     def short(self) -> str:
         """The detail without the lifetime, for narrow terminals."""
         if self._short is None:
-            self._short = detail_of(self.ev, self.old_uid, short=True) if self.ev.event == "exit" else self.detail
+            short = detail_of(self.ev, self.old_uid, short=True) if self.ev.event == "exit" else self.detail
+            self._short = safe(bounded(short, ROW_TEXT_LIMIT))
         return self._short
 
     def matches(self, needle: str) -> bool:
@@ -161,7 +166,7 @@ class Row:
 
 def _shown(command: list[str] | str) -> str:
     """A remembered argv or comm, safe to display."""
-    return safe_argv(command) if isinstance(command, list) else safe(command)
+    return safe(bounded(" ".join(command) if isinstance(command, list) else command, ROW_TEXT_LIMIT))
 
 
 class ProcTable:
@@ -213,7 +218,7 @@ class ProcTable:
         child = ev.tgid or ev.pid
         for pid, command in extra or []:
             parent_of[child] = pid
-            commands[pid] = safe(command)  # the source's strings are as untrusted as the events'
+            commands[pid] = safe(bounded(command, ROW_TEXT_LIMIT))  # as untrusted as the events'
 
             child = pid
         chain: list[tuple[int, str]] = []

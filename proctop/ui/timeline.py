@@ -22,6 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proctop.ui.rows import Row
+from proctop.ui.sanitize import safe
 from proctop.ui.themes import EVENT_KEYS
 
 #: (title, width) of the fixed columns; command and detail share the rest.
@@ -31,10 +32,18 @@ EVENT_CLASSES = EVENT_KEYS
 
 
 def fit(text: str, width: int) -> str:
-    """``text`` cut (with an ellipsis) or padded to exactly ``width`` cells."""
+    """``text`` made safe, then cut (with an ellipsis) or padded to exactly ``width`` cells.
+
+    The only way text gets into the timeline's segments, so nothing reaches
+    the screen unsanitized (``safe`` passes ``Shown`` strings through as they are).
+    """
     if width <= 0:
         return ""
-    if cell_len(text) > width:
+    text = safe(text)
+    cut = len(text) > width * 2 + 2  # more than fits even in 2-cell characters: measure less
+    if cut:
+        text = text[: width * 2 + 2]
+    if cut or cell_len(text) > width:
         return set_cell_size(text, width - 1) + "\u2026"
     return set_cell_size(text, width)
 
@@ -237,10 +246,6 @@ class Timeline(ScrollView, can_focus=True):
         elif self.cursor >= 0:
             self.call_after_refresh(self._scroll_cursor_into_view)
 
-    def _layout(self, width: int) -> int:
-        """Cells left for command + detail."""
-        return max(0, width - sum(w + 1 for _, w in COLUMNS) - 1)
-
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         base = self.rich_style
@@ -255,35 +260,45 @@ class Timeline(ScrollView, can_focus=True):
     def _header_strip(self, width: int, base: Style) -> Strip:
         style = base + self.get_component_rich_style("timeline--header", partial=True)
         parts = [" "] + [fit(title, w) + " " for title, w in COLUMNS]
-        rest = self._layout(width)
+        rest = command_width(width)
         parts.append(fit("COMMAND / DETAIL", rest))
         return Strip([Segment("".join(parts), style)]).adjust_cell_length(width, style)
 
     def _row_strip(self, row: Row, width: int, base: Style, is_cursor: bool) -> Strip:
-        ev = row.ev
         if is_cursor:
             base = base + self.get_component_rich_style("timeline--cursor", partial=True)
         kind = base + self.get_component_rich_style(f"event--{row.cls}", partial=True)
-        segments = [
-            Segment("\u25b6" if is_cursor else " ", base),
-            Segment(fit(row.time, 12) + " ", base),
-            Segment(fit(row.label, 8) + " ", kind),
-            Segment(fit(str(ev.pid) if ev.pid else "", 7) + " ", base),
-            Segment(fit(str(ev.ppid) if ev.ppid else "", 7) + " ", base),
-            Segment(fit(row.user, 8) + " ", base),
-        ]
-        rest = self._layout(width)
-        detail = row.detail
-        if detail and cell_len(detail) > rest - 13:
-            detail = row.short
-        if detail:
-            dlen = cell_len(detail)
-            cmd_w = max(rest - dlen - 1, min(rest, 8)) if row.command else 0
-            det_w = max(0, rest - cmd_w - 1) if cmd_w else rest
-            if cmd_w:
-                segments.append(Segment(fit(row.command, cmd_w) + " ", base))
-            if det_w:
-                segments.append(Segment(fit(detail, det_w), kind))
-        else:
-            segments.append(Segment(fit(row.command, rest), base))
-        return Strip(segments).adjust_cell_length(width, base)
+        return Strip(row_segments(row, width, base, kind, is_cursor)).adjust_cell_length(width, base)
+
+
+def row_segments(row: Row, width: int, base: Style, kind: Style, is_cursor: bool = False) -> list[Segment]:
+    """The segments of one timeline row, every text through ``fit`` (so made safe)."""
+    ev = row.ev
+    segments = [
+        Segment("\u25b6" if is_cursor else " ", base),
+        Segment(fit(row.time, 12) + " ", base),
+        Segment(fit(row.label, 8) + " ", kind),
+        Segment(fit(str(ev.pid) if ev.pid else "", 7) + " ", base),
+        Segment(fit(str(ev.ppid) if ev.ppid else "", 7) + " ", base),
+        Segment(fit(row.user, 8) + " ", base),
+    ]
+    rest = command_width(width)
+    detail = row.detail
+    if detail and cell_len(detail) > rest - 13:
+        detail = row.short
+    if detail:
+        dlen = cell_len(detail)
+        cmd_w = max(rest - dlen - 1, min(rest, 8)) if row.command else 0
+        det_w = max(0, rest - cmd_w - 1) if cmd_w else rest
+        if cmd_w:
+            segments.append(Segment(fit(row.command, cmd_w) + " ", base))
+        if det_w:
+            segments.append(Segment(fit(detail, det_w), kind))
+    else:
+        segments.append(Segment(fit(row.command, rest), base))
+    return segments
+
+
+def command_width(width: int) -> int:
+    """Cells left for command + detail in a row ``width`` cells wide."""
+    return max(0, width - sum(w + 1 for _, w in COLUMNS) - 1)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
 from proctop.kernel.protocol import MASK_BITS
 from proctop.ui.rows import Row, format_lifetime, format_time
-from proctop.ui.sanitize import safe, safe_argv
+from proctop.ui.sanitize import ScreenText, bounded
 from proctop.ui.timeline import EVENT_CLASSES
 
 if TYPE_CHECKING:
@@ -47,11 +46,11 @@ class HeaderBar(Widget):
         *(f"event--{name}" for name in EVENT_CLASSES),
     }
 
-    def render(self) -> Text:
+    def render(self) -> ScreenText:
         app: ProctopApp = self.app  # type: ignore[assignment]
         source = app.source
         style = self.get_component_rich_style
-        text = Text(no_wrap=False, overflow="fold")
+        text = ScreenText(no_wrap=False, overflow="fold")
         text.append(" proctop ", style("header--title"))
         text.append(f" {source.label} ")
         if app.paused:
@@ -74,8 +73,8 @@ class HeaderBar(Widget):
         error = getattr(source, "error", None)
         if error:
             text.append("  ")
-            text.append(safe(str(error)), style("header--lost"))
-        text.append("\n")
+            text.append(str(error), style("header--lost"))
+        text.newline()
         supported = getattr(source, "supported", 0xFFFFFFFF)
         for i, (key, name, shown) in enumerate(TOGGLES):
             bit = MASK_BITS[name]
@@ -84,7 +83,7 @@ class HeaderBar(Widget):
             on = bool(source.mask & bit)
             mark = "-" if not supported & bit else ("x" if on else " ")
             text.append(f"{key}[{mark}]{shown}", style("header--on" if on else "header--off"))
-        text.append("\n")
+        text.newline()
         by_type = source.stats.by_type
         rates = app.rates
         text.append("events/s", style("header--dim"))
@@ -101,6 +100,10 @@ class HeaderBar(Widget):
         return text
 
 
+#: Characters of one field of the details panel: a megabyte argv is cut, with the bytes left out named.
+DETAIL_LIMIT = 8192
+
+
 class DetailsPanel(Static):
     """Everything known about the selected row, and its ancestry."""
 
@@ -108,16 +111,19 @@ class DetailsPanel(Static):
         self.update(details_text(row, ancestry))
 
 
-def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> Text:
-    text = Text(no_wrap=False, overflow="fold")
+def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> ScreenText:
+    """The details panel's text; every value goes through ``ScreenText``, so it is made safe."""
+    text = ScreenText(no_wrap=False, overflow="fold")
     if row is None:
         text.append("no event selected")
         return text
     ev = row.ev
 
-    def field(label: str, value: str, end: str = "\n") -> None:
+    def field(label: str, value: str, end: bool = True) -> None:
         text.append(f"{label:<10}", style="bold")
-        text.append(value + end)
+        text.append(bounded(value, DETAIL_LIMIT))
+        if end:
+            text.newline()
 
     text.append(f"{row.label} ", style="bold")
     text.append(f"at {format_time(ev.ts)}  pid {ev.pid}")
@@ -127,33 +133,33 @@ def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> Text:
         text.append(f"  ppid {ev.ppid}")
     if ev.event != "lost":
         text.append(f"  user {row.user}" + (f" (uid {ev.uid})" if ev.uid is not None else ""))
-    text.append("\n")
+    text.newline()
     if ev.event == "lost":
         field("lost", row.detail)
         return text
     if ev.event == "exit":
-        field("status", ev.status_text, end="")
+        field("status", ev.status_text, end=False)
         text.append("  lifetime ", style="bold")
-        text.append((format_lifetime(ev.lifetime) or "?") + "\n")
+        text.append(format_lifetime(ev.lifetime) or "?").newline()
     elif row.detail:
         field("detail", row.detail)
-    field("command", safe_argv(ev.cmdline) if ev.cmdline else "?")
-    field("exe", safe(ev.exe) or "?", end="")
+    field("command", " ".join(ev.cmdline) if ev.cmdline else "?")
+    field("exe", ev.exe or "?", end=False)
     text.append("  comm ", style="bold")
-    text.append((safe(ev.comm) or "?") + "\n")
+    text.append(ev.comm or "?").newline()
     parent = ancestry[0][1] if ancestry else None
     if ev.parent_cmdline:
-        parent = safe_argv(ev.parent_cmdline)
+        parent = " ".join(ev.parent_cmdline)
     elif ev.parent_comm and parent in (None, "?"):
-        parent = safe(ev.parent_comm)
+        parent = ev.parent_comm
     field("parent", parent or "?")
     text.append(f"{'ancestry':<10}", style="bold")
     if not ancestry:
-        text.append("unknown\n")
+        text.append("unknown").newline()
     for i, (pid, command) in enumerate(ancestry):
         if i:
             text.append(" " * 10)
         text.append(f"{'  ' * i}\u2514 {pid} ")
-        text.append(command + "\n")
+        text.append(bounded(command, DETAIL_LIMIT)).newline()
     text.rstrip()
     return text

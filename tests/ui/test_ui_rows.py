@@ -40,7 +40,7 @@ def test_detail_column():
     assert detail_of(Event(ts=0, event="uid", uid=1000, ruid=0, euid=0)) == "uid 1000\u21920"
     assert detail_of(Event(ts=0, event="uid", ruid=0, euid=1000), old_uid=1000) == "uid 1000\u21920 euid 1000"
     assert detail_of(Event(ts=0, event="gid", rgid=100, egid=100)) == "gid \u2192100"
-    assert detail_of(Event(ts=0, event="comm", comm="x\x1by")) == "comm \u2192 x\\x1by"
+    assert Row(Event(ts=0, event="comm", comm="x\x1by")).detail == "comm \u2192 x\\x1by"  # made safe in the row
     assert detail_of(Event(ts=0, event="ptrace", tracer_pid=42)) == "traced by 42"
     assert detail_of(Event(ts=0, event="ptrace", tracer_pid=0)) == "detached"
     assert detail_of(Event(ts=0, event="lost", count=1)) == "1+ event lost"
