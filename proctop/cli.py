@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from proctop import __version__
-from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, MaskError, parse_mask
+from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, MaskError, parse_mask
 
 EXIT_USAGE = 2
 
@@ -117,7 +117,9 @@ def make_source(args: argparse.Namespace, mask: int):
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        mask = parse_mask(args.only) if args.only is not None else DEFAULT_MASK
+        # A replay shows everything recorded unless --only says otherwise.
+        default = PROC_EVENT_ALL if args.replay else DEFAULT_MASK
+        mask = parse_mask(args.only) if args.only is not None else default
         if args.json:
             return _run_json(args, mask)
         return _run_ui(args, mask)

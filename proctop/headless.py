@@ -50,6 +50,8 @@ def run_json(
         if source.finished:
             return 0
         for ev in source.poll(wait):
+            if not source.shows(ev):  # a replay's events outside --only
+                continue
             # Flushed per line, as the contract says: a monitor reading the pipe
             # gets each failure whole and at once. Costs 2.5 us a line against
             # 0.5 us batched (measured here), next to ~36 us of work per event.

@@ -32,6 +32,9 @@ class Source(ABC):
     kind: str = "?"
     #: Human-readable name of the source for the header.
     label: str = "?"
+    #: True when the events are a recording (a replay): the mask is then a view
+    #: over events already delivered (``shows``), not a choice of what is sent.
+    recorded: bool = False
 
     def __init__(self, mask: int) -> None:
         self.mask = mask
@@ -50,6 +53,16 @@ class Source(ABC):
     def set_mask(self, mask: int) -> None:
         """Change which events are delivered, without a gap."""
         self.mask = mask
+
+    def shows(self, ev: Event) -> bool:
+        """Whether an event already delivered passes the mask now in force.
+
+        A live source's events were filtered when they were sent (by the kernel
+        or the reader), so a mask change only concerns what comes next: always
+        True. A replay delivers every recorded event and answers here, so the
+        UI can hide rows by mask without discarding them (and show them again).
+        """
+        return True
 
     @property
     def finished(self) -> bool:

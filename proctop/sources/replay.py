@@ -58,6 +58,7 @@ class ReplaySource(Source):
 
     kind = "replay"
     label = SOURCE_LABELS["replay"]
+    recorded = True
 
     def __init__(self, path: str | Path, mask: int, batch: int = 1000) -> None:
         super().__init__(mask)
@@ -72,14 +73,16 @@ class ReplaySource(Source):
     def poll(self, timeout: float) -> list[Event]:
         chunk = self.events[self._pos : self._pos + self.batch]
         self._pos += len(chunk)
-        out = [ev for ev in chunk if event_passes(self.mask, ev)]
-        self.stats.filtered += len(chunk) - len(out)
+        out = chunk  # every recorded event: the mask hides rows in the UI (``shows``), never discards them
         self.stats.delivered += len(out)
         for ev in out:
             self.stats.by_type[ev.event] = self.stats.by_type.get(ev.event, 0) + 1
             if ev.event == "lost":
                 self.stats.lost += ev.count or 1
         return out
+
+    def shows(self, ev: Event) -> bool:
+        return event_passes(self.mask, ev)
 
     @property
     def finished(self) -> bool:

@@ -138,6 +138,8 @@ class ProctopApp(App[int]):
 
     def on_mount(self) -> None:
         self.timeline.focus()
+        if self.source.recorded:  # the mask keys hide recorded rows instead of discarding them
+            self.timeline.set_shows(self.source.shows)
         self._install_signal_handlers()
         if self.rate_interval:
             self.set_interval(self.rate_interval, self._update_rates)
@@ -271,6 +273,8 @@ class ProctopApp(App[int]):
             error = str(exc)
         if error:
             self.say(f"cannot change the mask: {error}", severity="error")
+        if self.source.recorded:
+            self.timeline.set_shows(self.source.shows)
         self.header_bar.refresh()
 
     def action_pause(self) -> None:

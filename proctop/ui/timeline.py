@@ -9,7 +9,7 @@ user moves the cursor up, and again after End.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -21,6 +21,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from proctop.model.events import Event
 from proctop.ui.rows import Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import EVENT_KEYS
@@ -82,6 +83,9 @@ class Timeline(ScrollView, can_focus=True):
         self.rows: deque[Row] = deque(maxlen=history)
         self.filtered: deque[Row] | None = None
         self.needle = ""
+        #: The mask as a view filter (a replay's ``Source.shows``); None shows every event.
+        self.shows: Callable[[Event], bool] | None = None
+        self.hidden = 0  # rows kept but hidden by ``shows``
         self.cursor = -1  # index into the view; -1: nothing yet
 
     # --- data ------------------------------------------------------------
@@ -96,31 +100,51 @@ class Timeline(ScrollView, can_focus=True):
         dropped_from_view = 0
         all_rows = self.rows
         filtered = self.filtered
-        needle = self.needle
         limit = self.history
+        shows = self.shows
+        visible = self._visible
         for row in rows:
             if len(all_rows) == limit:
                 gone = all_rows[0]
+                if shows is not None and not shows(gone.ev):
+                    self.hidden -= 1
                 if filtered is None:
                     dropped_from_view += 1
                 elif filtered and filtered[0] is gone:
                     filtered.popleft()
                     dropped_from_view += 1
             all_rows.append(row)
-            if filtered is not None and row.matches(needle):
+            if shows is not None and not shows(row.ev):
+                self.hidden += 1
+            if filtered is not None and visible(row):
                 filtered.append(row)
         if len(self.view) == view_before and not dropped_from_view:
             return
         self._after_change(dropped_from_view)
+
+    def _visible(self, row: Row) -> bool:
+        return (self.shows is None or self.shows(row.ev)) and (not self.needle or row.matches(self.needle))
 
     def set_filter(self, text: str) -> None:
         """Show only rows whose text contains ``text`` (case-insensitive); empty shows all."""
         needle = text.strip().lower()
         if needle == self.needle:
             return
-        selected = self.selected
         self.needle = needle
-        self.filtered = None if not needle else deque((r for r in self.rows if r.matches(needle)), maxlen=self.history)
+        self._refilter()
+
+    def set_shows(self, shows: Callable[[Event], bool] | None) -> None:
+        """Hide the rows ``shows`` rejects (kept, and shown again when it accepts them)."""
+        self.shows = shows
+        self.hidden = 0 if shows is None else sum(1 for r in self.rows if not shows(r.ev))
+        self._refilter()
+
+    def _refilter(self) -> None:
+        selected = self.selected
+        if self.needle or self.shows is not None:
+            self.filtered = deque((r for r in self.rows if self._visible(r)), maxlen=self.history)
+        else:
+            self.filtered = None
         view = self.view
         if self.follow or selected is None:
             self.cursor = len(view) - 1

@@ -61,6 +61,8 @@ class HeaderBar(Widget):
         else:
             text.append(" live ", style("header--dim"))
         text.append(f" rows {len(app.timeline.view)}")
+        if app.timeline.hidden:
+            text.append(f" ({app.timeline.hidden} hidden by the event keys)", style("header--dim"))
         if app.timeline.needle:
             text.append(" filter: ")
             text.append(app.timeline.needle, style("header--paused"))

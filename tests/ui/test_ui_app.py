@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -224,15 +225,48 @@ async def test_mask_keys_change_the_source_mask(sample_source):
         assert "f[ ]fork e[ ]exec x[ ]nonzero-exit X[ ]exit u[ ]uid" in screen_text(app)
 
 
-async def test_mask_filters_replayed_events():
+async def test_mask_hides_replayed_events_without_discarding_them():
+    """A replay keeps every recorded row; the mask keys hide and show them again, and the header counts them."""
     source = ReplaySource(SAMPLE, PROC_EVENT_NONZERO_EXIT)
     source.start()
     app = make_app(source)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(120, 30)) as pilot:
         assert await wait_for(pilot, lambda: app.reader_done)
         await pilot.pause()
-        kinds = [(r.ev.event, r.ev.pid) for r in app.timeline.rows]
+        assert len(app.timeline.rows) == len(SAMPLE_EVENTS)
+        kinds = [(r.ev.event, r.ev.pid) for r in app.timeline.view]
         assert kinds == [("exit", 1301), ("exit", 1400), ("exit", 1200), ("lost", 0), ("exit", 1600)]
+        hidden = len(SAMPLE_EVENTS) - 5
+        assert app.timeline.hidden == hidden
+        assert f"({hidden} hidden by the event keys)" in screen_text(app).splitlines()[0]
+        await pilot.press("X")  # every exit, the clean ones too
+        await pilot.pause()
+        clean = [r.ev.pid for r in app.timeline.view if r.ev.event == "exit" and not r.ev.failed]
+        assert len(clean) == 2
+        await pilot.press("a")  # all on: nothing hidden
+        await pilot.pause()
+        assert len(app.timeline.view) == len(SAMPLE_EVENTS) and app.timeline.hidden == 0
+        assert "hidden" not in screen_text(app).splitlines()[0]
+
+
+def test_replay_without_only_shows_every_recorded_event(tmp_path):
+    """A capture of `--only all` replayed as it is: clean exits included (they were dropped silently)."""
+    import subprocess
+
+    from helpers import proctop_cmd
+
+    lines = [json.dumps({"ts": 1.0 + i, "event": "exit", "pid": 100 + i, "tgid": 100 + i, "exit_code": i % 2})
+             for i in range(10)]
+    path = tmp_path / "all.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    def replay(*extra: str) -> list[dict]:
+        cmd = proctop_cmd("--json", "--replay", str(path), *extra)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path, timeout=30).stdout
+        return [json.loads(line) for line in out.splitlines()[1:]]
+
+    assert [e["exit_code"] for e in replay()] == [i % 2 for i in range(10)]
+    assert [e["pid"] for e in replay("--only", "nonzero-exit")] == [101, 103, 105, 107, 109]
 
 
 async def test_history_is_bounded():
