@@ -237,8 +237,10 @@ class Enricher:
             elif what == PROC_EVENT_GID:
                 ev.rgid, ev.egid = raw.a, raw.b
             elif what == PROC_EVENT_COMM:
-                ev.comm = raw.comm.decode("utf-8", "replace")
-                if info is not None and raw.pid == raw.tgid:
+                ev.comm = raw.comm.decode("utf-8", "surrogateescape")  # as argv: an undecodable byte stays \udcXX
+                if raw.pid == raw.tgid:
+                    if info is None:  # gone already: the event itself names it, for its exit
+                        info = self.procs[subject] = ProcInfo(pid=subject, start=None)
                     info.comm = ev.comm
             elif what in (PROC_EVENT_PTRACE, PROC_EVENT_COREDUMP):
                 if what == PROC_EVENT_PTRACE:

@@ -71,7 +71,7 @@ def snapshot(pid: int, *, argv: bool) -> Snapshot | None:
         return None
     try:
         close = stat.rindex(b")")
-        comm = stat[stat.index(b"(") + 1 : close].decode("utf-8", "replace")
+        comm = stat[stat.index(b"(") + 1 : close].decode("utf-8", "surrogateescape")  # as argv: bytes kept
         fields = stat[close + 2 :].split(b" ", 20)
         ppid = int(fields[1])
         start = BOOT_TIME + int(fields[19]) / CLK_TCK

@@ -319,3 +319,19 @@ def test_datagrams_not_from_the_kernel_are_counted_never_shown(open_source):
     assert exits_of(events, real)[0].exit_code == 5
     assert [e for e in events if e.tgid == forged_pid] == []
     assert src.stats.malformed >= 1
+
+
+def test_a_comm_that_is_not_utf8_keeps_its_bytes_as_argv_does(open_source):
+    """prctl(PR_SET_NAME) takes any bytes; they come through as \\udcXX escapes (JSON and UI), never as U+FFFD."""
+    from proctop.kernel.protocol import PROC_EVENT_COMM
+
+    src = open_source(PROC_EVENT_COMM | PROC_EVENT_NONZERO_EXIT)
+    code = (
+        "import ctypes, os, time; ctypes.CDLL(None).prctl(15, b'bad\\xffname', 0, 0, 0);"
+        " time.sleep(0.3); os._exit(3)"
+    )
+    pid = run([sys.executable, "-c", code])
+    events = collect(src, lambda evs: exits_of(evs, pid))
+    comms = [e.comm for e in events if e.event == "comm" and e.tgid == pid]
+    assert comms == ["bad\udcffname"]
+    assert exits_of(events, pid)[0].comm == "bad\udcffname"
