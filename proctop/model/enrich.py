@@ -17,6 +17,7 @@ NoSuchProcess, AccessDenied and ZombieProcess never escape: the field is None.
 
 from __future__ import annotations
 
+import math
 import pwd
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from proctop.kernel.protocol import (
     RawEvent,
 )
 from proctop.model.events import Event, decode_wait_status
-from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, Snapshot, live_pids, snapshot
+from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, TICK, Snapshot, live_pids, snapshot
 
 _PSUTIL_ERRORS = (psutil.Error, OSError, ValueError)
 
@@ -47,6 +48,9 @@ class ProcInfo:
 
     pid: int
     start: float | None  # epoch seconds; None when unknown
+    #: ``start`` is a kernel timestamp (its fork or exec was seen, nanoseconds),
+    #: not /proc's start time, which counts clock ticks (10 ms here).
+    exact: bool = False
     comm: str | None = None
     cmdline: list[str] | None = None
     exe: str | None = None
@@ -114,29 +118,35 @@ class Enricher:
 
     def __init__(self, *, scan: bool = True, clock_offset: float | None = None) -> None:
         self.procs: dict[int, ProcInfo] = {}
+        self._missing: dict[int, float] = {}  # pid -> when /proc first stopped listing it
         self.user_name = UserNames()
         # The kernel stamps events with CLOCK_MONOTONIC (ktime_get_ns).
         self.clock_offset = clock_offset if clock_offset is not None else time.time() - time.monotonic()
         if scan:
             self.resync()
 
-    def resync(self) -> int:
+    def resync(self, settled: float = math.inf) -> int:
         """Rebuild the table from /proc (start-up, and after the kernel dropped events).
 
         Through the reader's fast /proc snapshot, not ``psutil.process_iter``:
         the same fields cost 68-107 ms per 1,000 pids through psutil here and
         18 ms through snapshots (bench/ measured the psutil scan at 3.4 s for
         32,000 pids: seconds of start-up, and of backlog after an overrun).
+        Entries of processes gone are kept as ``_forget_gone`` says.
         """
+        live = live_pids()
         fresh: dict[int, ProcInfo] = {}
-        for pid in live_pids():
+        for pid in live:
             snap = snapshot(pid, argv=True)
             if snap is not None:
                 fresh[pid] = _from_snapshot(pid, snap)
+        for pid, info in self.procs.copy().items():
+            fresh.setdefault(pid, info)
         self.procs = fresh
+        self._forget_gone(live, settled)
         return len(fresh)
 
-    def refresh(self) -> int:
+    def refresh(self, settled: float = math.inf) -> int:
         """Add processes started since the last look and forget the ones gone.
 
         Needed only when the mask lacks fork or exec, so new processes do not
@@ -144,20 +154,40 @@ class Enricher:
         plus one snapshot per new pid, instead of a full rescan.
         Returns how many processes were added.
         """
-        pids = live_pids()
-        if not pids:
+        live = live_pids()
+        if not live:
             return 0
+        self._forget_gone(live, settled)
         procs = self.procs
-        for gone in [pid for pid in procs if pid not in pids]:
-            del procs[gone]
         added = 0
-        for pid in pids:
+        for pid in live:
             if pid not in procs:
                 snap = snapshot(pid, argv=True)
                 if snap is not None:
                     procs[pid] = _from_snapshot(pid, snap)
                     added += 1
         return added
+
+    def _forget_gone(self, live: set[int], settled: float) -> None:
+        """Drop the entries of processes /proc no longer lists, once their exit cannot still be queued.
+
+        A process leaves /proc only after the kernel sent its exit, so a pid
+        first missed at time T had its exit sent before T. ``settled`` is the
+        moment (monotonic seconds) up to which every event the kernel sent has
+        been consumed; once T < settled the exit, if it was sent to us, has been
+        handled (and popped the entry). Forgetting earlier would make a queued
+        exit nameless. The default, infinity, is for callers without a queue.
+        """
+        now = time.monotonic()
+        procs, missing = self.procs, self._missing
+        for pid in list(procs):  # a copy: lookups insert while this runs
+            if pid in live:
+                missing.pop(pid, None)
+            elif missing.setdefault(pid, now) < settled:
+                procs.pop(pid, None)
+                del missing[pid]
+        for pid in [pid for pid in missing if pid not in procs]:
+            del missing[pid]
 
     def lookup(self, pid: int) -> ProcInfo | None:
         """The cached entry, else a live read (cached for next time)."""
@@ -181,6 +211,7 @@ class Enricher:
                 info = ProcInfo(
                     pid=raw.pid,
                     start=ts,
+                    exact=True,
                     comm=parent.comm if parent else None,
                     cmdline=parent.cmdline if parent else None,
                     exe=parent.exe if parent else None,
@@ -201,9 +232,11 @@ class Enricher:
             if info is None:  # gone already: the new program is unknown, its lineage is not
                 info = ProcInfo(pid=subject, start=None)
                 if old is not None:
-                    info.start, info.ppid, info.uid = old.start, old.ppid, old.uid
-            elif old is not None and old.start is not None:
-                info.start = old.start  # fork time is more precise than /proc's ticks
+                    info.ppid, info.uid = old.ppid, old.uid
+            if old is not None and old.exact:
+                info.start, info.exact = old.start, True  # from its fork
+            else:  # fork unseen: the exec's own timestamp beats /proc's 10 ms ticks
+                info.start, info.exact = ts, True
             self.procs[subject] = info
             ev.exe = info.exe
         elif what == PROC_EVENT_EXIT:
@@ -222,6 +255,8 @@ class Enricher:
                 info = self.procs.get(subject)
             if info is not None and info.start is not None and raw.pid == raw.tgid:
                 ev.lifetime = max(0.0, ts - info.start)
+                if not info.exact:  # from /proc's start time: no finer than a clock tick
+                    ev.lifetime_resolution = TICK
             parent = self.procs.get(raw.ptgid) or self.lookup(raw.ptgid)
             if parent is not None:
                 ev.parent_cmdline = parent.cmdline

@@ -69,6 +69,8 @@ class Event:
     core_dumped: bool = False
     lifetime: float | None = None
     count: int | None = None
+    #: Set when ``lifetime`` counts from /proc's start time (clock ticks), not a kernel timestamp.
+    lifetime_resolution: float | None = None
     # Extra detail per type; in JSON only when set.
     exe: str | None = None
     uid: int | None = None
@@ -144,6 +146,7 @@ class Event:
 
 
 _OPTIONAL_KEYS = (
+    "lifetime_resolution",
     "exe",
     "uid",
     "ruid",
@@ -170,6 +173,7 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "core_dumped": ((bool,), False),
     "lifetime": ((int, float), True),
     "count": (_INT, True),
+    "lifetime_resolution": ((int, float), True),
     "exe": ((str,), True),
     "uid": (_INT, True),
     "ruid": (_INT, True),

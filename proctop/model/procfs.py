@@ -18,6 +18,8 @@ from typing import NamedTuple
 import psutil
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: Seconds per clock tick: the resolution of a start time read from /proc.
+TICK = 1 / CLK_TCK
 #: Epoch seconds at boot, to the clock's precision: /proc/PID/stat's start
 #: time counts ticks of CLOCK_BOOTTIME, while psutil.boot_time() is /proc/stat's
 #: btime, whole seconds (a 1 ms process could show a lifetime of 1 s).

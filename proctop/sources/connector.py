@@ -109,6 +109,11 @@ class ConnectorSource(Source):
         self._refresh_every = _REFRESH_EVERY
         self._mask_sent = 0.0
         self._resync_due = False
+        # Monotonic times: every event the kernel sent before `_synced_through` has been
+        # queued (the reader found the socket empty after it); before `_settled`, consumed.
+        # The process table forgets a process gone from /proc only after its exit settled.
+        self._synced_through = 0.0
+        self._settled = 0.0
 
     # --- control ---------------------------------------------------------
 
@@ -206,9 +211,13 @@ class ConnectorSource(Source):
         timeout_ms = int(_READ_TIMEOUT * 1000)
         while not stop.is_set():
             batch: list = []
+            drained = False  # the socket was read empty: everything sent before `ready` is in `batch`
             self._renew_subscription()
+            ready = time.monotonic()
             try:
                 if not poller.poll(timeout_ms):
+                    with cond:
+                        self._synced_through = ready  # the socket was empty then
                     continue
                 while len(batch) < 4096:
                     n, (sender, _groups) = raw.recvfrom_into(buf)
@@ -217,7 +226,7 @@ class ConnectorSource(Source):
                         continue
                     batch.extend(decode_buffer(buf, n, dstats, idx))
             except BlockingIOError:
-                pass
+                drained = True
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     stats.lost += 1
@@ -230,12 +239,10 @@ class ConnectorSource(Source):
                     batch.append(_LOST)
                     stop.set()
             stats.malformed = dstats.malformed
-            if not batch:
-                continue
             stats.received += sum(1 for ev in batch if ev is not _LOST)
-            keep = self._filter(batch)
-            if keep:
-                with cond:
+            keep = self._filter(batch) if batch else []
+            with cond:
+                if keep:
                     room = max(0, _QUEUE_MAX - len(queue))
                     if len(keep) > room:  # the consumer is far behind: drop, count, say so
                         over = len(keep) - room
@@ -247,6 +254,8 @@ class ConnectorSource(Source):
                             keep.append(over)
                     queue.extend(keep)
                     cond.notify()
+                if drained:
+                    self._synced_through = ready
         with cond:
             cond.notify_all()
 
@@ -282,12 +291,15 @@ class ConnectorSource(Source):
     # --- consumer --------------------------------------------------------
 
     def poll(self, timeout: float) -> list[Event]:
+        settled = None
         with self._cond:
             if not self._queue and not self._stop.is_set():
                 self._cond.wait(timeout)
             queue = self._queue
             take = min(len(queue), _POLL_MAX)  # bounded work per call: a backlog never stalls the caller
             items = [queue.popleft() for _ in range(take)]
+            if not queue:  # every event sent before the reader's last drain is in `items`
+                settled = self._synced_through
         out: list[Event] = []
         lost_run = 0
         enrich = self.enricher.enrich
@@ -308,6 +320,8 @@ class ConnectorSource(Source):
         if lost_run:
             out.append(self._lost_event(lost_run))
         self.stats.delivered += len(out)
+        if settled is not None:
+            self._settled = settled
         self._maybe_refresh()
         return out
 
@@ -326,9 +340,9 @@ class ConnectorSource(Source):
         try:
             if self._resync_due:
                 self._resync_due = False
-                self.enricher.resync()
+                self.enricher.resync(self._settled)
             elif not (self.mask & PROC_EVENT_FORK and self.mask & PROC_EVENT_EXEC):
-                self.enricher.refresh()
+                self.enricher.refresh(self._settled)
             else:
                 return
         except Exception:  # /proc races are no reason to stop

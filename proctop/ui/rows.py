@@ -44,9 +44,17 @@ def format_time(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(whole)) + f".{ms:03d}"
 
 
-def format_lifetime(seconds: float | None) -> str:
+def format_lifetime(seconds: float | None, resolution: float | None = None) -> str:
+    """A lifetime at the precision it has: ``0.4ms`` from kernel timestamps; from /proc's
+    clock ticks (``resolution``) ``<10ms`` or ``~120ms``."""
     if seconds is None:
         return ""
+    if resolution:
+        if seconds < resolution:
+            return "<" + format_lifetime(resolution)
+        return "~" + format_lifetime(seconds)
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
@@ -68,7 +76,7 @@ def detail_of(ev: Event, old_uid: int | None = None, short: bool = False) -> str
     kind = ev.event
     if kind == "exit":
         text = ev.status_text
-        life = format_lifetime(ev.lifetime)
+        life = format_lifetime(ev.lifetime, ev.lifetime_resolution)
         return f"{text} after {life}" if life and not short else text
     if kind == "uid":
         old = old_uid if old_uid is not None else ev.uid

@@ -142,7 +142,7 @@ def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> ScreenText
     if ev.event == "exit":
         field("status", ev.status_text, end=False)
         text.append("  lifetime ", style="bold")
-        text.append(format_lifetime(ev.lifetime) or "?").newline()
+        text.append(format_lifetime(ev.lifetime, ev.lifetime_resolution) or "?").newline()
     elif row.detail:
         field("detail", row.detail)
     field("command", " ".join(ev.cmdline) if ev.cmdline else "?")

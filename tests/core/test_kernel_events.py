@@ -335,3 +335,43 @@ def test_a_comm_that_is_not_utf8_keeps_its_bytes_as_argv_does(open_source):
     comms = [e.comm for e in events if e.event == "comm" and e.tgid == pid]
     assert comms == ["bad\udcffname"]
     assert exits_of(events, pid)[0].comm == "bad\udcffname"
+
+
+def test_no_entry_leaves_the_table_while_its_exit_is_still_queued(open_source, monkeypatch):
+    """A named exec, then its exit still queued when the once-a-second refresh runs: the exit keeps the name.
+
+    The consumer is held behind (one event per poll) and the refresh made due on
+    every poll, so the process is gone from /proc while its exit waits in the queue.
+    """
+    import proctop.sources.connector as connector
+
+    monkeypatch.setattr(connector, "_POLL_MAX", 1)
+    src = open_source(PROC_EVENT_EXEC | PROC_EVENT_NONZERO_EXIT)  # no fork: the refresh runs
+    src._refresh_every = 0.0
+    monkeypatch.setattr(connector, "_REFRESH_EVERY", 0.0)
+    monkeypatch.setattr(connector, "_REFRESH_SHARE", 0)
+    pid = run(["sh", "-c", "sleep 0.3; exit 4"])  # gone (reaped) before the first poll
+    events = collect(src, lambda evs: exits_of(evs, pid))
+    execs = [e for e in events if e.event == "exec" and e.tgid == pid]
+    assert execs and execs[0].cmdline == ["sh", "-c", "sleep 0.3; exit 4"]
+    (ev,) = exits_of(events, pid)
+    assert ev.cmdline == ["sh", "-c", "sleep 0.3; exit 4"]
+    assert ev.lifetime_resolution is None and 0.3 <= ev.lifetime < 0.5  # from the exec's kernel timestamp
+
+
+def test_lifetimes_say_their_precision(open_source):
+    """From kernel timestamps when fork was seen; from /proc's clock ticks otherwise, marked as such."""
+    from proctop.model.procfs import TICK
+
+    src = open_source(PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT)
+    pid = run(["sh", "-c", "exit 3"])
+    (ev,) = exits_of(collect(src, lambda evs: exits_of(evs, pid)), pid)
+    assert ev.lifetime_resolution is None and 0 < ev.lifetime < 0.2
+    src.set_mask(PROC_EVENT_NONZERO_EXIT)
+    proc = subprocess.Popen(["sh", "-c", "sleep 1.5; exit 3"])
+    time.sleep(0.2)
+    src.enricher.refresh()  # as the once-a-second refresh does: the table learns it from /proc
+    proc.wait()
+    (ev,) = exits_of(collect(src, lambda evs: exits_of(evs, proc.pid)), proc.pid)
+    assert ev.lifetime_resolution == TICK
+    assert 1.5 <= ev.lifetime < 1.8

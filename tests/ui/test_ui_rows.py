@@ -30,6 +30,9 @@ def test_format_time_and_lifetime(utc):
     assert format_lifetime(75) == "1m15s"
     assert format_lifetime(7300) == "2h01m"
     assert format_lifetime(None) == ""
+    assert format_lifetime(0.0004) == "0.4ms"  # kernel timestamps: sub-millisecond is real
+    assert format_lifetime(0.003, 0.01) == "<10ms"  # /proc clock ticks: no finer than one
+    assert format_lifetime(0.12, 0.01) == "~120ms"
 
 
 def test_detail_column():
