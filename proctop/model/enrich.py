@@ -37,7 +37,9 @@ from proctop.kernel.protocol import (
     RawEvent,
 )
 from proctop.model.events import Event, decode_wait_status
-from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, TICK, Snapshot, live_pids, snapshot
+from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, TICK, Snapshot, live_pids, read_cgroup, snapshot
+from proctop.model.reasons import SystemFacts, exit_reason
+from proctop.model.units import unit_of
 
 _PSUTIL_ERRORS = (psutil.Error, OSError, ValueError)
 
@@ -56,6 +58,7 @@ class ProcInfo:
     exe: str | None = None
     uid: int | None = None
     ppid: int | None = None
+    cgroup: str | None = None  # /proc/PID/cgroup, read at exec (the unit it runs in)
 
 
 class UserNames:
@@ -102,7 +105,14 @@ def _precise_start(create_time: float | None) -> float | None:
 
 def _from_snapshot(pid: int, snap: Snapshot) -> ProcInfo:
     return ProcInfo(
-        pid=pid, start=snap.start, comm=snap.comm, cmdline=snap.cmdline, exe=snap.exe, uid=snap.uid, ppid=snap.ppid
+        pid=pid,
+        start=snap.start,
+        comm=snap.comm,
+        cmdline=snap.cmdline,
+        exe=snap.exe,
+        uid=snap.uid,
+        ppid=snap.ppid,
+        cgroup=snap.cgroup,
     )
 
 
@@ -119,6 +129,8 @@ class Enricher:
     def __init__(self, *, scan: bool = True, clock_offset: float | None = None) -> None:
         self.procs: dict[int, ProcInfo] = {}
         self._missing: dict[int, float] = {}  # pid -> when /proc first stopped listing it
+        self._units: dict[str, str | None] = {}
+        self.facts = SystemFacts()
         self.user_name = UserNames()
         # The kernel stamps events with CLOCK_MONOTONIC (ktime_get_ns).
         self.clock_offset = clock_offset if clock_offset is not None else time.time() - time.monotonic()
@@ -217,6 +229,7 @@ class Enricher:
                     exe=parent.exe if parent else None,
                     uid=parent.uid if parent else None,
                     ppid=raw.ptgid,
+                    cgroup=parent.cgroup if parent else None,
                 )
                 self.procs[raw.pid] = info
             else:
@@ -232,13 +245,15 @@ class Enricher:
             if info is None:  # gone already: the new program is unknown, its lineage is not
                 info = ProcInfo(pid=subject, start=None)
                 if old is not None:
-                    info.ppid, info.uid = old.ppid, old.uid
+                    info.ppid, info.uid, info.cgroup = old.ppid, old.uid, old.cgroup
             if old is not None and old.exact:
                 info.start, info.exact = old.start, True  # from its fork
             else:  # fork unseen: the exec's own timestamp beats /proc's 10 ms ticks
                 info.start, info.exact = ts, True
             self.procs[subject] = info
             ev.exe = info.exe
+            ev.unit = self.unit(info.cgroup)
+            self.facts.note_cgroup(info.cgroup)  # the OOM-kill count before anything fails
         elif what == PROC_EVENT_EXIT:
             code, sig, core = decode_wait_status(raw.a)
             ev.exit_code, ev.signal, ev.core_dumped = code, sig, core
@@ -251,6 +266,7 @@ class Enricher:
                     else:
                         info.comm = info.comm or snap.comm
                         info.uid = snap.uid if info.uid is None else info.uid
+                        info.cgroup = info.cgroup or snap.cgroup
             else:
                 info = self.procs.get(subject)
             if info is not None and info.start is not None and raw.pid == raw.tgid:
@@ -261,6 +277,14 @@ class Enricher:
             if parent is not None:
                 ev.parent_cmdline = parent.cmdline
                 ev.parent_comm = parent.comm
+            cgroup = info.cgroup if info is not None else None
+            if cgroup is None and parent is not None:  # gone unannounced: it ran where its parent runs
+                if parent.cgroup is None:
+                    parent.cgroup = read_cgroup(parent.pid)
+                cgroup = parent.cgroup
+            ev.unit = self.unit(cgroup)
+            if ev.failed:
+                self._explain(ev, cgroup, info.comm if info is not None else None)
         else:
             info = self.procs.get(subject) or self.lookup(subject)
             if what == PROC_EVENT_UID:
@@ -294,6 +318,29 @@ class Enricher:
             if ev.exe is None and what == PROC_EVENT_EXEC:
                 ev.exe = info.exe
         return ev
+
+    def unit(self, cgroup: str | None) -> str | None:
+        """The unit named by a cgroup file's text (cached: few distinct cgroups, many events)."""
+        if cgroup is None:
+            return None
+        units = self._units
+        try:
+            return units[cgroup]
+        except KeyError:
+            if len(units) >= 4096:
+                units.clear()
+            unit = units[cgroup] = unit_of(cgroup)
+            return unit
+
+    def _explain(self, ev: Event, cgroup: str | None, comm: str | None) -> None:
+        """Set ``ev.reason`` for a failed exit (the system is asked only for SIGKILL and core dumps)."""
+        facts = self.facts
+        oom = ev.signal == "SIGKILL" and facts.killed_by_oom(ev.pid, cgroup)
+        core = facts.core_location(ev.pid, comm or ev.comm) if ev.core_dumped else None
+        ev.reason = exit_reason(ev, oom=oom, core=core)
+
+    def close(self) -> None:
+        self.facts.close()
 
     def ancestry(self, pid: int, limit: int = 32) -> list[ProcInfo]:
         """Parent, grandparent, ... as far as known (for the details panel)."""

@@ -72,6 +72,8 @@ class Event:
     #: Set when ``lifetime`` counts from /proc's start time (clock ticks), not a kernel timestamp.
     lifetime_resolution: float | None = None
     # Extra detail per type; in JSON only when set.
+    reason: str | None = None  # why a failed exit failed, in words (proctop.model.reasons)
+    unit: str | None = None  # the systemd unit or container (proctop.model.units)
     exe: str | None = None
     uid: int | None = None
     ruid: int | None = None
@@ -147,6 +149,8 @@ class Event:
 
 _OPTIONAL_KEYS = (
     "lifetime_resolution",
+    "reason",
+    "unit",
     "exe",
     "uid",
     "ruid",
@@ -174,6 +178,8 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "lifetime": ((int, float), True),
     "count": (_INT, True),
     "lifetime_resolution": ((int, float), True),
+    "reason": ((str,), True),
+    "unit": ((str,), True),
     "exe": ((str,), True),
     "uid": (_INT, True),
     "ruid": (_INT, True),

@@ -37,6 +37,7 @@ class Snapshot(NamedTuple):
     uid: int | None
     cmdline: list[str] | None
     exe: str | None
+    cgroup: str | None = None  # /proc/PID/cgroup as read (see ``proctop.model.units``)
 
 
 #: Passed on by the reader when it looked at once and the process was already
@@ -60,10 +61,11 @@ def read_file(path: str) -> bytes:
         os.close(fd)
 
 
-def snapshot(pid: int, *, argv: bool) -> Snapshot | None:
-    """comm, ppid and owner from /proc/PID/stat (and argv, exe if asked); None if gone.
+def snapshot(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
+    """comm, ppid and owner from /proc/PID/stat (and argv, exe, cgroup if asked); None if gone.
 
-    10.4 us with argv and exe, against 15.6 us through ``open()`` (measured here).
+    10.4 us with argv and exe, against 15.6 us through ``open()`` (measured here);
+    the cgroup (the unit a process runs in) is read at exec and at a nameless exit only.
     """
     base = f"/proc/{pid}"
     try:
@@ -91,7 +93,15 @@ def snapshot(pid: int, *, argv: bool) -> Snapshot | None:
             exe = os.readlink(base + "/exe")
         except OSError:
             pass
-    return Snapshot(comm, ppid, start, uid, cmdline, exe)
+    return Snapshot(comm, ppid, start, uid, cmdline, exe, read_cgroup(pid) if cgroup else None)
+
+
+def read_cgroup(pid: int) -> str | None:
+    """/proc/PID/cgroup as text, or None when gone or unreadable."""
+    try:
+        return read_file(f"/proc/{pid}/cgroup").decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
 
 
 def live_pids() -> set[int]:

@@ -184,6 +184,7 @@ class ConnectorSource(Source):
                 pass
             self._sock.close()
             self._sock = None
+        self.enricher.close()
 
     def describe(self) -> dict:
         return {
@@ -277,11 +278,11 @@ class ConnectorSource(Source):
             elif mask and mask_accepts(mask, ev.what, ev.a) and (threads or ev.pid == ev.tgid):
                 snap = None
                 if ev.what == PROC_EVENT_EXEC:
-                    snap = snapshot(ev.tgid, argv=True) or GONE
+                    snap = snapshot(ev.tgid, argv=True, cgroup=True) or GONE
                 elif ev.what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
                     info = known.get(ev.tgid)
                     if info is None or info.comm is None:  # unannounced, or exec'd too fast to read
-                        snap = snapshot(ev.tgid, argv=False)
+                        snap = snapshot(ev.tgid, argv=False, cgroup=True)
                 keep.append((ev, snap))
             else:
                 dropped += 1
