@@ -11,11 +11,13 @@ import argparse
 import math
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 
 from proctop import __version__
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, MaskError, parse_mask
+from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
 
 EXIT_USAGE = 2
 
@@ -32,7 +34,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="proctop",
-        description="Watch forks, execs and abnormal exits live, filtered by the kernel.",
+        usage="proctop [options] [-- COMMAND [ARG ...]]",
+        description="Watch forks, execs and abnormal exits live, filtered by the kernel. "
+        "With -- COMMAND: start it, watch only it and its descendants, exit with its status.",
     )
     p.add_argument(
         "--only",
@@ -42,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(MASK_NAMES)
         + " (default: fork,exec,nonzero-exit)",
     )
-    p.add_argument("--json", action="store_true", help="no UI: one JSON object per event on stdout")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="no UI: one JSON object per event on stdout")
+    out.add_argument(
+        "--summary",
+        action="store_true",
+        help="no UI: print the failures board as a text table at the end (of a replay, --duration, "
+        "--count, the watched command, or on SIGINT/SIGTERM)",
+    )
     p.add_argument("--duration", metavar="SECONDS", type=_nonneg_float, help="stop after this many seconds")
     p.add_argument("--count", metavar="N", type=_nonneg_int, help="stop after N events")
     p.add_argument("--replay", metavar="FILE", help="read a capture written by --json instead of the kernel")
@@ -54,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "native", "kmod", "userspace"),
         default="auto",
         help="force an event source instead of probing (default: auto)",
+    )
+    p.add_argument(
+        "--loop-burst", metavar="N", type=_pos_int, default=LOOP_BURST,
+        help=f"failures that make a crash loop (default {LOOP_BURST})",
+    )
+    p.add_argument(
+        "--loop-interval", metavar="SECONDS", type=_nonneg_float, default=LOOP_INTERVAL,
+        help=f"...within this many seconds (default {LOOP_INTERVAL:.0f})",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__}")
     return p
@@ -111,17 +130,50 @@ def make_source(args: argparse.Namespace, mask: int):
     from proctop.sources.connector import ConnectorSource
 
     capability = probe(None if args.source == "auto" else args.source)
-    return ConnectorSource(capability, mask, threads=args.threads)
+    source = ConnectorSource(capability, mask, threads=args.threads)
+    if not args.command:
+        return source
+    from proctop.sources.tree import CommandTree
+
+    if args.json:  # stdout is the JSON stream: the command's output goes to stderr
+        return CommandTree(source, args.command, stdout=sys.stderr.fileno())
+    if args.summary:
+        return CommandTree(source, args.command)
+    return CommandTree(  # under the UI the terminal is proctop's
+        source, args.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``proctop [options] -- CMD ARGS``: the options, and the command (empty without ``--``)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    command = argv[cut + 1 :]
+    if not command:
+        raise UsageError("-- must be followed by a command to run and watch")
+    return argv[:cut], command
+
+
+def _command_status(source, status: int) -> int:
+    """With -- COMMAND proctop exits with the command's status."""
+    command_status = getattr(source, "status", None)
+    return command_status if command_status is not None else status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        options, command = split_command(sys.argv[1:] if argv is None else argv)
+        args = build_parser().parse_args(options)
+        args.command = command
+        if command and args.replay:
+            raise UsageError("-- COMMAND watches a live command; it cannot go with --replay")
         # A replay shows everything recorded unless --only says otherwise.
         default = PROC_EVENT_ALL if args.replay else DEFAULT_MASK
         mask = parse_mask(args.only) if args.only is not None else default
-        if args.json:
-            return _run_json(args, mask)
+        if args.json or args.summary:
+            return _run_headless(args, mask)
         return _run_ui(args, mask)
     except (UsageError, MaskError) as exc:
         print(f"proctop: {exc}", file=sys.stderr)
@@ -136,15 +188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
 
 
-def _run_json(args: argparse.Namespace, mask: int) -> int:
-    from proctop.headless import run_json
-
+def _run_headless(args: argparse.Namespace, mask: int) -> int:
     stop = _StopFlag()
     source = None
     try:
         source = make_source(args, mask)
         source.start()
-        return run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
+        if args.summary:
+            from proctop.model.failures import FailureBoard
+            from proctop.summary import run_summary
+
+            board = FailureBoard(loop_burst=args.loop_burst, loop_interval=args.loop_interval)
+            status = run_summary(source, board=board, duration=args.duration, count=args.count, stop_flag=stop)
+        else:
+            from proctop.headless import run_json
+
+            status = run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
+        source.close()  # ends the watched command, if any, before its status is read
+        return _command_status(source, status)
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
@@ -176,4 +237,4 @@ def _run_ui(args: argparse.Namespace, mask: int) -> int:
 
         load_theme_by_name(args.theme)
     source = make_source(args, mask)
-    return run_app(source, args)
+    return _command_status(source, run_app(source, args))

@@ -37,14 +37,22 @@ KEY_LIMIT = 256
 
 
 def command_key(ev: Event) -> str:
-    """What a failure is grouped by: the executable's name, else argv[0]'s, else comm."""
-    if ev.exe:
+    """What a failure is grouped by: argv[0]'s name (what was run: a symlinked applet or a
+    renamed interpreter keeps its own name), else the executable's, else comm; a process
+    gone before anything could be read is named by its parent (``child of make``)."""
+    if ev.cmdline and ev.cmdline[0]:
+        name = os.path.basename(ev.cmdline[0]) or ev.cmdline[0]
+    elif ev.exe:
         name = os.path.basename(ev.exe.removesuffix(" (deleted)"))
-    elif ev.cmdline and ev.cmdline[0]:
-        name = os.path.basename(ev.cmdline[0])
+    elif ev.comm:
+        name = ev.comm
+    elif ev.parent_cmdline and ev.parent_cmdline[0]:
+        name = f"child of {os.path.basename(ev.parent_cmdline[0])}"
+    elif ev.parent_comm:
+        name = f"child of {ev.parent_comm}"
     else:
-        name = ev.comm or ""
-    return (name or "?")[:KEY_LIMIT]
+        name = "?"
+    return name[:KEY_LIMIT]
 
 
 def unit_key(ev: Event) -> str:

@@ -21,12 +21,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.notifications import SeverityLevel
-from textual.widgets import Footer, Input
+from textual.widgets import ContentSwitcher, Footer, Input
 from textual.worker import get_current_worker
 
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_ALL
 from proctop.model.events import Event
+from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
 from proctop.sources.base import Source
+from proctop.ui.board import FailuresView
 from proctop.ui.rows import ProcTable, Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, load_themes
@@ -85,6 +87,7 @@ class ProctopApp(App[int]):
         Binding("enter", "details", "Details"),
         Binding("escape", "close", "Close", show=False),
         Binding("a", "toggle_all", "All on/off"),
+        Binding("tab", "toggle_board", "Board", priority=True),
         *_mask_bindings(),
     ]
 
@@ -95,6 +98,8 @@ class ProctopApp(App[int]):
         history: int = 100_000,
         theme: str | None = None,
         rate_interval: float | None = 1.0,
+        loop_burst: int = LOOP_BURST,
+        loop_interval: float = LOOP_INTERVAL,
     ) -> None:
         self._themes = load_themes()
         super().__init__()
@@ -106,6 +111,10 @@ class ProctopApp(App[int]):
         self.paused = False
         self.pending: deque[Row] = deque(maxlen=history)
         self.procs = ProcTable()
+        #: The failures board's model, one per grouping, fed every failed exit received.
+        self.boards = {
+            by: FailureBoard(by=by, loop_burst=loop_burst, loop_interval=loop_interval) for by in ("command", "unit")
+        }
         self.rates: dict[str, float] = {}
         self.rate_interval = rate_interval
         self.batches = 0  # Batch messages handled (tests and the load bench look at it)
@@ -128,8 +137,12 @@ class ProctopApp(App[int]):
         self.filter_input = Input(
             placeholder="filter rows (Enter keeps, Escape clears)", id="filter", select_on_focus=False
         )
+        self.board_view = FailuresView(self.boards, id="board")
+        self.views = ContentSwitcher(initial="timeline", id="views")
         yield self.header_bar
-        yield self.timeline
+        with self.views:
+            yield self.timeline
+            yield self.board_view
         self.details = VerticalScroll(id="details")
         with self.details:
             yield self.details_body
@@ -220,6 +233,13 @@ class ProctopApp(App[int]):
         self.events_seen += len(message.events)
         learn = self.procs.learn
         rows = [Row(ev, learn(ev)) for ev in message.events]
+        boards = self.boards.values()
+        for ev in message.events:
+            if ev.failed:
+                for board in boards:
+                    board.add(ev)
+        if self.views.current == "board":
+            self.board_view.update_rows()
         if self.paused:
             self.pending.extend(rows)
         else:
@@ -276,6 +296,22 @@ class ProctopApp(App[int]):
         if self.source.recorded:
             self.timeline.set_shows(self.source.shows)
         self.header_bar.refresh()
+
+    def action_toggle_board(self) -> None:
+        """Tab: the failures board, and back to the timeline."""
+        if self.views.current == "board":
+            self.views.current = "timeline"
+            self.timeline.focus()
+        else:
+            self.views.current = "board"
+            self.board_view.update_rows()
+            self.board_view.focus()
+
+    def on_failures_view_open(self, message: FailuresView.Open) -> None:
+        """Enter on the board: the timeline, filtered to that command."""
+        self.views.current = "timeline"
+        self.timeline.focus()
+        self.filter_input.value = message.text  # the filter follows (on_input_changed)
 
     def action_pause(self) -> None:
         self.paused = not self.paused
@@ -349,7 +385,13 @@ class ProctopApp(App[int]):
 
 def run_app(source: Source, args) -> int:
     """Run the TUI on ``source`` (started here, closed on the way out); the exit status."""
-    app = ProctopApp(source, history=getattr(args, "history", 100_000), theme=getattr(args, "theme", None))
+    app = ProctopApp(
+        source,
+        history=getattr(args, "history", 100_000),
+        theme=getattr(args, "theme", None),
+        loop_burst=getattr(args, "loop_burst", LOOP_BURST),
+        loop_interval=getattr(args, "loop_interval", LOOP_INTERVAL),
+    )
     source.start()
     try:
         app.run()

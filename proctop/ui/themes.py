@@ -44,6 +44,7 @@ EVENT_KEYS = (
     "comm",
     "coredump",
     "lost",
+    "loop",  # a crash loop on the failures board
 )
 
 #: Used for any key a theme leaves out (and by Textual's own themes).
@@ -60,6 +61,7 @@ EVENT_DEFAULTS: dict[str, str] = {
     "event-comm": "#87afd7",
     "event-coredump": "#ff0000",
     "event-lost": "#ff0000",
+    "event-loop": "#ff5fd7",
 }
 
 

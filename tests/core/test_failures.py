@@ -42,11 +42,13 @@ def test_board_groups_by_command_and_counts_statuses():
     assert board.total == 14
 
 
-def test_command_key_prefers_the_executable_then_argv0_then_comm():
-    ev = Event(ts=0, event="exit", exe="/usr/bin/python3.11", cmdline=["python3", "x.py"])
-    assert command_key(ev) == "python3.11"
-    assert command_key(Event(ts=0, event="exit", cmdline=["/opt/app/bin/worker", "--x"])) == "worker"
+def test_command_key_prefers_argv0_then_the_executable_then_comm_then_the_parent():
+    ev = Event(ts=0, event="exit", exe="/usr/bin/busybox", cmdline=["/sbin/ifup", "eth0"])
+    assert command_key(ev) == "ifup"
+    assert command_key(Event(ts=0, event="exit", exe="/usr/bin/python3.11")) == "python3.11"
     assert command_key(Event(ts=0, event="exit", comm="kworker")) == "kworker"
+    assert command_key(Event(ts=0, event="exit", parent_cmdline=["/usr/bin/make", "-k"])) == "child of make"
+    assert command_key(Event(ts=0, event="exit", parent_comm="cron")) == "child of cron"
     assert command_key(Event(ts=0, event="exit")) == "?"
 
 

@@ -1,0 +1,134 @@
+"""``proctop -- CMD``: one command and its descendants, for CI jobs and builds.
+
+The command is started after the kernel subscription, so its first fork is
+already seen; every process forked by a member becomes a member (followed by
+fork events, not by parentage in /proc, so a daemon that double-forks and is
+reparented to init stays followed). Exit events take members out again, so a
+reused pid is never mistaken for one. The source underneath is asked for
+forks, execs (the names) and every exit, whatever the user's mask; the
+user's mask then decides what is shown.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import IO
+
+from proctop.errors import ProctopError
+from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_FORK
+
+#: What following a tree needs from the kernel, whatever is shown.
+FOLLOW = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
+from proctop.model.events import Event
+from proctop.sources.base import Source
+from proctop.sources.replay import event_passes
+
+#: Seconds to wait for the command's own exit event after it was reaped.
+_EXIT_GRACE = 1.0
+
+
+class CommandError(ProctopError):
+    """The command could not be started: 127 not found, 126 not executable (as a shell says)."""
+
+
+class CommandTree(Source):
+    """The events of ``argv`` and its descendants; ``status`` is the command's exit status."""
+
+    def __init__(self, inner: Source, argv: list[str], *, stdout: int | IO[bytes] | None = None,
+                 stdin: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
+        super().__init__(inner.mask)
+        self.inner = inner
+        self.argv = argv
+        self.kind = inner.kind
+        self.label = f"{inner.label}; watching: {' '.join(argv)}"
+        self.supported = inner.supported
+        self.stats = inner.stats  # the inner source's counters are the ones that mean something
+        self.members: set[int] = set()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.status: int | None = None
+        self._streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+        self._exit_seen = False
+        self._reaped_at: float | None = None
+
+    @property
+    def error(self) -> str | None:
+        return getattr(self.inner, "error", None)
+
+    @property
+    def enricher(self):
+        return getattr(self.inner, "enricher", None)
+
+    def start(self) -> None:
+        self.inner.set_mask(self.mask | FOLLOW)
+        self.inner.start()
+        try:
+            self.proc = subprocess.Popen(self.argv, **self._streams)
+        except FileNotFoundError:
+            self.inner.close()
+            raise CommandError(f"{self.argv[0]}: command not found", status=127) from None
+        except (PermissionError, IsADirectoryError, OSError) as exc:
+            self.inner.close()
+            raise CommandError(f"{self.argv[0]}: cannot run it: {exc.strerror}", status=126) from None
+        self.members.add(self.proc.pid)
+
+    def set_mask(self, mask: int) -> None:
+        self.mask = mask
+        self.inner.set_mask(mask | FOLLOW)
+
+    def shows(self, ev: Event) -> bool:
+        return self.inner.shows(ev)
+
+    def poll(self, timeout: float) -> list[Event]:
+        out: list[Event] = []
+        members = self.members
+        root = self.proc.pid if self.proc else 0
+        for ev in self.inner.poll(timeout):
+            if ev.event == "lost":
+                out.append(ev)
+                continue
+            pid = ev.tgid or ev.pid
+            if ev.event == "fork" and ev.ppid in members:
+                members.add(pid)
+            if pid not in members:
+                continue
+            if ev.event == "exit" and ev.pid == ev.tgid:
+                members.discard(pid)
+                if pid == root:
+                    self._exit_seen = True
+            if event_passes(self.mask, ev):
+                out.append(ev)
+        self._check_command()
+        return out
+
+    def _check_command(self) -> None:
+        if self.proc is None or self._reaped_at is not None:
+            return
+        code = self.proc.poll()
+        if code is not None:
+            self.status = 128 - code if code < 0 else code  # a death by signal N reads 128+N, as in a shell
+            self._reaped_at = time.monotonic()
+
+    @property
+    def finished(self) -> bool:
+        """The command has exited and its exit event was read (or a second passed: events may be lost)."""
+        if self.inner.finished:
+            return True
+        if self._reaped_at is None:
+            return False
+        return self._exit_seen or time.monotonic() - self._reaped_at > _EXIT_GRACE
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:  # proctop ends first (a signal, q): the command gets the same word
+                self.proc.terminate()
+                self.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+            self._check_command()
+        self.inner.close()
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "command": list(self.argv)}
+

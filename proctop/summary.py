@@ -1,0 +1,96 @@
+"""``--summary``: the failures board as a plain text table, for scripts and bug reports.
+
+It reads events like ``--json`` does (live, from a replay, or from one
+command's tree) and prints the board once, when the replay ends, after
+``--duration``/``--count``, on SIGINT/SIGTERM/SIGHUP, or when the watched
+command has exited.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from proctop.model.failures import FailureBoard
+from proctop.sources.base import Source
+from proctop.ui.board import group_cells
+from proctop.ui.sanitize import safe
+
+#: (title, width) of the table's columns; the command is last and not cut.
+TABLE = (("LOOP", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10 MIN", 11), ("LAST", 8), ("STATUSES", 28))
+
+
+def collect_failures(
+    source: Source,
+    board: FailureBoard,
+    *,
+    duration: float | None = None,
+    count: int | None = None,
+    stop_flag: Callable[[], bool] | None = None,
+) -> int:
+    """Feed ``board`` until the end of the source, the duration or count, or a stop; returns events read."""
+    deadline = time.monotonic() + duration if duration is not None else None
+    seen = 0
+    while not (stop_flag is not None and stop_flag()):
+        if count is not None and seen >= count:
+            break
+        wait = 0.2
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                break
+        if source.finished:
+            break
+        for ev in source.poll(wait):
+            if not source.shows(ev):
+                continue
+            seen += 1
+            board.add(ev)
+            if count is not None and seen >= count:
+                break
+    return seen
+
+
+def format_board(board: FailureBoard, title: str = "") -> str:
+    """The board as text: one line a group, crash loops first; every string made safe."""
+    lines = []
+    if title:
+        lines.append(safe(title))
+    if not board.total:
+        lines.append("no failures")
+        return "\n".join(lines) + "\n"
+    header = " ".join(name.ljust(w) for name, w in TABLE) + " USER     UNIT               COMMAND / REASON"
+    lines.append(header.rstrip())
+    for group in board.rows():
+        cells = group_cells(board, group, width=10_000)  # wide: user, unit and reason too
+        mark, number, rate, spark, last, statuses, user, unit, reason, command = cells
+        fixed = [mark, number, rate, spark, last, statuses]
+        row = " ".join(safe(c).ljust(w) for c, (_, w) in zip(fixed, TABLE, strict=True))
+        row += f" {safe(user or '-'):<8} {safe(unit or '-'):<18} {safe(command)}"
+        if reason:
+            row += f"  ({safe(reason)})"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def run_summary(
+    source: Source,
+    *,
+    board: FailureBoard,
+    out: TextIO | None = None,
+    duration: float | None = None,
+    count: int | None = None,
+    stop_flag: Callable[[], bool] | None = None,
+) -> int:
+    """Collect, then print the board; returns 0 (the CLI may return the watched command's status)."""
+    started = time.time()
+    collect_failures(source, board, duration=duration, count=count, stop_flag=stop_flag)
+    span = time.time() - started
+    describe = source.describe()
+    title = f"proctop: {board.total} failures in {span:.0f}s ({describe.get('label', source.kind)})"
+    (out or sys.stdout).write(format_board(board, title))
+    (out or sys.stdout).flush()
+    return 0
+

@@ -1,0 +1,178 @@
+"""The failures board: one line per failing command, crash loops first (``Tab`` from the timeline).
+
+A Line API ``ScrollView`` like the timeline: the rows are the model's
+(``proctop.model.failures.FailureBoard``), re-sorted at most once per batch,
+and every text goes through ``timeline.fit``, so it is made safe.
+"""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from proctop.model.failures import FailureBoard, FailureGroup
+from proctop.ui.rows import format_time
+from proctop.ui.timeline import fit
+
+SORTS = ("count", "rate", "recent")
+SPARKS = " \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
+#: (title, width) of the fixed columns; the command takes the rest.
+COLUMNS = (("", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10 MIN", 11), ("LAST", 8), ("STATUSES", 24))
+#: Shown from this width on: user, unit and reason.
+WIDE = 120
+WIDE_COLUMNS = (("USER", 8), ("UNIT", 18), ("REASON", 26))
+
+
+def sparkline(counts: list[int]) -> str:
+    """One character per minute, scaled to the busiest minute (blank: none)."""
+    top = max(counts, default=0)
+    if not top:
+        return " " * len(counts)
+    return "".join(SPARKS[0 if not n else max(1, round(n / top * (len(SPARKS) - 1)))] for n in counts)
+
+
+def columns(width: int) -> tuple[tuple[str, int], ...]:
+    return COLUMNS + (WIDE_COLUMNS if width >= WIDE else ())
+
+
+def command_width(width: int) -> int:
+    return max(0, width - sum(w + 1 for _, w in columns(width)) - 1)
+
+
+def group_cells(board: FailureBoard, group: FailureGroup, width: int) -> list[str]:
+    """The texts of one board row, in column order (made safe by ``fit`` when drawn)."""
+    rate = board.rate(group)
+    cells = [
+        "loop" if board.is_loop(group) else "",
+        str(group.count),
+        f"{rate:.0f}" if rate < 10_000 else "10k+",
+        sparkline(group.sparkline(board.now)),
+        format_time(group.last_seen)[:8] if group.last_seen else "",
+        group.statuses_text(),
+    ]
+    if width >= WIDE:
+        cells += [group.user or "", group.unit or "", group.reason or ""]
+    if group.key == "other":
+        command = f"(other commands: {group.count} failures)"
+    else:
+        command = " ".join(group.last_command) if group.last_command else (group.last_comm or group.key)
+    cells.append(command)
+    return cells
+
+
+def board_segments(
+    board: FailureBoard, group: FailureGroup, width: int, base: Style, loop: Style, failed: Style, cursor: bool
+) -> list[Segment]:
+    cells = group_cells(board, group, width)
+    segments = [Segment("\u25b6" if cursor else " ", base)]
+    for (_, w), cell, i in zip(columns(width), cells, range(len(cells)), strict=False):
+        style = loop if i == 0 and cell else failed if i == 5 else base
+        segments.append(Segment(fit(cell, w) + " ", style))
+    segments.append(Segment(fit(cells[-1], command_width(width)), base))
+    return segments
+
+
+class FailuresView(ScrollView, can_focus=True):
+    """What fails, how often, why and where."""
+
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("o", "sort", "Sort"),
+        Binding("b", "group", "By unit"),
+        Binding("enter", "open", "Its events", priority=True),
+    ]
+
+    COMPONENT_CLASSES = {"board--header", "board--cursor", "event--loop", "event--failed"}
+
+    class Open(Message):
+        """Show the timeline filtered to this group's command (or unit)."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, boards: dict[str, FailureBoard], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.boards = boards  # one per grouping ("command", "unit"), all fed every failure
+        self.by = "command"
+        self.sort = "count"
+        self.rows: list[FailureGroup] = []
+        self.cursor = 0
+
+    def update_rows(self) -> None:
+        """Re-sort from the model (the app calls it after each batch while the board is shown)."""
+        selected = self.selected
+        self.rows = self.board.rows(self.sort)
+        if selected is not None and selected in self.rows:
+            self.cursor = self.rows.index(selected)
+        self.cursor = max(0, min(self.cursor, len(self.rows) - 1))
+        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+        self.refresh()
+
+    @property
+    def selected(self) -> FailureGroup | None:
+        return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
+
+    def action_cursor(self, delta: int) -> None:
+        if self.rows:
+            self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
+            page = max(1, self.scrollable_content_region.height - 1)
+            if self.cursor < self.scroll_y:
+                self.scroll_to(y=self.cursor, animate=False, immediate=True)
+            elif self.cursor >= self.scroll_y + page:
+                self.scroll_to(y=self.cursor - page + 1, animate=False, immediate=True)
+            self.refresh()
+
+    def action_page(self, direction: int) -> None:
+        self.action_cursor(direction * max(1, self.size.height - 2))
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.update_rows()
+
+    @property
+    def board(self) -> FailureBoard:
+        return self.boards[self.by]
+
+    def action_group(self) -> None:
+        """Group by command or by unit."""
+        self.by = "unit" if self.by == "command" else "command"
+        self.cursor = 0
+        self.update_rows()
+
+    def action_open(self) -> None:
+        group = self.selected
+        if group is not None and group.key != "other":
+            self.post_message(self.Open(group.key))
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            style = base + self.get_component_rich_style("board--header", partial=True)
+            title = f"by {self.by}, sorted by {self.sort}"
+            parts = [" "] + [fit(name, w) + " " for name, w in columns(width)]
+            parts.append(fit(f"COMMAND ({title}; {self.board.total} failures)", command_width(width)))
+            return Strip([Segment("".join(parts), style)]).adjust_cell_length(width, style)
+        index = int(self.scroll_y) + y - 1
+        if not 0 <= index < len(self.rows):
+            if not self.rows and y == 1:
+                return Strip([Segment(fit(" no failures yet", width), base)])
+            return Strip.blank(width, base)
+        cursor = index == self.cursor and self.has_focus
+        row_base = base + self.get_component_rich_style("board--cursor", partial=True) if cursor else base
+        loop = row_base + self.get_component_rich_style("event--loop", partial=True)
+        failed = row_base + self.get_component_rich_style("event--failed", partial=True)
+        segments = board_segments(self.board, self.rows[index], width, row_base, loop, failed, cursor)
+        return Strip(segments).adjust_cell_length(width, row_base)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
