@@ -17,12 +17,12 @@ from typing import IO
 
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_FORK
-
-#: What following a tree needs from the kernel, whatever is shown.
-FOLLOW = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
 from proctop.model.events import Event
 from proctop.sources.base import Source
 from proctop.sources.replay import event_passes
+
+#: What following a tree needs from the kernel, whatever is shown.
+FOLLOW = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
 
 #: Seconds to wait for the command's own exit event after it was reaped.
 _EXIT_GRACE = 1.0

@@ -67,7 +67,10 @@ def test_summary_of_a_real_crash_loop(tmp_path):
     """Six quick failures of one command within a minute: the board marks it `loop` and sorts it first."""
     crashy = tmp_path / "crashy"
     os.symlink("/bin/sh", crashy)
-    script = f"for i in 1 2 3 4 5 6; do {crashy} -c 'sleep 0.05; exit 3'; done; {crashy} -c 'sleep 0.05; exit 127'; exit 1"
+    script = (
+        f"for i in 1 2 3 4 5 6; do {crashy} -c 'sleep 0.05; exit 3'; done;"
+        f" {crashy} -c 'sleep 0.05; exit 127'; exit 1"
+    )
     done = proctop("--summary", "--", "sh", "-c", script, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
