@@ -19,7 +19,7 @@ from proctop.ui.board import group_cells
 from proctop.ui.sanitize import safe
 
 #: (title, width) of the table's columns; the command is last and not cut.
-TABLE = (("LOOP", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10 MIN", 11), ("LAST", 8), ("STATUSES", 28))
+TABLE = (("LOOP", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10MIN", 10), ("LAST", 8), ("STATUSES", 28))
 
 
 def collect_failures(
@@ -61,14 +61,17 @@ def format_board(board: FailureBoard, title: str = "") -> str:
     if not board.total:
         lines.append("no failures")
         return "\n".join(lines) + "\n"
-    header = " ".join(name.ljust(w) for name, w in TABLE) + " USER     UNIT               COMMAND / REASON"
+    header = " ".join(name.ljust(w) for name, w in TABLE) + " USER     UNIT                 COMMAND / REASON"
     lines.append(header.rstrip())
     for group in board.rows():
         cells = group_cells(board, group, width=10_000)  # wide: user, unit and reason too
-        mark, number, rate, spark, last, statuses, user, unit, reason, command = cells
+        mark, number, rate, spark, last, statuses, user, unit, reason, _ = cells
+        command = " ".join(group.last_command) if group.last_command else (group.last_comm or group.key)
+        if group.key == "other":
+            command = f"(other commands: {group.count} failures)"
         fixed = [mark, number, rate, spark, last, statuses]
         row = " ".join(safe(c).ljust(w) for c, (_, w) in zip(fixed, TABLE, strict=True))
-        row += f" {safe(user or '-'):<8} {safe(unit or '-'):<18} {safe(command)}"
+        row += f" {safe(user or '-'):<8} {safe(unit or '-'):<20} {safe(command)}"
         if reason:
             row += f"  ({safe(reason)})"
         lines.append(row)

@@ -7,6 +7,8 @@ and every text goes through ``timeline.fit``, so it is made safe.
 
 from __future__ import annotations
 
+import os
+
 from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
@@ -22,10 +24,12 @@ from proctop.ui.timeline import fit
 SORTS = ("count", "rate", "recent")
 SPARKS = " \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
 #: (title, width) of the fixed columns; the command takes the rest.
-COLUMNS = (("", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10 MIN", 11), ("LAST", 8), ("STATUSES", 24))
-#: Shown from this width on: user, unit and reason.
-WIDE = 120
-WIDE_COLUMNS = (("USER", 8), ("UNIT", 18), ("REASON", 26))
+COLUMNS = (("", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10MIN", 10), ("LAST", 8), ("STATUSES", 20))
+#: Shown from these widths on (narrower, the reason follows the command).
+WIDE = 130
+WIDE_COLUMNS = (("USER", 8), ("UNIT", 20))
+WIDER = 170
+REASON_COLUMN = (("REASON", 30),)
 
 
 def sparkline(counts: list[int]) -> str:
@@ -37,7 +41,7 @@ def sparkline(counts: list[int]) -> str:
 
 
 def columns(width: int) -> tuple[tuple[str, int], ...]:
-    return COLUMNS + (WIDE_COLUMNS if width >= WIDE else ())
+    return COLUMNS + (WIDE_COLUMNS if width >= WIDE else ()) + (REASON_COLUMN if width >= WIDER else ())
 
 
 def command_width(width: int) -> int:
@@ -56,11 +60,17 @@ def group_cells(board: FailureBoard, group: FailureGroup, width: int) -> list[st
         group.statuses_text(),
     ]
     if width >= WIDE:
-        cells += [group.user or "", group.unit or "", group.reason or ""]
+        cells += [group.user or "", group.unit or ""]
+    if width >= WIDER:
+        cells.append(group.reason or "")
     if group.key == "other":
         command = f"(other commands: {group.count} failures)"
+    elif group.last_command:  # argv[0] by its name: the full path is in --summary and JSON
+        command = " ".join([os.path.basename(group.last_command[0]) or group.last_command[0], *group.last_command[1:]])
     else:
-        command = " ".join(group.last_command) if group.last_command else (group.last_comm or group.key)
+        command = group.last_comm or group.key
+    if group.reason and width < WIDER:
+        command += f"  ({group.reason})"
     cells.append(command)
     return cells
 
@@ -70,7 +80,7 @@ def board_segments(
 ) -> list[Segment]:
     cells = group_cells(board, group, width)
     segments = [Segment("\u25b6" if cursor else " ", base)]
-    for (_, w), cell, i in zip(columns(width), cells, range(len(cells)), strict=False):
+    for i, ((_, w), cell) in enumerate(zip(columns(width), cells, strict=False)):
         style = loop if i == 0 and cell else failed if i == 5 else base
         segments.append(Segment(fit(cell, w) + " ", style))
     segments.append(Segment(fit(cells[-1], command_width(width)), base))
@@ -168,9 +178,12 @@ class FailuresView(ScrollView, can_focus=True):
                 return Strip([Segment(fit(" no failures yet", width), base)])
             return Strip.blank(width, base)
         cursor = index == self.cursor and self.has_focus
-        row_base = base + self.get_component_rich_style("board--cursor", partial=True) if cursor else base
-        loop = row_base + self.get_component_rich_style("event--loop", partial=True)
-        failed = row_base + self.get_component_rich_style("event--failed", partial=True)
+        if cursor:  # one colour pair on the selected row, checked for contrast in every theme
+            row_base = loop = failed = base + self.get_component_rich_style("board--cursor", partial=True)
+        else:
+            row_base = base
+            loop = base + self.get_component_rich_style("event--loop", partial=True)
+            failed = base + self.get_component_rich_style("event--failed", partial=True)
         segments = board_segments(self.board, self.rows[index], width, row_base, loop, failed, cursor)
         return Strip(segments).adjust_cell_length(width, row_base)
 

@@ -289,9 +289,10 @@ class Timeline(ScrollView, can_focus=True):
         return Strip([Segment("".join(parts), style)]).adjust_cell_length(width, style)
 
     def _row_strip(self, row: Row, width: int, base: Style, is_cursor: bool) -> Strip:
-        if is_cursor:
-            base = base + self.get_component_rich_style("timeline--cursor", partial=True)
-        kind = base + self.get_component_rich_style(f"event--{row.cls}", partial=True)
+        if is_cursor:  # one colour pair on the selected row, checked for contrast in every theme
+            base = kind = base + self.get_component_rich_style("timeline--cursor", partial=True)
+        else:
+            kind = base + self.get_component_rich_style(f"event--{row.cls}", partial=True)
         return Strip(row_segments(row, width, base, kind, is_cursor)).adjust_cell_length(width, base)
 
 

@@ -106,3 +106,35 @@ async def test_command_palette_lists_the_themes(sample_source):
         # pick the high contrast theme from the palette
         await pilot.press("backspace", *"-high-contrast", "enter")
         assert await wait_for(pilot, lambda: app.theme == "proctop-high-contrast")
+
+
+def _luminance(color) -> float:
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = color.triplet
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def _contrast(a, b) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("theme", sorted(NAMES))
+async def test_selected_rows_are_readable_in_every_theme(theme):
+    """WCAG AA (4.5:1) for the selected row of the timeline and the board, as Textual resolves the styles."""
+    from proctop.kernel.protocol import PROC_EVENT_ALL
+    from proctop.sources.replay import ReplaySource
+    from proctop.ui.app import ProctopApp
+    from ui_helpers import SAMPLE
+
+    source = ReplaySource(SAMPLE, PROC_EVENT_ALL)
+    source.start()
+    app = ProctopApp(source, theme=theme, rate_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        for widget, component in ((app.timeline, "timeline--cursor"), (app.board_view, "board--cursor")):
+            style = widget.rich_style + widget.get_component_rich_style(component, partial=True)
+            assert _contrast(style.color, style.bgcolor) >= 4.5, (theme, component, style)
