@@ -125,10 +125,11 @@ def _contrast(a, b) -> float:
 @pytest.mark.parametrize("theme", sorted(NAMES))
 async def test_selected_rows_are_readable_in_every_theme(theme):
     """WCAG AA (4.5:1) for the selected row of the timeline and the board, as Textual resolves the styles."""
+    from ui_helpers import SAMPLE
+
     from proctop.kernel.protocol import PROC_EVENT_ALL
     from proctop.sources.replay import ReplaySource
     from proctop.ui.app import ProctopApp
-    from ui_helpers import SAMPLE
 
     source = ReplaySource(SAMPLE, PROC_EVENT_ALL)
     source.start()
