@@ -121,11 +121,9 @@ def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> ScreenText
         return text
     ev = row.ev
 
-    def field(label: str, value: str, end: bool = True) -> None:
+    def field(label: str, value: str) -> None:
         text.append(f"{label:<10}", style="bold")
-        text.append(bounded(value, DETAIL_LIMIT))
-        if end:
-            text.newline()
+        text.append(bounded(value, DETAIL_LIMIT)).newline()
 
     text.append(f"{row.label} ", style="bold")
     text.append(f"at {format_time(ev.ts)}  pid {ev.pid}")
@@ -139,16 +137,18 @@ def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> ScreenText
     if ev.event == "lost":
         field("lost", row.detail)
         return text
-    if ev.event == "exit":
-        field("status", ev.status_text, end=False)
-        text.append("  lifetime ", style="bold")
-        text.append(format_lifetime(ev.lifetime, ev.lifetime_resolution) or "?").newline()
+    if ev.event == "exit":  # one field a line: a long value never runs into the next label
+        lifetime = format_lifetime(ev.lifetime, ev.lifetime_resolution)
+        field("status", ev.status_text + (f", after {lifetime}" if lifetime else ""))
+        if ev.reason:
+            field("reason", ev.reason)
     elif row.detail:
         field("detail", row.detail)
     field("command", " ".join(ev.cmdline) if ev.cmdline else "?")
-    field("exe", ev.exe or "?", end=False)
-    text.append("  comm ", style="bold")
-    text.append(ev.comm or "?").newline()
+    field("exe", ev.exe or "?")
+    field("comm", ev.comm or "?")
+    if ev.unit:
+        field("unit", ev.unit)
     parent = ancestry[0][1] if ancestry else None
     if ev.parent_cmdline:
         parent = " ".join(ev.parent_cmdline)

@@ -92,7 +92,8 @@ async def test_details_show_the_ancestry(sample_source):
         assert "command   ./crashme --now" in body
         assert "exe       /home/alice/src/crashme" in body
         assert "status    SIGSEGV (core dumped)" in body
-        assert "SIGSEGV (core dumped)  lifetime 1.50s" in body
+        assert "status    SIGSEGV (core dumped), after 1.50s\n" in body  # one field a line
+        assert "comm      crashme\n" in body
         assert "parent    make -j2" in body
         lines = [line.strip() for line in body.splitlines()]
         start = next(i for i, line in enumerate(lines) if line.startswith("ancestry"))
