@@ -168,7 +168,7 @@ class Row:
     def matches(self, needle: str) -> bool:
         """Case-insensitive substring match over what the row shows."""
         ev = self.ev
-        hay = f"{self.label} {ev.pid} {ev.ppid or ''} {self.user} {self.command} {self.detail}"
+        hay = f"{self.label} {ev.pid} {ev.ppid or ''} {self.user} {ev.unit or ''} {self.command} {self.detail}"
         return needle in hay.lower()
 
 

@@ -28,6 +28,13 @@ from proctop.ui.themes import EVENT_KEYS
 
 #: (title, width) of the fixed columns; command and detail share the rest.
 COLUMNS = (("TIME", 12), ("EVENT", 8), ("PID", 7), ("PPID", 7), ("USER", 8))
+#: From this width on, the unit (systemd unit or container) gets a column of its own.
+UNIT_FROM = 120
+UNIT_COLUMN = (("UNIT", 18),)
+
+
+def columns(width: int) -> tuple[tuple[str, int], ...]:
+    return COLUMNS + (UNIT_COLUMN if width >= UNIT_FROM else ())
 #: One style class per event colour a theme defines.
 EVENT_CLASSES = EVENT_KEYS
 
@@ -283,7 +290,7 @@ class Timeline(ScrollView, can_focus=True):
 
     def _header_strip(self, width: int, base: Style) -> Strip:
         style = base + self.get_component_rich_style("timeline--header", partial=True)
-        parts = [" "] + [fit(title, w) + " " for title, w in COLUMNS]
+        parts = [" "] + [fit(title, w) + " " for title, w in columns(width)]
         rest = command_width(width)
         parts.append(fit("COMMAND / DETAIL", rest))
         return Strip([Segment("".join(parts), style)]).adjust_cell_length(width, style)
@@ -307,6 +314,8 @@ def row_segments(row: Row, width: int, base: Style, kind: Style, is_cursor: bool
         Segment(fit(str(ev.ppid) if ev.ppid else "", 7) + " ", base),
         Segment(fit(row.user, 8) + " ", base),
     ]
+    if width >= UNIT_FROM:
+        segments.append(Segment(fit(ev.unit or "", UNIT_COLUMN[0][1]) + " ", base))
     rest = command_width(width)
     detail = row.detail
     if detail and cell_len(detail) > rest - 13:
@@ -326,4 +335,4 @@ def row_segments(row: Row, width: int, base: Style, kind: Style, is_cursor: bool
 
 def command_width(width: int) -> int:
     """Cells left for command + detail in a row ``width`` cells wide."""
-    return max(0, width - sum(w + 1 for _, w in COLUMNS) - 1)
+    return max(0, width - sum(w + 1 for _, w in columns(width)) - 1)

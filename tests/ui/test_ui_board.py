@@ -77,3 +77,17 @@ async def test_grouping_by_unit():
 @pytest.mark.parametrize("theme", THEMES)
 def test_board_snapshot_80x24(snap_compare, theme):
     assert snap_compare(make_app(theme), terminal_size=(80, 24), run_before=_on_board)
+
+
+async def test_the_timeline_shows_units_when_wide_and_the_filter_matches_them():
+    app = make_app()
+    async with app.run_test(size=(130, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) == 14)
+        assert "backup.service" in screen_text(app)
+        app.timeline.set_filter("flaky.service")
+        await pilot.pause()
+        assert len(app.timeline.view) == 7
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) == 14)
+        assert "backup.service" not in screen_text(app)  # narrow: the column hides
