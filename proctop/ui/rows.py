@@ -65,10 +65,14 @@ def format_lifetime(seconds: float | None, resolution: float | None = None) -> s
 
 
 def command_of(ev: Event, limit: int = ROW_TEXT_LIMIT) -> Shown:
-    """The safe one-line command: argv joined, else comm, else ``?`` (cut at ``limit``)."""
+    """The safe one-line command: argv joined, else comm, else what is known of it
+    (``? (child of make -k)``), else ``?`` (cut at ``limit``)."""
     if ev.cmdline:
         return safe(bounded(" ".join(ev.cmdline), limit))
-    return safe(bounded(ev.comm, limit)) if ev.comm else Shown("?")
+    if ev.comm:
+        return safe(bounded(ev.comm, limit))
+    parent = " ".join(ev.parent_cmdline) if ev.parent_cmdline else ev.parent_comm
+    return safe(bounded(f"? (child of {parent})", limit)) if parent else Shown("?")
 
 
 def detail_of(ev: Event, old_uid: int | None = None, short: bool = False) -> str:

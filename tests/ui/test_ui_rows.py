@@ -73,3 +73,10 @@ def test_ancestry_from_events_and_from_the_source():
     # uid changes: the table remembers the uid before
     table.learn(Event(ts=0, event="exec", pid=50, tgid=50, ppid=1, uid=1000, cmdline=["sudo"]))
     assert table.learn(Event(ts=0, event="uid", pid=50, tgid=50, ruid=0, euid=0, uid=0)) == 1000
+
+
+def test_a_nameless_row_names_what_is_known():
+    ev = Event(ts=0, event="exit", pid=5, tgid=5, exit_code=2, parent_cmdline=["make", "-k", "-j2"])
+    assert Row(ev).command == "? (child of make -k -j2)"
+    assert Row(Event(ts=0, event="exit", pid=5, tgid=5, parent_comm="cron")).command == "? (child of cron)"
+    assert Row(Event(ts=0, event="exit", pid=5, tgid=5)).command == "?"
