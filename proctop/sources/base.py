@@ -51,6 +51,19 @@ class Source(ABC):
         """Change which events are delivered, without a gap."""
         self.mask = mask
 
+    def shows(self, ev: Event) -> bool:
+        """Whether the current mask shows ``ev``.
+
+        Live sources are filtered by the kernel (or their reader), so all they
+        deliver is shown. A replay delivers every recorded event and decides here.
+        """
+        return True
+
+    @property
+    def hidden(self) -> int:
+        """Events delivered so far that ``shows`` hides under the current mask (replay only)."""
+        return 0
+
     @property
     def finished(self) -> bool:
         """True when no event will ever come again (end of a replay)."""
