@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -43,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         + " (default: fork,exec,nonzero-exit)",
     )
     p.add_argument("--json", action="store_true", help="no UI: one JSON object per event on stdout")
-    p.add_argument("--duration", metavar="SECONDS", type=_nonneg_float, help="stop after this many seconds")
-    p.add_argument("--count", metavar="N", type=_nonneg_int, help="stop after N events")
+    p.add_argument("--duration", metavar="SECONDS", type=_duration, help="stop after this many seconds")
+    p.add_argument("--count", metavar="N", type=_count, help="stop after N events")
     p.add_argument("--replay", metavar="FILE", help="read a capture written by --json instead of the kernel")
     p.add_argument("--threads", action="store_true", help="keep per-thread events (pid != tgid)")
     p.add_argument("--theme", metavar="NAME", help="UI theme (see themes/)")
-    p.add_argument("--history", metavar="N", type=_pos_int, default=100_000, help="rows the UI keeps (default 100000)")
+    p.add_argument("--history", metavar="N", type=_history, default=100_000, help="rows the UI keeps (default 100000)")
     p.add_argument(
         "--source",
         choices=("auto", "native", "kmod", "userspace"),
@@ -59,27 +58,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _number(text: str, convert: type, noun: str, minimum: float):
-    """Parse a command-line number: finite and at least ``minimum``, else a one-line error."""
+#: Upper bounds of the numeric options: far above any real use, far below what
+#: breaks arithmetic or memory (a history of 10**23 rows, a deadline past float range).
+MAX_DURATION = 10 * 365 * 86400  # ten years, in seconds
+MAX_COUNT = 10**12
+MAX_HISTORY = 10_000_000  # rows of ~1 KiB each in the UI: 10 GB is already too many
+
+
+def _number(text: str, convert: type, noun: str, minimum: float, maximum: float):
+    """Parse a command-line number: finite, within bounds, else a one-line error."""
+    if len(text) > 40:  # before int(): a 5,000-digit argument is refused, not converted
+        raise argparse.ArgumentTypeError(f"must be a number from {minimum} to {maximum}, got {text[:20]!r}...")
     try:
         value = convert(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum}, got {text!r}")
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise argparse.ArgumentTypeError(f"must be a number from {minimum} to {maximum}, got {text!r}")
     return value
 
 
-def _nonneg_float(text: str) -> float:
-    return _number(text, float, "a number", 0)
+def _duration(text: str) -> float:
+    return _number(text, float, "a number", 0, MAX_DURATION)
 
 
-def _nonneg_int(text: str) -> int:
-    return _number(text, int, "a whole number", 0)
+def _count(text: str) -> int:
+    return _number(text, int, "a whole number", 0, MAX_COUNT)
 
 
-def _pos_int(text: str) -> int:
-    return _number(text, int, "a whole number", 1)
+def _history(text: str) -> int:
+    return _number(text, int, "a whole number", 1, MAX_HISTORY)
 
 
 class _StopFlag:
@@ -104,9 +112,11 @@ class _StopFlag:
 def make_source(args: argparse.Namespace, mask: int):
     """The event source the arguments ask for (raises errors with a ``status``)."""
     if args.replay:
+        from proctop.kernel.protocol import PROC_EVENT_ALL
         from proctop.sources.replay import ReplaySource
 
-        return ReplaySource(args.replay, mask)
+        # A replay shows what was recorded: the default mask is everything, clean exits too.
+        return ReplaySource(args.replay, mask if args.only is not None else PROC_EVENT_ALL)
     from proctop.kernel.probe import probe
     from proctop.sources.connector import ConnectorSource
 
@@ -140,15 +150,12 @@ def _run_json(args: argparse.Namespace, mask: int) -> int:
     stop = _StopFlag()
     source = None
     try:
-        source = make_source(args, mask)
+        source = make_source(args, mask)  # bad input is reported even with stdout closed
         source.start()
+        if sys.stdout is None:  # started with stdout closed (`proctop --json >&-`): nobody to tell
+            return 0
         return run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
     except KeyboardInterrupt:
-        return 0
-    except BrokenPipeError:
-        # The reader went away (`| head -1`): silence the final flush too.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
         return 0
     finally:
         if source is not None:
