@@ -353,4 +353,3 @@ def kind_passes(mask: int, kind: str, failed: bool) -> bool:
 def event_passes(mask: int, ev: Event) -> bool:
     """The kernel's filter applied to a recorded event (``lost`` always passes)."""
     return kind_passes(mask, ev.event, ev.failed)
-
