@@ -167,6 +167,13 @@ def run_json(
             return 0
         return None
 
+    def drain() -> int | None:
+        """Wait for the last lines to be written, unless stopped or the reader is gone."""
+        while not writer.wait(TURN, drained=True):
+            if (done := status()) is not None:
+                return done
+        return status()
+
     while True:
         if (done := status()) is not None:
             return done
@@ -179,8 +186,14 @@ def run_json(
                 break
         if source.finished:
             break
+        try:
+            events = source.poll(wait)
+        except Exception:  # a bad capture line: the events before it go out first, then the error
+            if drain() == 1:  # ...unless the output failed too: one line is enough
+                return 1
+            raise
         lines = []
-        for ev in source.poll(wait):
+        for ev in events:
             if not source.shows(ev):
                 continue
             lines.append(_line(ev.to_dict()))
@@ -208,10 +221,7 @@ def run_json(
             return 1
     if unwritten and writer.has_room():
         writer.put([_lost_line(unwritten, unwritten_since)])
-    while not writer.wait(TURN, drained=True):  # the last lines, unless stopped or the reader is gone
-        if (done := status()) is not None:
-            return done
-    return status() or 0
+    return drain() or 0
 
 
 def _line(obj: dict) -> bytes:

@@ -58,6 +58,11 @@ class ReplayError(Exception):
 
     status = 2
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        #: Good records read before the bad line, in the same piece of input.
+        self.records: list[Event | dict] = []
+
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number (RFC 8259)")
@@ -107,12 +112,24 @@ class CaptureParser:
         return ReplayError(f"{self.name}:{lineno}: {what}")
 
     def feed(self, data: bytes) -> list[Event | dict]:
-        """Records completed by ``data`` (a line may span many calls)."""
-        nul = data.find(b"\0")
-        if nul >= 0:  # no JSON text holds a NUL byte: say so now, not after 1 MiB of /dev/zero
-            where = self.lineno + 1 + data.count(b"\n", 0, nul)
-            raise self._error(where, "not a text file (NUL byte)")
+        """Records completed by ``data`` (a line may span many calls).
+
+        On a bad line the ``ReplayError`` carries the good records before it
+        (``records``), so what a reader sees never depends on how reads were cut.
+        """
         out: list[Event | dict] = []
+        try:
+            nul = data.find(b"\0")
+            if nul >= 0:  # no JSON text holds a NUL byte: say so now, not after 1 MiB of /dev/zero
+                self._feed_lines(data[: data.rfind(b"\n", 0, nul) + 1], out)
+                raise self._error(self.lineno + 1, "not a text file (NUL byte)")
+            self._feed_lines(data, out)
+        except ReplayError as exc:
+            exc.records = out
+            raise
+        return out
+
+    def _feed_lines(self, data: bytes, out: list[Event | dict]) -> None:
         lines = data.split(b"\n")  # \n only: never str.splitlines (U+2028, U+0085, ...)
         rest = lines.pop()
         if lines and self._partial:
@@ -129,7 +146,6 @@ class CaptureParser:
         if len(self._partial) + len(rest) > MAX_LINE:
             raise self._error(self.lineno + 1, f"line longer than {MAX_LINE // (1 << 20)} MiB")
         self._partial += rest
-        return out
 
     def finish(self) -> list[Event | dict]:
         """At end of input: the last line, if it had no ``\\n``."""
@@ -184,10 +200,14 @@ def read_capture(fileobj: BinaryIO, name: str) -> Iterator[Event | dict]:
             raise ReplayError(f"cannot read replay file {name}: {exc.strerror or exc}") from None
         except EOFError as exc:  # gzip: a segment cut short
             raise ReplayError(f"{name}: {exc}") from None
+        try:
+            records = parser.feed(data) if data else parser.finish()
+        except ReplayError as exc:
+            yield from exc.records
+            raise
+        yield from records
         if not data:
-            break
-        yield from parser.feed(data)
-    yield from parser.finish()
+            return
 
 
 def load_capture(path: str | Path) -> tuple[dict, list[Event]]:
@@ -247,6 +267,7 @@ class ReplaySource(Source):
         self._parser = CaptureParser(str(self.path))
         self._pending: deque[Event] = deque()
         self._eof = False
+        self._failure: ReplayError | None = None  # raised once the events before it are delivered
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN)
         #: Events delivered so far, by what the mask decides on: (event, failed).
@@ -260,6 +281,8 @@ class ReplaySource(Source):
         """
         if self._regular and not self._pending:
             self._read(0, chunks=1)
+            if self._failure is not None and not self._pending:
+                raise self._failure
 
     def _read(self, timeout: float, chunks: int) -> None:
         """Parse up to ``chunks`` reads into ``_pending``, waiting at most ``timeout`` for the first."""
@@ -279,7 +302,11 @@ class ReplaySource(Source):
                 if exc.errno == errno.EINTR:
                     return
                 raise ReplayError(f"cannot read replay file {self.path}: {exc.strerror}") from None
-            records = self._parser.feed(data) if data else self._parser.finish()
+            try:
+                records = self._parser.feed(data) if data else self._parser.finish()
+            except ReplayError as exc:
+                records, self._failure = exc.records, exc
+                data = b""  # nothing more is read
             for record in records:
                 if isinstance(record, Event):
                     self._pending.append(record)
@@ -293,7 +320,12 @@ class ReplaySource(Source):
                 return
 
     def poll(self, timeout: float) -> list[Event]:
-        """The next recorded events, all of them (see ``shows`` for the mask)."""
+        """The next recorded events, all of them (see ``shows`` for the mask).
+
+        Raises ``ReplayError`` for a bad line once the events before it are delivered.
+        """
+        if self._failure is not None and not self._pending:
+            raise self._failure
         if len(self._pending) < self.batch:
             # Bounded work per call (16 reads): an endless stream of blank lines
             # still returns to the caller, who checks for signals.
@@ -322,7 +354,7 @@ class ReplaySource(Source):
 
     @property
     def finished(self) -> bool:
-        return self._eof and not self._pending
+        return self._eof and not self._pending and self._failure is None
 
     def close(self) -> None:
         self._close_fd()

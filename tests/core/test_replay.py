@@ -72,11 +72,15 @@ LINE = (
 )
 
 
-def _outcome(parse) -> tuple[str, object]:
+def _outcome(records) -> tuple[list, str | None]:
+    """Every record an iterator gives, as JSON text or header dict, and the error that ended it."""
+    out: list = []
     try:
-        return "ok", [r.to_json() if isinstance(r, Event) else r for r in parse()]
+        for record in records:
+            out.append(record.to_json() if isinstance(record, Event) else record)
     except ReplayError as exc:
-        return "error", str(exc)
+        return out, str(exc)
+    return out, None
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300, deadline=None)
@@ -84,26 +88,28 @@ def _outcome(parse) -> tuple[str, object]:
 def test_any_bytes_give_events_or_one_clear_error(lines, cuts):
     """Any bytes: records, or one ReplayError line naming the file; however the reads are cut."""
     data = b"\n".join(lines)
-    whole = _outcome(lambda: list(read_capture(io.BytesIO(data), "capture.jsonl")))
-    if whole[0] == "error":
-        message = whole[1]
-        assert "\n" not in message and message.startswith("capture.jsonl:")
-        assert len(message) < 200
-    else:
-        for record in whole[1]:
-            assert isinstance(record, (str, dict))
-            if isinstance(record, str):  # an event: written back as strict JSON
-                json.loads(record, parse_constant=lambda name: pytest.fail(f"{name} written"))
+    records, error = whole = _outcome(read_capture(io.BytesIO(data), "capture.jsonl"))
+    if error is not None:
+        assert "\n" not in error and error.startswith("capture.jsonl:")
+        assert len(error) < 200
+    for record in records:
+        assert isinstance(record, (str, dict))
+        if isinstance(record, str):  # an event: written back as strict JSON
+            json.loads(record, parse_constant=lambda name: pytest.fail(f"{name} written"))
 
     def in_pieces():
         parser = CaptureParser("capture.jsonl")
-        out, start = [], 0
-        for cut in sorted(cuts):
-            out += parser.feed(data[start:cut])
+        start = 0
+        for cut in [*sorted(cuts), len(data)]:
+            try:
+                yield from parser.feed(data[start:cut])
+            except ReplayError as exc:
+                yield from exc.records
+                raise
             start = max(start, cut)
-        return out + parser.feed(data[start:]) + parser.finish()
+        yield from parser.finish()
 
-    assert _outcome(in_pieces) == whole
+    assert _outcome(in_pieces()) == whole  # the same records and error however the reads are cut
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=100, deadline=None)
@@ -169,6 +175,14 @@ def test_u2028_inside_a_string_is_text(tmp_path):
     argv = ["sh", "a\u2028b", "c\u2029d", "e\x85f", "g\rh"]
     row = {"ts": 1, "event": "exec", "pid": 5, "tgid": 5, "cmdline": argv}
     path.write_bytes((json.dumps(row, ensure_ascii=False) + "\n").encode())
+    _, events = load_capture(path)
+    assert [ev.cmdline for ev in events] == [argv]
+
+
+def test_brackets_inside_strings_are_not_nesting(tmp_path):
+    path = tmp_path / "capture.jsonl"
+    argv = ["sh", "-c", "[" * 100 + '\\"{' * 50, "]" * 40]
+    path.write_text(json.dumps({"ts": 1, "event": "exec", "pid": 5, "tgid": 5, "cmdline": argv}) + "\n")
     _, events = load_capture(path)
     assert [ev.cmdline for ev in events] == [argv]
 
