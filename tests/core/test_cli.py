@@ -146,6 +146,15 @@ def test_replay_round_trip(tmp_path):
     head, *replayed = replay.stdout.splitlines()
     assert json.loads(head)["source"] == "replay"
     assert [json.loads(line) for line in replayed] == [json.loads(line) for line in recorded]
+    # without --only a replay shows everything recorded, clean exits included (they were dropped)
+    default = subprocess.run(
+        proctop_cmd("--json", "--replay", str(capture)), capture_output=True, text=True, cwd=NEUTRAL, timeout=60
+    )
+    head, *replayed = default.stdout.splitlines()
+    assert default.returncode == 0 and json.loads(head)["mask"] == ["all"]
+    assert replayed == recorded
+    clean = {ev["pid"] for ev in map(json.loads, replayed) if ev["event"] == "exit" and ev["exit_code"] == 0}
+    assert pids[0] in clean
     only_failures = subprocess.run(
         proctop_cmd("--json", "--replay", str(capture), "--only", "nonzero-exit"),
         capture_output=True,
