@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import stat
 import sys
 import threading
 import time
@@ -47,7 +48,8 @@ class OutputWriter:
     """Writes lines to a file descriptor from a thread of its own, through a bounded queue.
 
     A ``write`` to a full pipe blocks in the kernel and is restarted after
-    every signal (PEP 475); in its own thread it blocks only itself.
+    every signal (PEP 475); in its own thread it blocks only itself. Writes
+    that cannot block are done at once by the caller (``_write_now``).
     """
 
     def __init__(self, fd: int, limit: int = QUEUE_BYTES) -> None:
@@ -59,6 +61,10 @@ class OutputWriter:
         self._size = 0
         self._busy = False
         self._cond = threading.Condition()
+        mode = os.fstat(fd).st_mode
+        self._direct = "file" if stat.S_ISREG(mode) else "pipe" if stat.S_ISFIFO(mode) else None
+        self._room = select.poll()
+        self._room.register(fd, select.POLLOUT)
         self._thread = threading.Thread(target=self._run, name="proctop-writer", daemon=True)
         self._thread.start()
 
@@ -71,9 +77,38 @@ class OutputWriter:
 
     def put(self, lines: list[bytes]) -> None:
         with self._cond:
+            if self.failed:
+                return
+            if not self._lines and not self._busy and self._direct:
+                lines = self._write_now(b"".join(lines))
+                if not lines:
+                    return
             self._lines.extend(lines)
             self._size += sum(len(line) for line in lines)
             self._cond.notify()
+
+    def _write_now(self, data: bytes) -> list[bytes]:
+        """Write from the calling thread when that cannot block; what is left for the thread.
+
+        Waking the thread costs ~30 us of CPU a line, as much as the rest of an
+        event's work, so the common case does without: a regular file, or a
+        pipe with room (POLLOUT) for a write no bigger than PIPE_BUF, which
+        Linux then never blocks on. A terminal can stop (^S) with room
+        reported: it always goes through the thread.
+        """
+        if self._direct == "pipe" and (len(data) > select.PIPE_BUF or not self._room.poll(0)):
+            return [data]
+        try:
+            done = os.write(self.fd, data)
+        except BlockingIOError:
+            done = 0
+        except BrokenPipeError:
+            self.gone = True
+            return []
+        except OSError as exc:
+            self.error = exc
+            return []
+        return [data[done:]] if done < len(data) else []
 
     def wait(self, timeout: float, *, drained: bool = False) -> bool:
         """Wait until there is room (or all is written, with ``drained``) or it failed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -253,7 +254,10 @@ def test_fifo_replay_ends_on_signal(tmp_path, sig, phase):
     writer = None
     try:
         if phase == "no-writer":
-            time.sleep(1.0)  # proctop is opening the FIFO, or waiting for a writer to come
+            # The header comes once the FIFO is open (proctop blocked in open() here before)
+            # and the signal handlers are in place; from then on it waits for a writer.
+            assert select.select([proc.stdout], [], [], 30)[0], "proctop hangs opening the FIFO"
+            assert json.loads(proc.stdout.readline())["source"] == "replay"
         else:
             deadline = time.monotonic() + 30
             while writer is None:  # a non-blocking open succeeds once proctop holds the read end
