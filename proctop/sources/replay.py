@@ -23,6 +23,7 @@ import os
 import re
 import select
 import stat
+import threading
 from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +271,7 @@ class ReplaySource(Source):
         self._failure: ReplayError | None = None  # raised once the events before it are delivered
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN)
+        self._lock = threading.Lock()
         #: Events delivered so far, by what the mask decides on: (event, failed).
         self._kinds: Counter[tuple[str, bool]] = Counter()
 
@@ -286,6 +288,10 @@ class ReplaySource(Source):
 
     def _read(self, timeout: float, chunks: int) -> None:
         """Parse up to ``chunks`` reads into ``_pending``, waiting at most ``timeout`` for the first."""
+        with self._lock:  # close() from another thread must not free the fd mid-read
+            self._read_locked(timeout, chunks)
+
+    def _read_locked(self, timeout: float, chunks: int) -> None:
         fd = self._fd
         if fd is None or self._eof:
             return
@@ -357,7 +363,8 @@ class ReplaySource(Source):
         return self._eof and not self._pending and self._failure is None
 
     def close(self) -> None:
-        self._close_fd()
+        with self._lock:
+            self._close_fd()
 
     def _close_fd(self) -> None:
         if self._fd is not None:
