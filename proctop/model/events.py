@@ -136,20 +136,20 @@ class Event:
             raise ValueError(f"'ts' must be a number from {low} to {high} (epoch seconds), got {_short(ts)}")
         kwargs: dict[str, Any] = {}
         for name, value in d.items():
-            spec = _FIELD_TYPES.get(name)
+            spec = _SPECS.get(name)
             if spec is None:  # ts, event, or a key this version does not know
                 continue
-            types, nullable = spec
-            if value is None and nullable:
-                kwargs[name] = None
-                continue
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            types, nullable, bounds = spec
+            if value is None:
+                if not nullable:
+                    raise ValueError(f"{name!r} has the wrong type")
+            elif type(value) not in types:  # exact types, as json makes them: True is no int here
                 raise ValueError(f"{name!r} has the wrong type")
-            if name in ("cmdline", "parent_cmdline") and not all(isinstance(a, str) for a in value):
+            elif bounds is not None:
+                if not bounds[0] <= value <= bounds[1]:  # False for NaN too
+                    raise ValueError(f"{name!r} must be from {bounds[0]} to {bounds[1]}, got {_short(value)}")
+            elif types is _LIST and not all(type(a) is str for a in value):
                 raise ValueError(f"{name!r} must be a list of strings")
-            bounds = _RANGES.get(name)
-            if bounds is not None and not bounds[0] <= value <= bounds[1]:  # False for NaN too
-                raise ValueError(f"{name!r} must be from {bounds[0]} to {bounds[1]}, got {_short(value)}")
             kwargs[name] = value
         return cls(ts=float(ts), event=kind, **kwargs)
 
@@ -201,12 +201,13 @@ _OPTIONAL_KEYS = (
 )
 
 _INT = (int,)
+_LIST = (list,)
 _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "pid": (_INT, False),
     "tgid": (_INT, False),
     "ppid": (_INT, True),
     "comm": ((str,), True),
-    "cmdline": ((list,), True),
+    "cmdline": (_LIST, True),
     "user": ((str,), True),
     "exit_code": (_INT, True),
     "signal": ((str,), True),
@@ -220,12 +221,14 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "rgid": (_INT, True),
     "egid": (_INT, True),
     "tracer_pid": (_INT, True),
-    "parent_cmdline": ((list,), True),
+    "parent_cmdline": (_LIST, True),
     "parent_comm": ((str,), True),
     "cpu": (_INT, True),
 }
 assert set(_FIELD_TYPES) | {"ts", "event"} == {f.name for f in fields(Event)}
 assert set(_RANGES) == {name for name, (types, _) in _FIELD_TYPES.items() if int in types}
+#: What ``from_dict`` checks per key: (exact types, may be null, (low, high) or None).
+_SPECS = {name: (types, nullable, _RANGES.get(name)) for name, (types, nullable) in _FIELD_TYPES.items()}
 
 _FIELD_NAMES = tuple(f.name for f in fields(Event))  # declaration order: the JSON key order
 _LIST_KEYS = ("cmdline", "parent_cmdline")
