@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -54,12 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="no UI: print the failures board as a text table at the end (of a replay, --duration, "
         "--count, the watched command, or on SIGINT/SIGTERM)",
     )
-    p.add_argument("--duration", metavar="SECONDS", type=_nonneg_float, help="stop after this many seconds")
-    p.add_argument("--count", metavar="N", type=_nonneg_int, help="stop after N events")
+    p.add_argument("--duration", metavar="SECONDS", type=_duration, help="stop after this many seconds")
+    p.add_argument("--count", metavar="N", type=_count, help="stop after N events")
     p.add_argument("--replay", metavar="FILE", help="read a capture written by --json instead of the kernel")
     p.add_argument("--threads", action="store_true", help="keep per-thread events (pid != tgid)")
     p.add_argument("--theme", metavar="NAME", help="UI theme (see themes/)")
-    p.add_argument("--history", metavar="N", type=_pos_int, default=100_000, help="rows the UI keeps (default 100000)")
+    p.add_argument("--history", metavar="N", type=_history, default=100_000, help="rows the UI keeps (default 100000)")
     p.add_argument(
         "--source",
         choices=("auto", "native", "kmod", "userspace"),
@@ -67,38 +66,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="force an event source instead of probing (default: auto)",
     )
     p.add_argument(
-        "--loop-burst", metavar="N", type=_pos_int, default=LOOP_BURST,
+        "--loop-burst", metavar="N", type=_burst, default=LOOP_BURST,
         help=f"failures that make a crash loop (default {LOOP_BURST})",
     )
     p.add_argument(
-        "--loop-interval", metavar="SECONDS", type=_nonneg_float, default=LOOP_INTERVAL,
+        "--loop-interval", metavar="SECONDS", type=_duration, default=LOOP_INTERVAL,
         help=f"...within this many seconds (default {LOOP_INTERVAL:.0f})",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__}")
     return p
 
 
-def _number(text: str, convert: type, noun: str, minimum: float):
-    """Parse a command-line number: finite and at least ``minimum``, else a one-line error."""
+#: Upper bounds of the numeric options: far above any real use, far below what
+#: breaks arithmetic or memory (a history of 10**23 rows, a deadline past float range).
+MAX_DURATION = 10 * 365 * 86400  # ten years, in seconds
+MAX_COUNT = 10**12
+MAX_HISTORY = 10_000_000  # rows of ~1 KiB each in the UI: 10 GB is already too many
+
+
+def _number(text: str, convert: type, noun: str, minimum: float, maximum: float):
+    """Parse a command-line number: finite, within bounds, else a one-line error."""
+    if len(text) > 40:  # before int(): a 5,000-digit argument is refused, not converted
+        raise argparse.ArgumentTypeError(f"must be a number from {minimum} to {maximum}, got {text[:20]!r}...")
     try:
         value = convert(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum}, got {text!r}")
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise argparse.ArgumentTypeError(f"must be a number from {minimum} to {maximum}, got {text!r}")
     return value
 
 
-def _nonneg_float(text: str) -> float:
-    return _number(text, float, "a number", 0)
+def _duration(text: str) -> float:
+    return _number(text, float, "a number", 0, MAX_DURATION)
 
 
-def _nonneg_int(text: str) -> int:
-    return _number(text, int, "a whole number", 0)
+def _count(text: str) -> int:
+    return _number(text, int, "a whole number", 0, MAX_COUNT)
 
 
-def _pos_int(text: str) -> int:
-    return _number(text, int, "a whole number", 1)
+def _history(text: str) -> int:
+    return _number(text, int, "a whole number", 1, MAX_HISTORY)
+
+
+def _burst(text: str) -> int:
+    return _number(text, int, "a whole number", 1, MAX_COUNT)
 
 
 class _StopFlag:
@@ -176,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_headless(args, mask)
         return _run_ui(args, mask)
     except (UsageError, MaskError) as exc:
-        print(f"proctop: {exc}", file=sys.stderr)
+        _error_line(exc)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 0
@@ -184,16 +196,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = getattr(exc, "status", None)
         if status is None:
             raise
-        print(f"proctop: {exc}", file=sys.stderr)
+        _error_line(exc)
         return status
+
+
+def _error_line(exc: BaseException) -> None:
+    """One line on stderr; file names and argv in it are untrusted, so made safe like the screen's text."""
+    from proctop.ui.sanitize import safe
+
+    print(f"proctop: {safe(str(exc))}", file=sys.stderr)
 
 
 def _run_headless(args: argparse.Namespace, mask: int) -> int:
     stop = _StopFlag()
     source = None
     try:
-        source = make_source(args, mask)
+        source = make_source(args, mask)  # bad input is reported even with stdout closed
         source.start()
+        if sys.stdout is None:  # started with stdout closed (`proctop --json >&-`): nobody to tell
+            return 0
         if args.summary:
             from proctop.model.failures import FailureBoard
             from proctop.summary import run_summary
@@ -207,11 +228,6 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
         source.close()  # ends the watched command, if any, before its status is read
         return _command_status(source, status)
     except KeyboardInterrupt:
-        return 0
-    except BrokenPipeError:
-        # The reader went away (`| head -1`): silence the final flush too.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
         return 0
     finally:
         if source is not None:

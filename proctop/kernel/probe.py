@@ -7,7 +7,8 @@ Order (first that works wins):
    protocol on its own connector id (``/sys/module/proctop_cn/parameters/cn_idx``)
    and unicasts to each subscriber, so non-root works there too.
 3. An older kernel, as root: 4-byte LISTEN, everything is sent, the same mask
-   semantics are applied in user space.
+   semantics are applied in user space (``--source userspace`` forces it; on
+   6.6+ any user may, as the kernel accepts a non-root 4-byte LISTEN there).
 4. Otherwise a ``ProbeError`` with one line that says what is missing.
 
 Every failure is one line and exit status 3 (``ProbeError.status``).
@@ -41,7 +42,7 @@ SOURCE_KINDS = ("native", "kmod", "userspace")
 SOURCE_LABELS = {
     "native": "kernel 6.6+ native filter",
     "kmod": "proctop_cn module",
-    "userspace": "userspace-filtered (root, kernel < 6.6)",
+    "userspace": "userspace-filtered (kernel sends all)",
     "replay": "replay",
 }
 
@@ -158,7 +159,16 @@ def probe(force: str | None = None) -> Capability:
             groups=0,
             supported=_read_int(params / "supported_events", PROC_EVENT_ALL),
         )
-    if kind == "userspace" and not root:
+    if kind == "userspace" and not root and not native:
+        # Before 6.6 the kernel answers a non-root LISTEN with EPERM and sends it nothing.
+        # From 6.6 any user may LISTEN, the 4-byte form included (then the kernel sends
+        # everything and proctop filters): measured on 6.18 as uid 65534, so not refused.
+        if force == "userspace":
+            raise ProbeError(
+                f"--source userspace needs root on kernel {platform.release()}: before 6.6 the kernel sends "
+                f"process events only to root (as non-root, load the {KMOD_NAME} module: "
+                f"make -C kmod && sudo insmod kmod/{KMOD_NAME}.ko)"
+            )
         raise ProbeError(
             f"kernel {platform.release()} lacks filtered non-root process events (added in 6.6): "
             f"run as root, or build and load the {KMOD_NAME} backport module from kmod/ "

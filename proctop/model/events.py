@@ -118,33 +118,76 @@ class Event:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))  # ASCII: argv may hold undecodable bytes
+        # ASCII: argv may hold undecodable bytes. Strict RFC 8259: a NaN would raise, never be written.
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
-        """Build from a parsed JSON object; raises ``ValueError`` naming what is wrong."""
+        """Build from a parsed JSON object; raises ``ValueError`` naming what is wrong.
+
+        Captures are untrusted (they arrive attached to bug reports), so every
+        key gets its type *and* its range: what the kernel can report, finite,
+        never negative where a count or an id is meant. An unknown key is ignored.
+        """
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
         kind = d.get("event")
         if kind not in EVENT_KINDS:
-            raise ValueError(f"unknown event {kind!r}")
+            raise ValueError(f"unknown event {_short(kind)}")
         ts = d.get("ts")
-        if not isinstance(ts, (int, float)) or isinstance(ts, bool):
-            raise ValueError("'ts' must be a number")
+        if not _is_number(ts) or not TS_RANGE[0] <= ts <= TS_RANGE[1]:  # False for NaN too
+            low, high = TS_RANGE
+            raise ValueError(f"'ts' must be a number from {low} to {high} (epoch seconds), got {_short(ts)}")
         kwargs: dict[str, Any] = {}
-        for name, (types, nullable) in _FIELD_TYPES.items():
-            if name not in d:
+        for name, value in d.items():
+            spec = _SPECS.get(name)
+            if spec is None:  # ts, event, or a key this version does not know
                 continue
-            value = d[name]
-            if value is None and nullable:
-                kwargs[name] = None
-                continue
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            types, nullable, bounds = spec
+            if value is None:
+                if not nullable:
+                    raise ValueError(f"{name!r} has the wrong type")
+            elif type(value) not in types:  # exact types, as json makes them: True is no int here
                 raise ValueError(f"{name!r} has the wrong type")
-            if name in ("cmdline", "parent_cmdline") and not all(isinstance(a, str) for a in value):
+            elif bounds is not None:
+                if not bounds[0] <= value <= bounds[1]:  # False for NaN too
+                    raise ValueError(f"{name!r} must be from {bounds[0]} to {bounds[1]}, got {_short(value)}")
+            elif types is _LIST and not all(type(a) is str for a in value):
                 raise ValueError(f"{name!r} must be a list of strings")
             kwargs[name] = value
         return cls(ts=float(ts), event=kind, **kwargs)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: its repr, cut (a capture can hold a 1 MiB string)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: Accepted ``ts``: the epoch up to 2106 (an unsigned 32-bit seconds count), as any real capture.
+TS_RANGE = (0, 2**32)
+_PID = (0, 2**31 - 1)  # pid_t
+_ID = (0, 2**32 - 1)  # uid_t/gid_t (2**32 - 1 is the kernel's "no change")
+#: Range of every numeric key but ``ts`` (see ``from_dict``).
+_RANGES: dict[str, tuple[int, int]] = {
+    "pid": _PID,
+    "tgid": _PID,
+    "ppid": _PID,
+    "tracer_pid": _PID,
+    "exit_code": (0, 255),  # a normal exit's status byte (decode_wait_status)
+    "lifetime": (0, 2**32),
+    "count": (0, 2**63 - 1),
+    "uid": _ID,
+    "ruid": _ID,
+    "euid": _ID,
+    "rgid": _ID,
+    "egid": _ID,
+    "cpu": _PID,
+}
 
 
 _OPTIONAL_KEYS = (
@@ -165,12 +208,13 @@ _OPTIONAL_KEYS = (
 )
 
 _INT = (int,)
+_LIST = (list,)
 _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "pid": (_INT, False),
     "tgid": (_INT, False),
     "ppid": (_INT, True),
     "comm": ((str,), True),
-    "cmdline": ((list,), True),
+    "cmdline": (_LIST, True),
     "user": ((str,), True),
     "exit_code": (_INT, True),
     "signal": ((str,), True),
@@ -187,11 +231,14 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "rgid": (_INT, True),
     "egid": (_INT, True),
     "tracer_pid": (_INT, True),
-    "parent_cmdline": ((list,), True),
+    "parent_cmdline": (_LIST, True),
     "parent_comm": ((str,), True),
     "cpu": (_INT, True),
 }
 assert set(_FIELD_TYPES) | {"ts", "event"} == {f.name for f in fields(Event)}
+assert set(_RANGES) == {name for name, (types, _) in _FIELD_TYPES.items() if int in types}
+#: What ``from_dict`` checks per key: (exact types, may be null, (low, high) or None).
+_SPECS = {name: (types, nullable, _RANGES.get(name)) for name, (types, nullable) in _FIELD_TYPES.items()}
 
 _FIELD_NAMES = tuple(f.name for f in fields(Event))  # declaration order: the JSON key order
 _LIST_KEYS = ("cmdline", "parent_cmdline")

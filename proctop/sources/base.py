@@ -55,14 +55,17 @@ class Source(ABC):
         self.mask = mask
 
     def shows(self, ev: Event) -> bool:
-        """Whether an event already delivered passes the mask now in force.
+        """Whether the current mask shows ``ev``.
 
-        A live source's events were filtered when they were sent (by the kernel
-        or the reader), so a mask change only concerns what comes next: always
-        True. A replay delivers every recorded event and answers here, so the
-        UI can hide rows by mask without discarding them (and show them again).
+        Live sources are filtered by the kernel (or their reader), so all they
+        deliver is shown. A replay delivers every recorded event and decides here.
         """
         return True
+
+    @property
+    def hidden(self) -> int:
+        """Events delivered so far that ``shows`` hides under the current mask (replay only)."""
+        return 0
 
     @property
     def finished(self) -> bool:

@@ -1,18 +1,57 @@
 """Events read back from a JSON Lines capture written by ``proctop --json``.
 
-For demos, bug reports and deterministic UI tests. The whole file is read and
-validated up front, so a malformed line is reported before anything is shown.
+For demos, bug reports and deterministic UI tests. A capture is untrusted
+input (it arrives attached to a bug report, or is ``/dev/zero``, or a FIFO
+nobody writes to), so it is read as a stream, never whole: ``CaptureParser``
+takes bytes as they come, splits them on ``\\n`` only (U+2028 inside a JSON
+string is text, which ``str.splitlines`` would split on), and bounds what one
+line may cost: its length, its nesting, the digits of a number. Each record is
+an event or the header; anything else is one ``ReplayError`` naming the file
+and the line.
+
+A replay shows what was recorded: ``ReplaySource.poll`` delivers every event.
+The mask decides only what is *shown* (``ReplaySource.shows``) and how many
+are hidden (``ReplaySource.hidden``), so a key that widens the mask brings
+hidden events back.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
+import select
+import stat
+import threading
+from collections import Counter, deque
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from proctop.kernel.probe import SOURCE_LABELS
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_EXIT, mask_accepts
 from proctop.model.events import Event
 from proctop.sources.base import Source
+
+#: Longest line accepted. ``proctop --json`` writes one event per line; its
+#: longest are exec events with a huge argv (Linux caps argv+envp at 2 MiB by
+#: default but /proc/PID/cmdline lines past 1 MiB are rare): bigger is hostile
+#: or not a capture (``/dev/zero``), and would otherwise be held in memory whole.
+MAX_LINE = 1 << 20
+#: Deepest nesting of ``[`` and ``{`` accepted. An event is an object holding lists
+#: of strings (depth 2); deeper is not a capture, and json.loads would recurse.
+MAX_DEPTH = 32
+#: Longest integer literal accepted (a 64-bit number has 20 digits). Python
+#: refuses more than 4,300 with a ValueError, or converts them in quadratic
+#: time when PYTHONINTMAXSTRDIGITS=0.
+MAX_INT_DIGITS = 24
+#: Bytes read per system call.
+CHUNK = 1 << 16
+
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 
 
 class ReplayError(Exception):
@@ -20,41 +59,201 @@ class ReplayError(Exception):
 
     status = 2
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        #: Good records read before the bad line, in the same piece of input.
+        self.records: list[Event | dict] = []
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (RFC 8259)")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer with {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+#: Decoders made once (json.loads with hooks builds one per call: a third of a replay's time).
+#: Both refuse NaN/Infinity, which json accepts by default; the careful one also bounds
+#: integers, for the rare lines with a long run of digits anywhere (the C decoder is faster).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_CAREFUL_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int)
+
+
+def _nesting(line: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of ``line``, brackets inside strings not counted.
+
+    Only called when the line holds more brackets than ``MAX_DEPTH`` at all,
+    so ordinary lines pay one ``count`` each.
+    """
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", line))
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+class CaptureParser:
+    """Turns the bytes of one capture, fed in any pieces, into records.
+
+    A record is an ``Event`` or a header ``dict`` (a line with a ``proctop``
+    key and no ``event`` key). Memory is bounded by ``MAX_LINE`` whatever the
+    input. Every error is a ``ReplayError`` naming ``name`` and the line.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lineno = 0  # lines completed so far
+        self._partial = bytearray()
+
+    def _error(self, lineno: int, what: str) -> ReplayError:
+        return ReplayError(f"{self.name}:{lineno}: {what}")
+
+    def feed(self, data: bytes) -> list[Event | dict]:
+        """Records completed by ``data`` (a line may span many calls).
+
+        On a bad line the ``ReplayError`` carries the good records before it
+        (``records``), so what a reader sees never depends on how reads were cut.
+        """
+        out: list[Event | dict] = []
+        try:
+            nul = data.find(b"\0")
+            if nul >= 0:  # no JSON text holds a NUL byte: say so now, not after 1 MiB of /dev/zero
+                self._feed_lines(data[: data.rfind(b"\n", 0, nul) + 1], out)
+                raise self._error(self.lineno + 1, "not a text file (NUL byte)")
+            self._feed_lines(data, out)
+        except ReplayError as exc:
+            exc.records = out
+            raise
+        return out
+
+    def _feed_lines(self, data: bytes, out: list[Event | dict]) -> None:
+        lines = data.split(b"\n")  # \n only: never str.splitlines (U+2028, U+0085, ...)
+        rest = lines.pop()
+        if lines and self._partial:
+            self._partial += lines[0]
+            lines[0] = bytes(self._partial)
+            self._partial.clear()
+        parse = self._parse
+        for line in lines:
+            self.lineno += 1
+            if line:
+                record = parse(line)
+                if record is not None:
+                    out.append(record)
+        if len(self._partial) + len(rest) > MAX_LINE:
+            raise self._error(self.lineno + 1, f"line longer than {MAX_LINE // (1 << 20)} MiB")
+        self._partial += rest
+
+    def finish(self) -> list[Event | dict]:
+        """At end of input: the last line, if it had no ``\\n``."""
+        if not self._partial:
+            return []
+        line = bytes(self._partial)
+        self._partial.clear()
+        self.lineno += 1
+        record = self._parse(line)
+        return [] if record is None else [record]
+
+    def _parse(self, line: bytes) -> Event | dict | None:
+        lineno = self.lineno
+        if len(line) > MAX_LINE:
+            raise self._error(lineno, f"line longer than {MAX_LINE // (1 << 20)} MiB")
+        if not line.strip(b" \t\r"):
+            return None
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._error(lineno, "not UTF-8 text") from None
+        if (line.count(b"[") + line.count(b"{") > MAX_DEPTH) and _nesting(line) > MAX_DEPTH:
+            raise self._error(lineno, f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            decoder = _CAREFUL_DECODER if _LONG_DIGITS.search(line) else _DECODER
+            obj = decoder.decode(text)
+        except json.JSONDecodeError as exc:
+            raise self._error(lineno, f"not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # the hooks above; RecursionError cannot pass _nesting
+            raise self._error(lineno, f"not valid JSON ({exc})") from None
+        if isinstance(obj, dict) and "proctop" in obj and "event" not in obj:
+            return obj
+        try:
+            return Event.from_dict(obj)
+        except ValueError as exc:
+            raise self._error(lineno, str(exc)) from None
+
+
+def read_capture(fileobj: BinaryIO, name: str) -> Iterator[Event | dict]:
+    """Every record of a capture read from a binary file object (a file, a ``gzip.GzipFile``).
+
+    Streams: memory stays bounded by ``MAX_LINE`` however big the input.
+    Raises ``ReplayError`` (naming ``name`` and the line) on the first bad
+    line, or when the file cannot be read.
+    """
+    parser = CaptureParser(name)
+    read = getattr(fileobj, "read1", fileobj.read)
+    while True:
+        try:
+            data = read(CHUNK)
+        except OSError as exc:
+            raise ReplayError(f"cannot read replay file {name}: {exc.strerror or exc}") from None
+        except EOFError as exc:  # gzip: a segment cut short
+            raise ReplayError(f"{name}: {exc}") from None
+        try:
+            records = parser.feed(data) if data else parser.finish()
+        except ReplayError as exc:
+            yield from exc.records
+            raise
+        yield from records
+        if not data:
+            return
+
 
 def load_capture(path: str | Path) -> tuple[dict, list[Event]]:
-    """The capture's header (``{}`` if it has none) and its events."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReplayError(f"replay file not found: {path}") from None
-    except IsADirectoryError:
-        raise ReplayError(f"replay file is a directory: {path}") from None
-    except UnicodeDecodeError:
-        raise ReplayError(f"replay file is not UTF-8 text: {path}") from None
-    except OSError as exc:
-        raise ReplayError(f"cannot read replay file {path}: {exc.strerror}") from None
+    """The capture's header (``{}`` if it has none) and its events, all in memory.
+
+    For tests and small files; ``ReplaySource`` streams instead.
+    """
     header: dict = {}
     events: list[Event] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReplayError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if isinstance(obj, dict) and "proctop" in obj and "event" not in obj:
-            header = obj
-            continue
-        try:
-            events.append(Event.from_dict(obj))
-        except ValueError as exc:
-            raise ReplayError(f"{path}:{lineno}: {exc}") from None
+    with _open(path) as fileobj:
+        for record in read_capture(fileobj, str(path)):
+            if isinstance(record, Event):
+                events.append(record)
+            elif not header:
+                header = record
     return header, events
 
 
+def _open_fd(path: str | Path) -> int:
+    """Open without blocking (a FIFO with no writer), refusing what is not a readable file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ReplayError(f"replay file not found: {path}") from None
+    except OSError as exc:
+        raise ReplayError(f"cannot open replay file {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ReplayError(f"replay file is a directory: {path}")
+    return fd
+
+
+def _open(path: str | Path) -> BinaryIO:
+    fd = _open_fd(path)
+    os.set_blocking(fd, True)  # our own open file description: nobody else sees the change
+    return os.fdopen(fd, "rb", buffering=0)
+
+
 class ReplaySource(Source):
-    """Delivers a capture's events, in order, in batches."""
+    """Delivers a capture's events, in order, in batches, read as they are needed.
+
+    The file is opened non-blocking and waited on with ``poll``, so neither
+    opening a FIFO that has no writer nor waiting for its data ever blocks
+    longer than ``poll``'s timeout: a signal ends proctop at any moment.
+    """
 
     kind = "replay"
     label = SOURCE_LABELS["replay"]
@@ -63,41 +262,134 @@ class ReplaySource(Source):
     def __init__(self, path: str | Path, mask: int, batch: int = 1000) -> None:
         super().__init__(mask)
         self.path = Path(path)
-        self.header, self.events = load_capture(self.path)
+        self.header: dict = {}
         self.batch = batch
-        self._pos = 0
+        self._fd: int | None = _open_fd(self.path)
+        self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self._parser = CaptureParser(str(self.path))
+        self._pending: deque[Event] = deque()
+        self._eof = False
+        self._failure: ReplayError | None = None  # raised once the events before it are delivered
+        self._poller = select.poll()
+        self._poller.register(self._fd, select.POLLIN)
+        self._lock = threading.Lock()
+        #: Events delivered so far, by what the mask decides on: (event, failed).
+        self._kinds: Counter[tuple[str, bool]] = Counter()
 
     def start(self) -> None:
-        self._pos = 0
+        """Read the first lines of a regular file now, so its header is known to ``describe``.
+
+        Errors in them surface here, before a screen opens. FIFOs and devices are not
+        touched: nothing may block here.
+        """
+        if self._regular and not self._pending:
+            self._read(0, chunks=1)
+            if self._failure is not None and not self._pending:
+                raise self._failure
+
+    def _read(self, timeout: float, chunks: int) -> None:
+        """Parse up to ``chunks`` reads into ``_pending``, waiting at most ``timeout`` for the first."""
+        with self._lock:  # close() from another thread must not free the fd mid-read
+            self._read_locked(timeout, chunks)
+
+    def _read_locked(self, timeout: float, chunks: int) -> None:
+        fd = self._fd
+        if fd is None or self._eof:
+            return
+        for i in range(chunks):
+            # POLLHUP: a FIFO's last writer left. A FIFO that never had a writer reports
+            # nothing (Linux), so read() is not asked before one came, where it would say EOF.
+            if not self._poller.poll(max(0, int(timeout * 1000)) if i == 0 else 0):
+                return
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    return
+                raise ReplayError(f"cannot read replay file {self.path}: {exc.strerror}") from None
+            try:
+                records = self._parser.feed(data) if data else self._parser.finish()
+            except ReplayError as exc:
+                records, self._failure = exc.records, exc
+                data = b""  # nothing more is read
+            for record in records:
+                if isinstance(record, Event):
+                    self._pending.append(record)
+                elif not self.header:
+                    self.header = record
+            if not data:
+                self._eof = True
+                self._close_fd()
+                return
+            if len(self._pending) >= self.batch:
+                return
 
     def poll(self, timeout: float) -> list[Event]:
-        chunk = self.events[self._pos : self._pos + self.batch]
-        self._pos += len(chunk)
-        out = chunk  # every recorded event: the mask hides rows in the UI (``shows``), never discards them
-        self.stats.delivered += len(out)
+        """The next recorded events, all of them (see ``shows`` for the mask).
+
+        Raises ``ReplayError`` for a bad line once the events before it are delivered.
+        """
+        if self._failure is not None and not self._pending:
+            raise self._failure
+        if len(self._pending) < self.batch:
+            # Bounded work per call (16 reads): an endless stream of blank lines
+            # still returns to the caller, who checks for signals.
+            self._read(0 if self._pending else timeout, chunks=16)
+        take = min(len(self._pending), self.batch)
+        out = [self._pending.popleft() for _ in range(take)]
+        stats = self.stats
+        stats.delivered += len(out)
+        kinds = self._kinds
         for ev in out:
-            self.stats.by_type[ev.event] = self.stats.by_type.get(ev.event, 0) + 1
+            kinds[(ev.event, ev.failed)] += 1
+            stats.by_type[ev.event] = stats.by_type.get(ev.event, 0) + 1
             if ev.event == "lost":
-                self.stats.lost += ev.count or 1
+                stats.lost += ev.count or 1
         return out
 
     def shows(self, ev: Event) -> bool:
+        """Whether the current mask shows ``ev`` (``event_passes``); hidden events are kept."""
         return event_passes(self.mask, ev)
 
     @property
+    def hidden(self) -> int:
+        """Events delivered so far that the current mask hides (recounted when the mask changes)."""
+        mask = self.mask
+        return sum(n for (kind, failed), n in self._kinds.items() if not kind_passes(mask, kind, failed))
+
+    @property
     def finished(self) -> bool:
-        return self._pos >= len(self.events)
+        return self._eof and not self._pending and self._failure is None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            self._poller.unregister(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
     def describe(self) -> dict:
         recorded = self.header.get("source")
+        if not isinstance(recorded, str):  # the header is untrusted too
+            recorded = None
         return {"source": "replay", "label": self.label, "file": str(self.path), "recorded_from": recorded}
+
+
+def kind_passes(mask: int, kind: str, failed: bool) -> bool:
+    """The kernel's filter for a recorded event of type ``kind`` (``lost`` always passes)."""
+    if kind == "lost":
+        return True
+    if not mask:
+        return False
+    what = PROC_EVENT_EXIT if kind == "exit" else MASK_BITS.get(kind, 0)
+    return mask_accepts(mask, what, 1 if failed else 0)
 
 
 def event_passes(mask: int, ev: Event) -> bool:
     """The kernel's filter applied to a recorded event (``lost`` always passes)."""
-    if ev.event == "lost":
-        return True
-    if not mask:
-        return False
-    what = PROC_EVENT_EXIT if ev.event == "exit" else MASK_BITS.get(ev.event, 0)
-    return mask_accepts(mask, what, 1 if ev.failed else 0)
+    return kind_passes(mask, ev.event, ev.failed)

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from helpers import proctop_cmd, run
+from helpers import REPO, collect, proctop_cmd, run
 
 from proctop.kernel import probe as probe_mod
 from proctop.kernel.probe import ProbeError, probe
@@ -43,6 +43,17 @@ def header_of(proc: subprocess.Popen) -> dict:
         (["--count", "-3", "--json"], "--count"),
         (["--replay", "/nonexistent/capture.jsonl", "--json"], "replay file not found"),
         (["--history", "0"], "--history"),
+        # huge numbers are usage errors, not tracebacks or endless runs (issue 8)
+        (["--history", "99999999999999999999999"], "--history: must be a number from 1 to 10000000"),
+        (["--history", "9" * 5000], "--history: must be a number from 1"),
+        (["--count", "99999999999999999999999", "--json"], "--count: must be a number from 0"),
+        (["--count", "1e3", "--json"], "--count: not a whole number"),
+        (["--duration", "1e400", "--json"], "--duration: must be a number from 0"),
+        (["--duration", "inf", "--json"], "--duration: must be a number from 0"),
+        (["--duration", "nan", "--json"], "--duration: must be a number from 0"),
+        (["--duration", "99999999999", "--json"], "--duration: must be a number from 0 to 315360000"),
+        (["--replay", "/", "--json"], "replay file is a directory: /"),
+        (["--replay", "/dev/zero", "--json"], "/dev/zero:1: not a text file (NUL byte)"),
         (["--frobnicate"], "unrecognized arguments"),
     ],
 )
@@ -59,8 +70,8 @@ def test_malformed_replay_line_names_file_and_line(tmp_path):
     capture.write_text('{"ts": 1, "event": "exit", "pid": 5, "tgid": 5}\n{"ts": 2, "event": \n')
     proc = subprocess.run(proctop_cmd("--json", "--replay", str(capture)), capture_output=True, text=True, cwd=NEUTRAL)
     assert proc.returncode == 2
-    assert f"{capture}:2: not valid JSON" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr == f"proctop: {capture}:2: not valid JSON (Expecting value)\n"
+    assert [json.loads(line).get("pid") for line in proc.stdout.splitlines()] == [None, 5]  # streamed up to it
 
 
 def test_version():
@@ -95,10 +106,10 @@ def test_count_stops_after_n_events():
     header_of(proc)
     for _ in range(5):
         run(["true"])
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    assert len(out.splitlines()) == 3
-    assert all(json.loads(line)["event"] == "exit" for line in out.splitlines())
+    lines = [proc.stdout.readline() for _ in range(3)]  # not communicate(): it skips what readline buffered
+    assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    assert proc.stdout.read() == ""
+    assert all(json.loads(line)["event"] == "exit" for line in lines)
 
 
 @pytest.mark.kernel
@@ -135,6 +146,15 @@ def test_replay_round_trip(tmp_path):
     head, *replayed = replay.stdout.splitlines()
     assert json.loads(head)["source"] == "replay"
     assert [json.loads(line) for line in replayed] == [json.loads(line) for line in recorded]
+    # without --only a replay shows everything recorded, clean exits included (they were dropped)
+    default = subprocess.run(
+        proctop_cmd("--json", "--replay", str(capture)), capture_output=True, text=True, cwd=NEUTRAL, timeout=60
+    )
+    head, *replayed = default.stdout.splitlines()
+    assert default.returncode == 0 and json.loads(head)["mask"] == ["all"]
+    assert replayed == recorded
+    clean = {ev["pid"] for ev in map(json.loads, replayed) if ev["event"] == "exit" and ev["exit_code"] == 0}
+    assert pids[0] in clean
     only_failures = subprocess.run(
         proctop_cmd("--json", "--replay", str(capture), "--only", "nonzero-exit"),
         capture_output=True,
@@ -200,6 +220,12 @@ def test_probe_old_kernel(monkeypatch, tmp_path):
     monkeypatch.setattr(probe_mod.os, "geteuid", lambda: 1000)
     with pytest.raises(ProbeError, match=r"lacks filtered non-root process events.*proctop_cn"):
         probe()
+    with pytest.raises(ProbeError, match=r"--source userspace needs root on kernel 6.1.0-26-amd64: before 6.6"):
+        probe("userspace")
+    with pytest.raises(ProbeError, match=r"kernel 6.1.0-26-amd64 is older than 6.6"):
+        probe("native")
+    with pytest.raises(ProbeError, match=r"the proctop_cn module is not loaded"):
+        probe("kmod")
     params = tmp_path / "proctop_cn" / "parameters"
     params.mkdir(parents=True)
     (params / "cn_idx").write_text("12\n")
@@ -209,3 +235,167 @@ def test_probe_old_kernel(monkeypatch, tmp_path):
     assert (cap.kind, cap.idx, cap.groups, cap.legacy, cap.supported) == ("kmod", 12, 0, False, 0x80000003)
     assert probe_mod.kernel_version("6.6.0-rc1") == (6, 6)
     assert probe_mod.kernel_version("garbage") == (0, 0)
+
+
+@pytest.mark.kernel
+def test_userspace_source_works_as_nonroot_on_66(nonroot_child):
+    """On 6.6+ any user may send the 4-byte LISTEN: `--source userspace` is not refused (it said
+    the kernel "lacks filtered non-root process events", on 6.18)."""
+    from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT
+    from proctop.sources.connector import ConnectorSource
+
+    def watch():
+        cap = probe("userspace")
+        source = ConnectorSource(cap, PROC_EVENT_NONZERO_EXIT)
+        source.start()
+        try:
+            pid = run(["sh", "-c", "exit 5"])
+            seen = collect(source, lambda evs: any(ev.pid == pid for ev in evs), timeout=10)
+        finally:
+            source.close()
+        return cap.kind, cap.legacy, [(ev.event, ev.exit_code) for ev in seen if ev.pid == pid]
+
+    assert nonroot_child(watch) == ("userspace", True, [("exit", 5)])
+
+
+@pytest.mark.kernel
+def test_nonroot_refusals_name_the_real_reason(nonroot_child):
+    def refusals():
+        out = {}
+        for force in ("kmod",):
+            try:
+                probe(force)
+            except ProbeError as exc:
+                out[force] = str(exc)
+        return probe().kind, out
+
+    kind, out = nonroot_child(refusals)
+    assert kind == "native"
+    if not probe_mod.KMOD_SYSFS.is_dir():
+        assert "module is not loaded" in out["kmod"]
+
+
+# --- outputs that fail (issue 8) ---------------------------------------------
+
+
+def _pipe_fill(fd: int) -> int:
+    """Bytes waiting in a pipe (FIONREAD)."""
+    import fcntl
+    import termios
+
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4), "little")
+
+
+SAMPLE = str(REPO / "tests" / "data" / "sample.jsonl")
+LIVE_AND_REPLAY = [
+    pytest.param(["--duration", "5"], id="live", marks=pytest.mark.kernel),
+    pytest.param(["--replay", SAMPLE], id="replay"),
+]
+
+
+@pytest.mark.parametrize("args", LIVE_AND_REPLAY)
+def test_full_disk_is_one_line_and_exit_1(args):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            proctop_cmd("--json", *args), stdout=full, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL, timeout=30
+        )
+    assert proc.returncode == 1
+    assert proc.stderr == "proctop: cannot write the output: No space left on device\n"
+
+
+@pytest.mark.parametrize("args", LIVE_AND_REPLAY)
+def test_stdout_closed_before_start_is_quiet_exit_0(args):
+    """`proctop --json >&-`: nobody to write to, nothing to say (a traceback before)."""
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *proctop_cmd("--json", *args)],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=NEUTRAL,
+        timeout=30,
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_stalled_reader_never_makes_proctop_deaf(sig):
+    """A pipe nobody reads, filled by real failing processes: signals still end proctop, status 0."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            proctop_cmd("--json", "--only", "all"), stdout=w, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL
+        )
+        os.close(w)
+        w = None
+        deadline = time.monotonic() + 60
+        filled = -1
+        while True:  # fail processes until the pipe stops taking their events: the pipe is full
+            assert time.monotonic() < deadline and proc.poll() is None
+            for _ in range(20):
+                run(["sh", "-c", "exit 3"])
+            before, filled = filled, _pipe_fill(r)
+            if filled == before and filled > 32768:
+                break
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=5)  # it waited forever in write() before
+        assert (proc.returncode, err) == (0, "")
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+
+
+@pytest.mark.kernel
+def test_reader_gone_is_noticed_without_events():
+    """`proctop --json --only coredump | head -1`: ends though no event ever comes."""
+    proc = start("--json", "--only", "coredump")
+    header_of(proc)
+    proc.stdout.close()  # the reader is gone; nothing dumps core here
+    assert proc.wait(timeout=5) == 0
+    assert proc.stderr.read() == ""
+
+
+@pytest.mark.kernel
+def test_events_a_stalled_reader_cannot_take_are_counted_lost():
+    """Past the output queue, events are dropped and reported as one `lost` once the reader is back."""
+    import threading
+
+    from proctop.headless import run_json
+    from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT
+    from proctop.sources.connector import ConnectorSource
+
+    source = ConnectorSource(probe(), PROC_EVENT_NONZERO_EXIT)
+    source.start()
+    r, w = os.pipe()
+    stop = threading.Event()
+    result = []
+    runner = threading.Thread(
+        target=lambda: result.append(run_json(source, out=w, stop_flag=stop.is_set, queue_bytes=4096)), daemon=True
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while source.stats.lost == 0:  # fill the pipe (64 KiB) and then the 4 KiB queue
+            assert time.monotonic() < deadline and runner.is_alive()
+            for _ in range(20):
+                run(["sh", "-c", "exit 3"])
+        dropped = source.stats.lost
+        lines = []
+        with os.fdopen(r, "rb") as reader:
+            r = None
+            marker = None
+            while marker is None:  # the reader is back: one `lost` line says how many it missed
+                run(["sh", "-c", "exit 3"])
+                lines = reader.read1(1 << 20).splitlines()
+                lost = [json.loads(line) for line in lines if b'"event":"lost"' in line]
+                marker = lost[0] if lost else None
+                assert time.monotonic() < deadline
+            stop.set()
+            runner.join(timeout=10)
+    finally:
+        source.close()
+        os.close(w)
+        if r is not None:
+            os.close(r)
+    assert marker["count"] >= dropped > 0
+    assert result == [0]

@@ -62,8 +62,31 @@ def test_json_keys_and_round_trip():
         ({"event": "exit", "ts": 1, "pid": "x"}, "'pid' has the wrong type"),
         ({"event": "exit", "ts": 1, "cmdline": [1]}, "list of strings"),
         ({"event": "exit", "ts": True}, "'ts' must be a number"),
+        # captures are untrusted: every number finite and in its range (issue 8)
+        ({"event": "exit", "ts": float("nan")}, "'ts' must be a number from 0"),
+        ({"event": "exit", "ts": float("inf")}, "'ts' must be a number from 0"),
+        ({"event": "exit", "ts": 1e300}, "'ts' must be a number from 0"),
+        ({"event": "exit", "ts": -1}, "'ts' must be a number from 0"),
+        ({"event": "lost", "ts": 1, "count": -3}, "'count' must be from 0"),
+        ({"event": "exit", "ts": 1, "pid": 2**31}, "'pid' must be from 0 to 2147483647"),
+        ({"event": "exit", "ts": 1, "tgid": -1}, "'tgid' must be from 0"),
+        ({"event": "exit", "ts": 1, "ppid": 10**30}, "'ppid' must be from 0"),
+        ({"event": "exit", "ts": 1, "exit_code": 256}, "'exit_code' must be from 0 to 255"),
+        ({"event": "exit", "ts": 1, "lifetime": float("nan")}, "'lifetime' must be from 0"),
+        ({"event": "exit", "ts": 1, "lifetime": -0.5}, "'lifetime' must be from 0"),
+        ({"event": "uid", "ts": 1, "euid": 2**32}, "'euid' must be from 0 to 4294967295"),
+        ({"event": "exit", "ts": 1, "core_dumped": 1}, "'core_dumped' has the wrong type"),
+        ({"event": "exit", "ts": 1, "pid": 1.5}, "'pid' has the wrong type"),
+        ({"event": ["x" * 100], "ts": 1}, r"unknown event \['xxx"),
     ],
 )
 def test_from_dict_rejects(obj, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as info:
         Event.from_dict(obj)
+    assert len(str(info.value)) < 120  # one short line, whatever the value
+
+
+def test_to_json_is_strict_rfc8259():
+    """A NaN can never be written out as the invalid token ``NaN`` (issue 8)."""
+    with pytest.raises(ValueError):
+        Event(ts=1.0, event="exit", lifetime=float("nan")).to_json()

@@ -25,7 +25,7 @@ def make_app(theme: str) -> ProctopApp:
 
 async def _loaded(pilot) -> None:
     app = pilot.app
-    assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) == len(app.source.events))
+    assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) == app.source.stats.delivered)
     await pilot.pause()
 
 
