@@ -180,6 +180,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "tracer_pid": _PID,
     "exit_code": (0, 255),  # a normal exit's status byte (decode_wait_status)
     "lifetime": (0, 2**32),
+    "lifetime_resolution": (0, 1),
     "count": (0, 2**63 - 1),
     "uid": _ID,
     "ruid": _ID,
