@@ -56,7 +56,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="force an event source instead of probing (default: auto)",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__}")
+    _add_always_on_options(p)
     return p
+
+
+def _add_always_on_options(p: argparse.ArgumentParser) -> None:
+    """``--record``, ``--metrics`` and ``--replay DIR``'s time window (issue 12: proctop/record.py, metrics.py)."""
+    from proctop.record import parse_duration, parse_size, parse_time
+
+    g = p.add_argument_group("always on")
+    g.add_argument("--record", metavar="DIR", help="no UI: keep the --json stream in DIR as rotating gzip segments")
+    g.add_argument(
+        "--record-max-size",
+        metavar="SIZE",
+        type=parse_size,
+        default=parse_size("100M"),
+        help="total size of DIR's segments; the oldest go first (default 100M)",
+    )
+    g.add_argument("--record-max-age", metavar="AGE", type=parse_duration, help="delete older segments (e.g. 30d)")
+    g.add_argument("--metrics", metavar="ADDR:PORT", help="serve Prometheus metrics there (e.g. 127.0.0.1:9464)")
+    g.add_argument("--since", metavar="TIME", type=parse_time, help="--replay from TIME (ISO time, or 2h ago)")
+    g.add_argument("--until", metavar="TIME", type=parse_time, help="--replay up to TIME (ISO time, or 30m ago)")
+
+
+def _attach_always_on(source, args: argparse.Namespace):
+    """Open the recorder and the metrics server on ``source`` as ``args`` ask (errors carry status 2)."""
+    from proctop.record import RecordError, SegmentWriter, observe, within
+
+    if (args.since is not None or args.until is not None) and not args.replay:
+        raise RecordError("--since and --until need --replay")
+    if args.replay and (args.since is not None or args.until is not None):
+        source.events = list(within(source.events, args.since, args.until))  # re-hooked by the streaming reader
+    if args.metrics:
+        from proctop.metrics import Metrics, parse_address
+
+        metrics = Metrics()
+        metrics.describe_source(source.describe())
+        metrics.serve(*parse_address(args.metrics))
+        observe(source, metrics)
+        _also_close(source, metrics.close)
+    if args.record:  # the header is written at the first poll, once the source has started
+        from proctop.headless import header
+
+        writer = SegmentWriter(
+            args.record, max_size=args.record_max_size, max_age=args.record_max_age, header=lambda: header(source)
+        )
+        observe(source, writer)
+        _also_close(source, writer.close)
+    return source
+
+
+def _also_close(source, close) -> None:
+    inner = source.close
+
+    def both() -> None:
+        try:
+            inner()
+        finally:
+            close()
+
+    source.close = both
 
 
 def _number(text: str, convert: type, noun: str, minimum: float):
@@ -106,12 +165,12 @@ def make_source(args: argparse.Namespace, mask: int):
     if args.replay:
         from proctop.sources.replay import ReplaySource
 
-        return ReplaySource(args.replay, mask)
+        return _attach_always_on(ReplaySource(args.replay, mask), args)
     from proctop.kernel.probe import probe
     from proctop.sources.connector import ConnectorSource
 
     capability = probe(None if args.source == "auto" else args.source)
-    return ConnectorSource(capability, mask, threads=args.threads)
+    return _attach_always_on(ConnectorSource(capability, mask, threads=args.threads), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         mask = parse_mask(args.only) if args.only is not None else DEFAULT_MASK
         if args.json:
             return _run_json(args, mask)
+        if args.record:
+            return _run_record(args, mask)
         return _run_ui(args, mask)
     except (UsageError, MaskError) as exc:
         print(f"proctop: {exc}", file=sys.stderr)
@@ -149,6 +210,23 @@ def _run_json(args: argparse.Namespace, mask: int) -> int:
         # The reader went away (`| head -1`): silence the final flush too.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        if source is not None:
+            _quietly_close(source)
+
+
+def _run_record(args: argparse.Namespace, mask: int) -> int:
+    """``--record`` without ``--json``: headless, nothing on stdout."""
+    from proctop.record import run_record
+
+    stop = _StopFlag()
+    source = None
+    try:
+        source = make_source(args, mask)
+        source.start()
+        return run_record(source, duration=args.duration, count=args.count, stop_flag=stop)
+    except KeyboardInterrupt:
         return 0
     finally:
         if source is not None:

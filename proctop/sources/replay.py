@@ -24,32 +24,37 @@ class ReplayError(Exception):
 def load_capture(path: str | Path) -> tuple[dict, list[Event]]:
     """The capture's header (``{}`` if it has none) and its events."""
     path = Path(path)
+    from proctop.record import CaptureLines, RecordError  # a file (plain or gzip) or a --record DIR
+
+    lines = CaptureLines(path)
+    header: dict = {}
+    events: list[Event] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        for raw in lines:
+            line = raw.decode("utf-8")
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReplayError(f"{lines.where()}: not valid JSON ({exc.msg})") from None
+            if isinstance(obj, dict) and "proctop" in obj and "event" not in obj:
+                header = header or obj  # a record directory has one per segment: keep the first
+                continue
+            try:
+                events.append(Event.from_dict(obj))
+            except ValueError as exc:
+                raise ReplayError(f"{lines.where()}: {exc}") from None
+    except RecordError as exc:
+        raise ReplayError(str(exc)) from None
     except FileNotFoundError:
         raise ReplayError(f"replay file not found: {path}") from None
     except IsADirectoryError:
         raise ReplayError(f"replay file is a directory: {path}") from None
     except UnicodeDecodeError:
-        raise ReplayError(f"replay file is not UTF-8 text: {path}") from None
+        raise ReplayError(f"replay file is not UTF-8 text: {lines.where()}") from None
     except OSError as exc:
         raise ReplayError(f"cannot read replay file {path}: {exc.strerror}") from None
-    header: dict = {}
-    events: list[Event] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ReplayError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if isinstance(obj, dict) and "proctop" in obj and "event" not in obj:
-            header = obj
-            continue
-        try:
-            events.append(Event.from_dict(obj))
-        except ValueError as exc:
-            raise ReplayError(f"{path}:{lineno}: {exc}") from None
     return header, events
 
 
