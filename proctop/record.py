@@ -184,10 +184,21 @@ def _chunks(f) -> Iterator[bytes]:
             data = f.read(_READ_CHUNK)
             if not data:
                 return  # clean end, or a member cut short: what was decoded stands
+        saved = d.copy()
         try:
             out = d.decompress(data, _READ_CHUNK)  # bounded output: a gzip bomb is read in steps
         except zlib.error:
-            return  # a torn write or zero-filled blocks after a power loss
+            # A torn write, or blocks a power loss left zero-filled. zlib drops the
+            # output of a call that fails, so decode the good part a byte at a time.
+            d = saved
+            for i in range(len(data)):
+                try:
+                    out = d.decompress(data[i : i + 1])
+                except zlib.error:
+                    return
+                if out:
+                    yield out
+            return
         data = d.unconsumed_tail
         if out:
             yield out
