@@ -81,18 +81,16 @@ def _add_always_on_options(p: argparse.ArgumentParser) -> None:
 
 def _attach_always_on(source, args: argparse.Namespace):
     """Open the recorder and the metrics server on ``source`` as ``args`` ask (errors carry status 2)."""
-    from proctop.record import RecordError, SegmentWriter, observe, within
+    from proctop.record import SegmentWriter, observe, within
 
-    if (args.since is not None or args.until is not None) and not args.replay:
-        raise RecordError("--since and --until need --replay")
     if args.replay and (args.since is not None or args.until is not None):
         source.events = list(within(source.events, args.since, args.until))  # re-hooked by the streaming reader
     if args.metrics:
-        from proctop.metrics import Metrics, parse_address
+        from proctop.metrics import Metrics
 
         metrics = Metrics()
         metrics.describe_source(source.describe())
-        metrics.serve(*parse_address(args.metrics))
+        metrics.serve(*args.metrics_address)
         observe(source, metrics)
         _also_close(source, metrics.close)
     if args.record:  # the header is written at the first poll, once the source has started
@@ -104,6 +102,20 @@ def _attach_always_on(source, args: argparse.Namespace):
         observe(source, writer)
         _also_close(source, writer.close)
     return source
+
+
+def _check_always_on(args: argparse.Namespace) -> None:
+    """Argument errors of the options above, before the probe (one line, exit 2)."""
+    from proctop.record import RecordError, check_directory
+
+    if (args.since is not None or args.until is not None) and not args.replay:
+        raise RecordError("--since and --until need --replay")
+    if args.record:
+        check_directory(args.record)
+    if args.metrics:
+        from proctop.metrics import parse_address
+
+        args.metrics_address = parse_address(args.metrics)
 
 
 def _also_close(source, close) -> None:
@@ -162,6 +174,7 @@ class _StopFlag:
 
 def make_source(args: argparse.Namespace, mask: int):
     """The event source the arguments ask for (raises errors with a ``status``)."""
+    _check_always_on(args)
     if args.replay:
         from proctop.sources.replay import ReplaySource
 

@@ -227,6 +227,21 @@ def _lines(chunks: Iterator[bytes], *, complete_tail: bool) -> Iterator[bytes]:
 # --- writing ---------------------------------------------------------------------
 
 
+def check_directory(directory: str | Path) -> None:
+    """Create ``directory`` if needed and prove it writable, or raise a one-line ``RecordError``."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".proctop-write-test-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise RecordError(f"--record: {directory} is not a directory") from None
+    except OSError as exc:
+        raise RecordError(f"--record: cannot write to {directory}: {exc.strerror}") from None
+
+
 class SegmentWriter:
     """Rotating, size-bounded gzip segments of JSON lines (see the module docstring).
 
@@ -261,7 +276,7 @@ class SegmentWriter:
         self.dropped = 0  # events not written since the last failure (the next ``lost`` record)
         self.dropped_total = 0
         self.written = 0  # events written in whole
-        self._check_directory()
+        check_directory(self.directory)
         self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0
@@ -275,20 +290,6 @@ class SegmentWriter:
         self._warned = False
         self._closed = False
         self._sizes: dict[Path, int] = {p: p.stat().st_size for p in segment_paths(self.directory)}
-
-    def _check_directory(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            probe = self.directory / f".proctop-write-test-{os.getpid()}"
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
-            probe.unlink()
-        except FileExistsError:
-            raise RecordError(f"--record: {self.directory} is not a directory") from None
-        except NotADirectoryError:
-            raise RecordError(f"--record: {self.directory} is not a directory") from None
-        except OSError as exc:
-            raise RecordError(f"--record: cannot write to {self.directory}: {exc.strerror}") from None
 
     # the consumer interface ------------------------------------------------------
 

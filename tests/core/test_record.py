@@ -426,3 +426,11 @@ def test_record_with_json_keeps_the_same_stream_and_replay_filters_by_time(tmp_p
     assert early in pids(until) and late not in pids(until)
     assert all(o["ts"] >= middle for o in since)
     assert pids(replay_cli("--replay", str(rec), "--since", "1h")) == pids(everything)
+
+
+def test_a_gzipped_capture_replays_like_the_plain_one(tmp_path):
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample.jsonl"
+    packed = tmp_path / "sample.jsonl.gz"
+    packed.write_bytes(gzip.compress(sample.read_bytes()))
+    assert replay_cli("--replay", str(packed)) == replay_cli("--replay", str(sample))
+    assert load_capture(packed) == load_capture(sample)
