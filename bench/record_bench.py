@@ -10,9 +10,9 @@ Run as root on Linux 6.6+ from the repository: ``python bench/record_bench.py [-
 - completeness: the events in the record against ``proctop_events_total`` (what proctop received,
   scraped from ``--metrics`` just before it is stopped), and the storm's pids found as exits.
 
-Three runs: ``--json >/dev/null`` as the baseline, a bound large enough to keep everything
-(completeness), and a small one that the storm overflows many times (the bound holds while
-the oldest segments go).
+Three configurations, alternated over rounds: ``--json >/dev/null`` as the baseline, a bound
+large enough to keep everything (completeness), and a small one that the storm overflows many
+times (the bound holds while the oldest segments go).
 Writes bench/record_results.md.
 """
 
@@ -22,6 +22,7 @@ import argparse
 import json
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
 from bench import OUT, build_storm, cpu_ns, log, machine_info, settle  # noqa: E402
-from proctop.record import CaptureLines, segment_paths  # noqa: E402
+from proctop.record import CaptureLines, parse_size, segment_paths  # noqa: E402
 
 RESULTS = BENCH / "record_results.md"
 
@@ -97,7 +98,7 @@ def one_run(storm: Path, n: int, parallel: int, max_size: str | None, workdir: P
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    cpu0, w0 = cpu_ns(proc.pid), wchar(proc.pid)
+    cpu0, w0, before = cpu_ns(proc.pid), wchar(proc.pid), received(port)[0]
     gt = workdir / "gt.txt"
     out = subprocess.run(
         [str(storm), "spawn", str(n), str(gt), "--fail", "0.01", "--parallel", str(parallel)],
@@ -135,7 +136,8 @@ def one_run(storm: Path, n: int, parallel: int, max_size: str | None, workdir: P
         "cpu_share": (cpu1 - cpu0) / 1e9 / info["elapsed"],
         "written_bytes": w1 - w0,
         "write_rate": (w1 - w0) / info["elapsed"],
-        "bytes_per_event": (w1 - w0) / max(got_events, 1),
+        "bytes_per_event": (w1 - w0) / max(got_events - before, 1),
+        "us_per_event": (cpu1 - cpu0) / 1e3 / max(got_events - before, 1),
         "peak_dir_bytes": peak[0],
         "final_dir_bytes": final,
         "segments": len(segment_paths(rec)) if max_size else 0,
@@ -151,56 +153,91 @@ def one_run(storm: Path, n: int, parallel: int, max_size: str | None, workdir: P
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200_000, help="processes per storm (default 200000)")
+    ap.add_argument("--n", type=int, default=100_000, help="processes per storm (default 100000)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the three runs, order rotated (default 3)")
     ap.add_argument("--parallel", type=int, default=2, help="storm spawner processes (default 2)")
     ap.add_argument("--small", default="1M", help="the bound the storm overflows (default 1M)")
     args = ap.parse_args(argv)
     OUT.mkdir(exist_ok=True)
     storm = build_storm()
+    configs: list[str | None] = [None, "1G", args.small]
+    runs: dict[str | None, list[dict]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory(prefix="proctop-record-bench-") as tmp:
-        runs = [one_run(storm, args.n, args.parallel, size, Path(tmp)) for size in (None, "1G", args.small)]
-    write_markdown(runs, machine_info())
+        for i in range(args.rounds):
+            for c in configs[i % 3 :] + configs[: i % 3]:  # drift on a shared machine hits all alike
+                run_dir = Path(tmp) / f"r{i}"
+                run_dir.mkdir(exist_ok=True)
+                runs[c].append(one_run(storm, args.n, args.parallel, c, run_dir))
+    write_markdown(runs, args, machine_info())
     return 0
 
 
-def write_markdown(runs: list[dict], machine: dict) -> None:
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def write_markdown(runs: dict, args, machine: dict) -> None:
     lines = [
         "# Recording under a storm (`proctop --record DIR --only all`)",
         "",
         f"{machine['date']}; {machine['nproc']} cores ({machine['cpu']}), Linux {machine['kernel']}, "
-        f"Python {machine['python']}. `python bench/record_bench.py` (bench/storm.c forking as fast as it can, "
-        "1% failing; proctop at its default nice -10 as root).",
+        f"Python {machine['python']}; a machine shared with other work, so the rates vary between runs. "
+        f"`python bench/record_bench.py --n {args.n} --rounds {args.rounds}`: bench/storm.c forking "
+        f"{args.n:,} processes as fast as it can ({args.parallel} spawners, 1% failing) while proctop watches "
+        "`--only all` (root, so at nice -10); each configuration once per round, the order rotated. "
+        "Medians (min-max) over the rounds.",
         "",
-        "| --record-max-size | processes | storm rate | proctop CPU | CPU per 10,000 | written | write rate "
-        "| bytes/event | largest DIR seen | segments | received | recorded | lost (kernel) | storm exits recorded |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| proctop | storm rate | proctop CPU | CPU per 10,000 processes | CPU per event | write rate | bytes/event "
+        "| largest DIR seen | segments at the end | received = recorded | storm's exits in the record | lost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in runs:
-        if r["storm_exits_recorded"] is None:  # the --json baseline: no record to check
-            lines.append(
-                f"| {r['max_size']} | {r['n']:,} | {r['rate']:,.0f}/s | {r['cpu_share']:.0%} of a core "
-                f"| {r['cpu_per_10k']:.2f} s | | | | | | {r['received']:,} | | {r['lost_reported']:,} | |"
-            )
-            continue
-        lines.append(
-            f"| {r['max_size']} | {r['n']:,} | {r['rate']:,.0f}/s | {r['cpu_share']:.0%} of a core "
-            f"| {r['cpu_per_10k']:.2f} s | {r['written_bytes'] / 1e6:.1f} MB | {r['write_rate'] / 1e6:.2f} MB/s "
-            f"| {r['bytes_per_event']:.1f} | {r['peak_dir_bytes'] / 2**20:.2f} MiB | {r['segments']} "
-            f"| {r['received']:,} | {r['recorded']:,} | {r['lost_reported']:,} | {r['storm_exits_recorded']:.2%} |"
-        )
+
+    def spread(rs, key, fmt):
+        vals = [r[key] for r in rs]
+        return f"{fmt(median(vals))} ({fmt(min(vals))}-{fmt(max(vals))})"
+
+    for config, rs in runs.items():
+        name = f"`--record DIR --record-max-size {config}`" if config else "`--json >/dev/null` (baseline)"
+        row = [
+            name,
+            spread(rs, "rate", lambda v: f"{v:,.0f}/s"),
+            spread(rs, "cpu_share", lambda v: f"{v:.0%}"),
+            spread(rs, "cpu_per_10k", lambda v: f"{v:.2f} s"),
+            spread(rs, "us_per_event", lambda v: f"{v:.1f} us"),
+        ]
+        if config is None:
+            row += ["", "", "", "", "", ""]
+        else:
+            bound = parse_size(config)
+            peak = max(r["peak_dir_bytes"] for r in rs)
+            row += [
+                spread(rs, "write_rate", lambda v: f"{v / 1e3:.0f} kB/s"),
+                spread(rs, "bytes_per_event", lambda v: f"{v:.1f}"),
+                f"{peak:,} B of {bound:,} ({'within' if peak <= bound else 'OVER'})",
+                ", ".join(str(r["segments"]) for r in rs),
+                "n/a (oldest deleted)"
+                if bound < 100 * 2**20
+                else f"{sum(r['recorded'] >= r['received'] for r in rs)}/{len(rs)} runs",
+                "n/a" if bound < 100 * 2**20 else ", ".join(f"{r['storm_exits_recorded']:.2%}" for r in rs),
+            ]
+        row.append(str(sum(r["lost_reported"] for r in rs)))
+        lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "received = `proctop_events_total` summed (every event proctop read, `lost` records included),"
-        " scraped just before proctop is stopped; recorded = event lines replayed from DIR. With the large"
-        " bound recorded must be at least received (a few more: the machine's own processes between the"
-        " scrape and the stop), and every exit of the storm must be there; with the small one the oldest"
-        " segments were deleted, and the largest DIR seen (sampled every 50 ms during the run) must stay"
-        " within the bound. The first row is the same"
-        " storm watched by `--json` into /dev/null: the recorder's own cost is the difference.",
+        "received = `proctop_events_total` summed (every event proctop read), scraped just before proctop is"
+        " stopped; recorded = event lines replayed from DIR afterwards (at least received: the machine's own"
+        " processes between the scrape and the stop add a few). Storm's exits: the storm's ground truth (pid"
+        " of every child, as a multiset since pids wrap) found as `exit` events in the record. Write rate:"
+        " `wchar` of /proc/PID/io (every write(2) proctop made: the segments) over the storm's duration."
+        " CPU per event: proctop's CPU over the events it received meanwhile (the machine's other processes"
+        " included: on a shared machine the steadier figure)."
+        " Largest DIR: total size of the segments, sampled every 50 ms. The baseline is the same storm"
+        " watched by `--json` into /dev/null: the recorder's own cost is the difference.",
         "",
     ]
-    if any(r["stderr"] for r in runs):
-        lines += ["stderr: " + "; ".join(r["stderr"] for r in runs if r["stderr"]), ""]
+    errs = [r["stderr"] for rs in runs.values() for r in rs if r["stderr"]]
+    if errs:
+        lines += ["stderr: " + "; ".join(errs), ""]
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -6,11 +6,11 @@ directory read in name order is the record in time order, across restarts.
 
 Flush policy (what a crash can cost): lines are compressed as they come and
 the compressor is flushed with ``Z_SYNC_FLUSH`` at most once a second (and
-whenever 256 KiB of compressed output waits), and only then written, in one
-piece. Every write therefore ends on a sync point: a SIGKILL loses at most
-the last second, and a segment cut anywhere (a kill mid-write, a power loss)
-decodes up to its last whole line (``capture_lines`` reads such a segment
-without complaint). Segments are fsync'ed when they are closed, not per
+whenever 256 KiB, or a quarter of a segment, of compressed output waits), and
+only then written, in one piece. Every write therefore ends on a sync point:
+a SIGKILL loses at most the last second, and a segment cut anywhere (a kill
+mid-write, a power loss) decodes up to its last whole line (``CaptureLines``
+reads such a segment without complaint). Segments are fsync'ed when they are closed, not per
 second: on a power loss the page cache's last seconds are the price of not
 waking the disk every second.
 
@@ -265,6 +265,9 @@ class SegmentWriter:
         self.max_size = max_size
         self.max_age = max_age
         self.segment_limit = max(max_size // SEGMENTS_PER_MAX_SIZE, 4096)
+        # A write never exceeds a quarter of a segment, so a segment overshoots its limit by little
+        # and one write always fits in the total after the oldest segments are gone.
+        self.flush_bytes = min(FLUSH_BYTES, self.segment_limit // 4)
         self.segment_seconds = segment_seconds
         self.clock = clock
         self.warn = warn or (lambda msg: print(f"proctop: {msg}", file=sys.stderr, flush=True))
@@ -281,6 +284,7 @@ class SegmentWriter:
         self._path: Path | None = None
         self._size = 0
         self._opened = 0.0
+        self._stamp_us = 0
         self._z = None
         self._buf = bytearray()  # compressed, not yet written
         self._pending = 0  # events in _buf and in the compressor
@@ -320,7 +324,7 @@ class SegmentWriter:
 
     def tick(self) -> None:
         now = self.clock()
-        if now - self._last_flush >= FLUSH_SECONDS or len(self._buf) >= FLUSH_BYTES:
+        if now - self._last_flush >= FLUSH_SECONDS or len(self._buf) >= self.flush_bytes:
             self.flush()
 
     def __call__(self, events: list[Event]) -> None:  # a poll observer (see ``observe``)
@@ -371,7 +375,10 @@ class SegmentWriter:
         self._z = zlib.compressobj(6, zlib.DEFLATED, _GZIP_WBITS)
         now = self.clock()
         self._opened = now
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        # Names must sort in start order and never repeat within a run, even for
+        # two segments begun in the same microsecond (or a clock that steps back).
+        self._stamp_us = max(int(now * 1e6), self._stamp_us + 1)
+        stamp = datetime.fromtimestamp(self._stamp_us / 1e6, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self._path = self.directory / f"proctop-{stamp}-{os.getpid()}.jsonl.gz"
         self._size = 0
         head = {**self.header, "ts": now}

@@ -434,3 +434,18 @@ def test_a_gzipped_capture_replays_like_the_plain_one(tmp_path):
     packed.write_bytes(gzip.compress(sample.read_bytes()))
     assert replay_cli("--replay", str(packed)) == replay_cli("--replay", str(sample))
     assert load_capture(packed) == load_capture(sample)
+
+
+def test_segments_begun_in_the_same_microsecond_get_distinct_names_in_order(tmp_path):
+    clock = Clock()  # never moves
+    w = SegmentWriter(tmp_path, max_size=64 * 1024, clock=clock)
+    w.start({"proctop": "x"})
+    evs = events(400, noisy=True)
+    for i in range(0, 400, 10):
+        w.write(evs[i : i + 10])
+        w.flush()  # rotation at a tenth of the bound, all at the same instant
+    w.close()
+    segs = segment_paths(tmp_path)
+    assert len(segs) >= 3 and w.dropped_total == 0
+    got = pids(replayed(tmp_path))
+    assert got == [e.pid for e in evs[-len(got) :]]
