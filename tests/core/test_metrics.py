@@ -346,3 +346,30 @@ def test_modules_load_file_names_the_kmod():
     ]
     assert names == ["proctop_cn"]
     assert "proctop_cn.o" in (REPO / "kmod" / "Kbuild").read_text()
+
+
+@pytest.mark.kernel
+def test_json_and_metrics_together(crashy):
+    port = free_port()
+    proc = subprocess.Popen(
+        proctop_cmd("--json", "--only", "exec,nonzero-exit", "--metrics", f"127.0.0.1:{port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=NEUTRAL,
+    )
+    try:
+        assert json.loads(proc.stdout.readline())["source"] == "native"
+        child = subprocess.Popen([str(crashy)])
+        child.wait()
+        while True:  # the JSON stream shows it...
+            ev = json.loads(proc.stdout.readline())
+            if ev["pid"] == child.pid and ev["event"] == "exit":
+                break
+        text = http_get(f"http://127.0.0.1:{port}/metrics")  # ...and the counter already has it
+        line = f'proctop_failures_total{{command="{crashy.name}",status="3",unit=""}} 1.0'
+        assert line in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
