@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -21,7 +22,7 @@ from helpers import REPO, proctop_cmd
 from prometheus_client import generate_latest
 
 from proctop.cli import build_parser, make_source
-from proctop.kernel.protocol import PROC_EVENT_ALL
+from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
 from proctop.metrics import OTHER, Metrics, MetricsError, parse_address
 from proctop.model.events import Event
 from proctop.sources.replay import load_capture
@@ -373,3 +374,45 @@ def test_json_and_metrics_together(crashy):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def _as_the_service_user(rec: str, port: int, crashy: str) -> dict:
+    """In a child at uid 65534 (what DynamicUser= gives): record and serve a real failure."""
+    args = build_parser().parse_args(["--record", rec, "--metrics", f"127.0.0.1:{port}"])  # the unit's mask
+    source = make_source(args, DEFAULT_MASK)
+    source.start()
+    try:
+        source.poll(0.1)  # the first poll writes the segment's header
+        child = subprocess.Popen([crashy])
+        child.wait()
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (child.pid, "exit") not in [(ev.pid, ev.event) for ev in seen]:
+            seen.extend(source.poll(0.1))
+        text = http_get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        source.close()
+    return {"uid": os.getuid(), "kind": source.kind, "pid": child.pid, "metrics": text}
+
+
+@pytest.mark.kernel
+def test_an_unprivileged_recorder_records_and_serves(nonroot_child):
+    top = Path(tempfile.mkdtemp(prefix="proctop-service-"))  # pytest's tmp_path is closed to other users
+    try:
+        os.chmod(top, 0o755)
+        crashy = top / f"ptcrash{secrets.token_hex(3)}"
+        crashy.write_text("#!/bin/sh\nsleep 0.2\nexit 3\n")
+        crashy.chmod(0o755)
+        rec = top / "rec"
+        rec.mkdir()
+        os.chown(rec, 65534, 65534)  # the StateDirectory= systemd makes for the dynamic user
+        port = free_port()
+        result = nonroot_child(lambda: _as_the_service_user(str(rec), port, str(crashy)))
+        assert (result["uid"], result["kind"]) == (65534, "native")
+        assert f'proctop_failures_total{{command="{crashy.name}",status="3",unit=""}} 1.0' in result["metrics"]
+        _header, recorded = load_capture(rec)
+        mine = [(ev.event, ev.exit_code) for ev in recorded if ev.pid == result["pid"]]
+        assert ("exit", 3) in mine
+        assert {p.stat().st_uid for p in rec.iterdir()} == {65534}
+    finally:
+        shutil.rmtree(top)
