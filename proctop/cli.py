@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from proctop import __version__
+from proctop import __version__, always_on
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, MaskError, parse_mask
 
 EXIT_USAGE = 2
@@ -56,78 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="force an event source instead of probing (default: auto)",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__}")
-    _add_always_on_options(p)
+    always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/always_on.py)
     return p
-
-
-def _add_always_on_options(p: argparse.ArgumentParser) -> None:
-    """``--record``, ``--metrics`` and ``--replay DIR``'s time window (issue 12: proctop/record.py, metrics.py)."""
-    from proctop.record import parse_duration, parse_size, parse_time
-
-    g = p.add_argument_group("always on")
-    g.add_argument("--record", metavar="DIR", help="no UI: keep the --json stream in DIR as rotating gzip segments")
-    g.add_argument(
-        "--record-max-size",
-        metavar="SIZE",
-        type=parse_size,
-        default=parse_size("100M"),
-        help="total size of DIR's segments; the oldest go first (default 100M)",
-    )
-    g.add_argument("--record-max-age", metavar="AGE", type=parse_duration, help="delete older segments (e.g. 30d)")
-    g.add_argument("--metrics", metavar="ADDR:PORT", help="serve Prometheus metrics there (e.g. 127.0.0.1:9464)")
-    g.add_argument("--since", metavar="TIME", type=parse_time, help="--replay from TIME (ISO time, or 2h ago)")
-    g.add_argument("--until", metavar="TIME", type=parse_time, help="--replay up to TIME (ISO time, or 30m ago)")
-
-
-def _attach_always_on(source, args: argparse.Namespace):
-    """Open the recorder and the metrics server on ``source`` as ``args`` ask (errors carry status 2)."""
-    from proctop.record import SegmentWriter, observe, within
-
-    if args.replay and (args.since is not None or args.until is not None):
-        source.events = list(within(source.events, args.since, args.until))  # re-hooked by the streaming reader
-    if args.metrics:
-        from proctop.metrics import Metrics
-
-        metrics = Metrics()
-        metrics.describe_source(source.describe())
-        metrics.serve(*args.metrics_address)
-        observe(source, metrics)
-        _also_close(source, metrics.close)
-    if args.record:  # the header is written at the first poll, once the source has started
-        from proctop.headless import header
-
-        writer = SegmentWriter(
-            args.record, max_size=args.record_max_size, max_age=args.record_max_age, header=lambda: header(source)
-        )
-        observe(source, writer)
-        _also_close(source, writer.close)
-    return source
-
-
-def _check_always_on(args: argparse.Namespace) -> None:
-    """Argument errors of the options above, before the probe (one line, exit 2)."""
-    from proctop.record import RecordError, check_directory
-
-    if (args.since is not None or args.until is not None) and not args.replay:
-        raise RecordError("--since and --until need --replay")
-    if args.record:
-        check_directory(args.record)
-    if args.metrics:
-        from proctop.metrics import parse_address
-
-        args.metrics_address = parse_address(args.metrics)
-
-
-def _also_close(source, close) -> None:
-    inner = source.close
-
-    def both() -> None:
-        try:
-            inner()
-        finally:
-            close()
-
-    source.close = both
 
 
 def _number(text: str, convert: type, noun: str, minimum: float):
@@ -174,16 +104,16 @@ class _StopFlag:
 
 def make_source(args: argparse.Namespace, mask: int):
     """The event source the arguments ask for (raises errors with a ``status``)."""
-    _check_always_on(args)
+    always_on.check(args)
     if args.replay:
         from proctop.sources.replay import ReplaySource
 
-        return _attach_always_on(ReplaySource(args.replay, mask), args)
+        return always_on.attach(ReplaySource(args.replay, mask), args)
     from proctop.kernel.probe import probe
     from proctop.sources.connector import ConnectorSource
 
     capability = probe(None if args.source == "auto" else args.source)
-    return _attach_always_on(ConnectorSource(capability, mask, threads=args.threads), args)
+    return always_on.attach(ConnectorSource(capability, mask, threads=args.threads), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
