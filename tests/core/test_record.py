@@ -449,3 +449,41 @@ def test_segments_begun_in_the_same_microsecond_get_distinct_names_in_order(tmp_
     assert len(segs) >= 3 and w.dropped_total == 0
     got = pids(replayed(tmp_path))
     assert got == [e.pid for e in evs[-len(got) :]]
+
+
+@pytest.mark.kernel
+def test_the_recorder_survives_a_disk_that_fills_while_it_runs(small_fs):
+    rec = small_fs / "rec"
+    proc = subprocess.Popen(
+        proctop_cmd("--record", str(rec), "--only", "exit"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=NEUTRAL,
+    )
+    try:
+        assert wait_for(lambda: rec.exists() and segment_paths(rec))  # started: the header is on disk
+        before = run(["sh", "-c", "exit 5"])
+        assert wait_for(lambda: before in pids(replayed(rec)))
+        filler = fill(small_fs)
+        during = [run(["sh", "-c", "exit 6"]) for _ in range(50)]
+        time.sleep(2.5)  # flushes fail: the events are counted, not kept
+        filler.unlink()
+        after: list[int] = []  # until the next flush finds the space, events are still counted as lost
+
+        def one_more_is_kept() -> bool:
+            after.append(run(["sh", "-c", "exit 7"]))
+            return any(p in after for p in pids(replayed(rec)))
+
+        assert wait_for(one_more_is_kept, step=0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and out == ""
+    assert err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in err
+    got = replayed(rec)
+    lost = [o for o in got if o.get("event") == "lost"]
+    assert len(lost) == 1 and lost[0]["count"] >= 1
+    kept = set(pids(got))
+    assert before in kept and kept & set(after)
+    assert sum(p in kept for p in during + after) + lost[0]["count"] >= len(during) + len(after)
