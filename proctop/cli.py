@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from proctop import __version__
+from proctop import __version__, always_on
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, MaskError, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
 
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"...within this many seconds (default {LOOP_INTERVAL:.0f})",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__}")
+    always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/always_on.py)
     return p
 
 
@@ -134,22 +135,27 @@ class _StopFlag:
 
 def make_source(args: argparse.Namespace, mask: int):
     """The event source the arguments ask for (raises errors with a ``status``)."""
+    always_on.check(args)
     if args.replay:
         from proctop.sources.replay import ReplaySource
 
-        return ReplaySource(args.replay, mask)
+        return always_on.attach(ReplaySource(args.replay, mask, since=args.since, until=args.until), args)
     from proctop.kernel.probe import probe
     from proctop.sources.connector import ConnectorSource
 
     capability = probe(None if args.source == "auto" else args.source)
     source = ConnectorSource(capability, mask, threads=args.threads)
-    if not args.command:
-        return source
+    if args.command:
+        source = _command_tree(source, args)
+    return always_on.attach(source, args)
+
+
+def _command_tree(source, args: argparse.Namespace):
     from proctop.sources.tree import CommandTree
 
     if args.json:  # stdout is the JSON stream: the command's output goes to stderr
         return CommandTree(source, args.command, stdout=sys.stderr.fileno())
-    if args.summary:
+    if args.summary or args.record:
         return CommandTree(source, args.command)
     return CommandTree(  # under the UI the terminal is proctop's
         source, args.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -186,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         mask = parse_mask(args.only) if args.only is not None else default
         if args.json or args.summary:
             return _run_headless(args, mask)
+        if args.record:
+            return _run_record(args, mask)
         return _run_ui(args, mask)
     except (UsageError, MaskError) as exc:
         _error_line(exc)
@@ -225,6 +233,25 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
             from proctop.headless import run_json
 
             status = run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
+        source.close()  # ends the watched command, if any, before its status is read
+        return _command_status(source, status)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if source is not None:
+            _quietly_close(source)
+
+
+def _run_record(args: argparse.Namespace, mask: int) -> int:
+    """``--record`` without ``--json``: headless, nothing on stdout."""
+    from proctop.record import run_record
+
+    stop = _StopFlag()
+    source = None
+    try:
+        source = make_source(args, mask)
+        source.start()
+        status = run_record(source, duration=args.duration, count=args.count, stop_flag=stop)
         source.close()  # ends the watched command, if any, before its status is read
         return _command_status(source, status)
     except KeyboardInterrupt:

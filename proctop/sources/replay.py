@@ -32,6 +32,7 @@ from typing import BinaryIO
 from proctop.kernel.probe import SOURCE_LABELS
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_EXIT, mask_accepts
 from proctop.model.events import Event
+from proctop.record import RecordError, is_stored, stored_segments
 from proctop.sources.base import Source
 
 #: Longest line accepted. ``proctop --json`` writes one event per line; its
@@ -218,6 +219,14 @@ def load_capture(path: str | Path) -> tuple[dict, list[Event]]:
     """
     header: dict = {}
     events: list[Event] = []
+    if is_stored(path):  # a record directory or a gzip file
+        source = ReplaySource(path, 0)
+        try:
+            while not source.finished:
+                events.extend(source.poll(0))
+        finally:
+            source.close()
+        return source.header, events
     with _open(path) as fileobj:
         for record in read_capture(fileobj, str(path)):
             if isinstance(record, Event):
@@ -259,19 +268,40 @@ class ReplaySource(Source):
     label = SOURCE_LABELS["replay"]
     recorded = True
 
-    def __init__(self, path: str | Path, mask: int, batch: int = 1000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        mask: int,
+        batch: int = 1000,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> None:
         super().__init__(mask)
         self.path = Path(path)
         self.header: dict = {}
         self.batch = batch
-        self._fd: int | None = _open_fd(self.path)
-        self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self.since, self.until = since, until  # --since/--until: events outside are skipped
+        #: A record directory or a gzip file: regular files, read through ``record.stored_segments``.
+        self._segments = None
+        if is_stored(self.path):
+            try:
+                self._segments = stored_segments(self.path)
+            except RecordError as exc:
+                raise ReplayError(str(exc)) from None
+            self._fd = None
+        else:
+            self._fd = _open_fd(self.path)
+        self._regular = self._segments is not None or stat.S_ISREG(os.fstat(self._fd).st_mode)
         self._parser = CaptureParser(str(self.path))
+        self._segment_gzip = False
+        self._chunks: Iterator[bytes] = iter(())
         self._pending: deque[Event] = deque()
         self._eof = False
         self._failure: ReplayError | None = None  # raised once the events before it are delivered
         self._poller = select.poll()
-        self._poller.register(self._fd, select.POLLIN)
+        if self._fd is not None:
+            self._poller.register(self._fd, select.POLLIN)
         self._lock = threading.Lock()
         #: Events delivered so far, by what the mask decides on: (event, failed).
         self._kinds: Counter[tuple[str, bool]] = Counter()
@@ -293,6 +323,9 @@ class ReplaySource(Source):
             self._read_locked(timeout, chunks)
 
     def _read_locked(self, timeout: float, chunks: int) -> None:
+        if self._segments is not None:
+            self._read_stored(chunks)
+            return
         fd = self._fd
         if fd is None or self._eof:
             return
@@ -314,15 +347,49 @@ class ReplaySource(Source):
             except ReplayError as exc:
                 records, self._failure = exc.records, exc
                 data = b""  # nothing more is read
-            for record in records:
-                if isinstance(record, Event):
-                    self._pending.append(record)
-                elif not self.header:
-                    self.header = record
+            self._take(records)
             if not data:
                 self._eof = True
                 self._close_fd()
                 return
+            if len(self._pending) >= self.batch:
+                return
+
+    def _take(self, records: list[Event | dict]) -> None:
+        since, until = self.since, self.until
+        for record in records:
+            if isinstance(record, Event):
+                if (since is None or record.ts >= since) and (until is None or record.ts <= until):
+                    self._pending.append(record)
+            elif not self.header:  # a record directory has one header per segment: the first is kept
+                self.header = record
+
+    def _read_stored(self, chunks: int) -> None:
+        """Up to ``chunks`` chunks of a record directory's segments (or a gzip file), in order."""
+        for _ in range(chunks):
+            if self._eof:
+                return
+            data = next(self._chunks, None)
+            try:
+                if data is None:  # this segment is done: an unterminated gzip tail was cut mid-write
+                    records = [] if self._segment_gzip else self._parser.finish()
+                    self._take(records)
+                    segment = next(self._segments, None)
+                    if segment is None:
+                        self._eof = True
+                        return
+                    name, self._segment_gzip, self._chunks = segment
+                    self._parser = CaptureParser(str(name))
+                    continue
+                records = self._parser.feed(data)
+            except ReplayError as exc:
+                self._take(exc.records)
+                self._failure, self._eof = exc, True
+                return
+            except RecordError as exc:
+                self._failure, self._eof = ReplayError(str(exc)), True
+                return
+            self._take(records)
             if len(self._pending) >= self.batch:
                 return
 
@@ -368,6 +435,9 @@ class ReplaySource(Source):
             self._close_fd()
 
     def _close_fd(self) -> None:
+        if self._segments is not None:
+            self._segments.close()  # a generator: closes the segment it has open
+            self._eof = True
         if self._fd is not None:
             self._poller.unregister(self._fd)
             os.close(self._fd)

@@ -1,0 +1,158 @@
+"""``--metrics ADDR:PORT``: Prometheus metrics of the events proctop receives.
+
+Served by ``prometheus_client``'s HTTP server thread; the counters are fed
+from the consumer path (``record.observe`` on the source's ``poll``), so the
+UI, ``--json`` and the recorder count alike. Exposed:
+
+- ``proctop_events_total{kind}``: events received, by kind (fork, exec, exit, lost, ...);
+- ``proctop_failures_total{command,status,unit}``: exits with a non-zero status
+  or by a signal; ``command`` is the process name (comm, as ``ps -o comm``
+  shows it), ``status`` the exit code (``"3"``) or the signal (``"SIGSEGV"``),
+  ``unit`` the systemd unit when the event knows it (else empty);
+- ``proctop_lost_events_total``: events the kernel or proctop's queue lost (at least);
+- ``proctop_info{version,source,kernel}``: always 1;
+- the ``process_*`` metrics of proctop itself (CPU, memory).
+
+Cardinality is bounded: at most ``MAX_FAILURE_SERIES`` failure series exist.
+A new (command, status, unit) takes the place of the series that has been
+idle longest if that one has not moved for ``IDLE_SECONDS`` (its series
+disappears, as a restarted exporter's would); when every series moved
+recently, the failure counts as ``command="other"``. So the commands failing
+now always have their own series, and a flood of distinct names cannot grow
+the scrape.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Info, ProcessCollector, disable_created_metrics
+from prometheus_client.exposition import start_http_server
+
+from proctop import __version__
+from proctop.model.events import EVENT_KINDS, Event
+
+MAX_FAILURE_SERIES = 200
+IDLE_SECONDS = 3600.0
+OTHER = "other"
+_LABEL_MAX = 64
+
+
+class MetricsError(Exception):
+    """A bad ``--metrics`` address or a port that cannot be bound; one line for the user."""
+
+    status = 2
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``127.0.0.1:9464``, ``[::1]:9464``, ``:9464`` (every address) -> (host, port); checks the host resolves."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise MetricsError(f"--metrics: not ADDR:PORT: {text!r} (example: 127.0.0.1:9464)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host = host or "0.0.0.0"
+    try:
+        socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_NUMERICSERV)
+    except (socket.gaierror, UnicodeError):
+        raise MetricsError(f"--metrics: cannot resolve address {host!r}") from None
+    return host, int(port_text)
+
+
+def label(value: str | None, default: str = "unknown") -> str:
+    """A label value from an untrusted process string: printable, short, valid UTF-8."""
+    if not value:
+        return default
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in value)
+    return text[:_LABEL_MAX]
+
+
+def command_label(ev: Event) -> str:
+    """The process name: comm, else the basename of argv[0] cut to comm's 15 characters."""
+    if ev.comm:
+        return label(ev.comm)
+    if ev.cmdline:
+        return label(ev.cmdline[0].rsplit("/", 1)[-1][:15])
+    return "unknown"
+
+
+class Metrics:
+    """The counters, their own registry, and the HTTP server that serves them."""
+
+    def __init__(
+        self,
+        *,
+        max_series: int = MAX_FAILURE_SERIES,
+        idle: float = IDLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        disable_created_metrics()  # no *_created series: half the scrape, and nothing alerts on them
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        self.events = Counter("proctop_events", "Process events received, by kind.", ["kind"], registry=self.registry)
+        self.failures = Counter(
+            "proctop_failures",
+            "Processes that exited with a non-zero status or by a signal, by command, status and unit.",
+            ["command", "status", "unit"],
+            registry=self.registry,
+        )
+        self.lost = Counter(
+            "proctop_lost_events", "Events lost by the kernel or proctop (at least).", registry=self.registry
+        )
+        self.info = Info("proctop", "The proctop version, event source and kernel.", registry=self.registry)
+        for kind in EVENT_KINDS:  # every kind shows from the start, at 0
+            self.events.labels(kind)
+        self.max_series = max_series
+        self.idle = idle
+        self.clock = clock
+        self._series: OrderedDict[tuple[str, str, str], float] = OrderedDict()  # key -> last move, oldest first
+        self.server = None
+
+    def describe_source(self, described: dict) -> None:
+        self.info.info(
+            {
+                "version": __version__,
+                "source": str(described.get("source", "?")),
+                "kernel": str(described.get("kernel") or platform.release()),
+            }
+        )
+
+    def __call__(self, events: list[Event]) -> None:  # a poll observer (see ``record.observe``)
+        for ev in events:
+            self.events.labels(ev.event).inc()
+            if ev.event == "lost":
+                self.lost.inc(ev.count or 1)
+            elif ev.failed:
+                self._failure(ev)
+
+    def _failure(self, ev: Event) -> None:
+        status = ev.signal if ev.signal else str(ev.exit_code)
+        key = (command_label(ev), label(status), label(getattr(ev, "unit", None), ""))
+        now = self.clock()
+        if key not in self._series and len(self._series) >= self.max_series:
+            oldest, moved = next(iter(self._series.items()))
+            if now - moved < self.idle:
+                self.failures.labels(OTHER, OTHER, "").inc()
+                return
+            del self._series[oldest]
+            self.failures.remove(*oldest)
+        self._series[key] = now
+        self._series.move_to_end(key)
+        self.failures.labels(*key).inc()
+
+    def serve(self, host: str, port: int) -> None:
+        """Start the HTTP server thread; a port in use is a ``MetricsError``."""
+        try:
+            self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise MetricsError(f"--metrics: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None

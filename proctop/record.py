@@ -1,0 +1,575 @@
+"""``--record DIR``: the ``--json`` stream kept on disk as rotating gzip segments.
+
+A segment is one gzip stream, ``proctop-<UTC start>-<pid>.jsonl.gz``, that
+starts with the ``--json`` header line; the names sort in time order, so a
+directory read in name order is the record in time order, across restarts.
+
+Flush policy (what a crash can cost): lines are compressed as they come and
+the compressor is flushed with ``Z_SYNC_FLUSH`` at most once a second (and
+whenever 256 KiB, or a quarter of a segment, of compressed output waits), and
+only then written, in one piece. Every write therefore ends on a sync point:
+a SIGKILL loses at most the last second, and a segment cut anywhere (a kill
+mid-write, a power loss) decodes up to its last whole line (``CaptureLines``
+reads such a segment without complaint). Segments are fsync'ed when they are closed, not per
+second: on a power loss the page cache's last seconds are the price of not
+waking the disk every second.
+
+Bounds: a new segment every hour or every tenth of ``--record-max-size``;
+before each write the oldest segments in DIR are deleted until the total
+(this run's and earlier runs') stays within the size, and ``--record-max-age``
+deletes segments whose last write is older than that.
+
+A write that fails (a full disk, a removed directory) is one line on stderr;
+events are then counted, not kept, and once a write succeeds again a new
+segment begins with a ``lost`` record carrying that count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from proctop.model.events import Event
+
+#: Segment file names: UTC start time (microseconds) and the writer's pid.
+SEGMENT_RE = re.compile(r"^proctop-\d{8}T\d{6}\.\d{6}Z-\d+\.jsonl\.gz$")
+DEFAULT_MAX_SIZE = 100 * 1024**2
+MIN_MAX_SIZE = 64 * 1024
+SEGMENTS_PER_MAX_SIZE = 10
+SEGMENT_SECONDS = 3600.0
+FLUSH_SECONDS = 1.0
+FLUSH_BYTES = 256 * 1024
+#: Longest line ``capture_lines`` accepts: a gzip bomb of one endless line must not fill memory.
+MAX_LINE = 8 * 1024**2
+_READ_CHUNK = 64 * 1024
+_GZIP_WBITS = 31  # zlib: gzip header and trailer
+
+
+class RecordError(Exception):
+    """Bad ``--record`` arguments or an unreadable record; one line for the user."""
+
+    status = 2
+
+
+# --- arguments -----------------------------------------------------------------
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_size(text: str) -> int:
+    """``100M``, ``1.5G``, ``500KiB``, ``65536``: bytes (powers of 1024), at least 64K."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 100M, 2G, 512K)")
+    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if size < MIN_MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"size {text!r} is below the minimum of 64K")
+    return size
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``30m``, ``2h``, ``7d``, ``1w`` (a bare number is seconds): seconds, more than 0."""
+    m = _DURATION_RE.match(text)
+    if not m or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30m, 2h, 7d)")
+    return float(m.group(1)) * _SECONDS[m.group(2).lower()]
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """An ISO 8601 time (local unless it names its zone) or a duration ago (``2h``): epoch seconds."""
+    try:
+        return (time.time() if now is None else now) - parse_duration(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()  # naive = local time
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (an ISO time like 2026-11-27T04:00 or a duration ago like 2h)"
+        ) from None
+
+
+def within(events: Iterable[Event], since: float | None, until: float | None) -> Iterator[Event]:
+    """The events with ``since <= ts <= until`` (either bound may be ``None``)."""
+    for ev in events:
+        if (since is None or ev.ts >= since) and (until is None or ev.ts <= until):
+            yield ev
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+def segment_paths(directory: str | Path) -> list[Path]:
+    """The segments in ``directory``, oldest first (their names sort by start time)."""
+    directory = Path(directory)
+    return sorted((p for p in directory.iterdir() if SEGMENT_RE.match(p.name) and p.is_file()), key=lambda p: p.name)
+
+
+class CaptureLines:
+    """The raw lines (bytes, no newline) of a capture: a plain or gzip file, or a record directory.
+
+    Iterate it for the lines; ``where()`` names the file and line number of
+    the last line handed out, for error messages. A gzip stream that was cut
+    (SIGKILL, power loss, a full disk) ends quietly at its last whole line;
+    several gzip members in a row are read as one stream, as gzip does.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.current: Path = self.path
+        self.lineno = 0
+
+    def files(self) -> list[Path]:
+        """The files to read, in order (raises ``RecordError`` for an empty record directory)."""
+        if self.path.is_dir():
+            segments = segment_paths(self.path)
+            if not segments:
+                raise RecordError(f"no proctop records (proctop-*.jsonl.gz) in {self.path}")
+            return segments
+        return [self.path]
+
+    def where(self) -> str:
+        return f"{self.current}:{self.lineno}"
+
+    def __iter__(self) -> Iterator[bytes]:
+        for path in self.files():
+            self.current, self.lineno = path, 0
+            try:
+                f = path.open("rb")
+            except FileNotFoundError:
+                if path is self.path:
+                    raise
+                continue  # a segment deleted by the recorder's rotation while we read
+            with f:
+                try:
+                    for line in _lines(_chunks(f), complete_tail=not _is_gzip(f)):
+                        self.lineno += 1
+                        yield line
+                except _LineTooLong:
+                    raise RecordError(f"{self.current}:{self.lineno + 1}: line longer than {MAX_LINE} bytes") from None
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def stored_segments(path: str | Path) -> Iterator[tuple[Path, bool, Iterator[bytes]]]:
+    """``(file, is_gzip, its bytes in chunks, gunzipped)`` for a record directory's segments in
+    order, or for one stored file; for a streaming parser (``proctop.sources.replay``). A
+    segment deleted by rotation while being read is skipped; a cut gzip tail ends its chunks.
+    """
+    path = Path(path)
+    for segment in CaptureLines(path).files():
+        try:
+            f = segment.open("rb")
+        except FileNotFoundError:
+            if segment == path:
+                raise
+            continue
+        with f:
+            yield segment, _is_gzip(f), _chunks(f)
+
+
+def is_stored(path: str | Path) -> bool:
+    """A record directory or a gzip file (read through ``stored_segments``), not a plain stream."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return True
+        if not path.is_file():  # a FIFO or device: never peeked at (it could block or lose data)
+            return False
+        with path.open("rb") as f:
+            return _is_gzip(f)
+    except OSError:
+        return False
+
+
+def _is_gzip(f) -> bool:
+    pos = f.tell()
+    magic = f.read(2)
+    f.seek(pos)
+    return magic == b"\x1f\x8b"
+
+
+def _chunks(f) -> Iterator[bytes]:
+    """The file's bytes, gunzipped if it is gzip; a cut or corrupt tail just ends the stream."""
+    if not _is_gzip(f):
+        while chunk := f.read(_READ_CHUNK):
+            yield chunk
+        return
+    d = zlib.decompressobj(_GZIP_WBITS)
+    data = b""
+    while True:
+        if not data:
+            data = f.read(_READ_CHUNK)
+            if not data:
+                return  # clean end, or a member cut short: what was decoded stands
+        saved = d.copy()
+        try:
+            out = d.decompress(data, _READ_CHUNK)  # bounded output: a gzip bomb is read in steps
+        except zlib.error:
+            # A torn write, or blocks a power loss left zero-filled. zlib drops the
+            # output of a call that fails, so decode the good part a byte at a time.
+            d = saved
+            for i in range(len(data)):
+                try:
+                    out = d.decompress(data[i : i + 1])
+                except zlib.error:
+                    return
+                if out:
+                    yield out
+            return
+        data = d.unconsumed_tail
+        if out:
+            yield out
+        if d.eof:  # the next gzip member (or trailing garbage, which ends the stream)
+            data = d.unused_data + data
+            d = zlib.decompressobj(_GZIP_WBITS)
+
+
+def _lines(chunks: Iterator[bytes], *, complete_tail: bool) -> Iterator[bytes]:
+    """Split into lines; an unterminated last line is kept for plain files, dropped for gzip ones.
+
+    A gzip segment's unterminated tail is a line the recorder was cut in the
+    middle of: dropping it is what "readable up to its last whole line" means.
+    """
+    partial = b""
+    for chunk in chunks:
+        parts = (partial + chunk).split(b"\n")
+        partial = parts.pop()
+        yield from parts
+        if len(partial) > MAX_LINE:
+            raise _LineTooLong
+    if partial and complete_tail:
+        yield partial
+
+
+# --- writing ---------------------------------------------------------------------
+
+
+def check_directory(directory: str | Path) -> None:
+    """Create ``directory`` if needed and prove it writable, or raise a one-line ``RecordError``."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".proctop-write-test-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise RecordError(f"--record: {directory} is not a directory") from None
+    except OSError as exc:
+        raise RecordError(f"--record: cannot write to {directory}: {exc.strerror}") from None
+
+
+class SegmentWriter:
+    """Rotating, size-bounded gzip segments of JSON lines (see the module docstring).
+
+    ``write`` takes events (from the reader loop, one thread); ``tick`` is
+    called on every poll so that a quiet minute is still flushed within a
+    second; ``close`` finishes the segment.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_age: float | None = None,
+        segment_seconds: float = SEGMENT_SECONDS,
+        clock: Callable[[], float] = time.time,
+        warn: Callable[[str], None] | None = None,
+        header: Callable[[], dict] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.max_size = max_size
+        self.max_age = max_age
+        self.segment_limit = max(max_size // SEGMENTS_PER_MAX_SIZE, 4096)
+        # A write never exceeds a quarter of a segment, so a segment overshoots its limit by little
+        # and one write always fits in the total after the oldest segments are gone.
+        self.flush_bytes = min(FLUSH_BYTES, self.segment_limit // 4)
+        self.segment_seconds = segment_seconds
+        self.clock = clock
+        self.warn = warn or (lambda msg: print(f"proctop: {msg}", file=sys.stderr, flush=True))
+        #: The header line's fields: from ``start``, or from ``header()`` at the first ``write``
+        #: (after the source started, when it knows its socket buffer).
+        self.header: dict = {}
+        self._header_fn = header
+        self._begun = False
+        self.dropped = 0  # events not written since the last failure (the next ``lost`` record)
+        self.dropped_total = 0
+        self.written = 0  # events written in whole
+        check_directory(self.directory)
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._size = 0
+        self._opened = 0.0
+        self._stamp_us = 0
+        self._z = None
+        self._buf = bytearray()  # compressed, not yet written
+        self._pending = 0  # events in _buf and in the compressor
+        self._dirty = False  # compressed since the last sync point
+        self._last_flush = clock()
+        self._failing = False
+        self._warned = False
+        self._closed = False
+        self._sizes: dict[Path, int] = {p: p.stat().st_size for p in segment_paths(self.directory)}
+
+    # the consumer interface ------------------------------------------------------
+
+    def start(self, header: dict) -> None:
+        """Begin the first segment with ``header`` (the ``--json`` header) and write it at once.
+
+        At once, so that a recorder on a quiet machine shows in DIR that it
+        runs, and a write error shows before the first event.
+        """
+        self.header = header
+        self._begun = True
+        self._start_segment()
+        self.flush()
+
+    def write(self, events: list[Event]) -> None:
+        """Record ``events`` (or count them as dropped while writing fails); flush when due."""
+        if self._closed:
+            return
+        if not self._begun:
+            self.start(self._header_fn() if self._header_fn else {})
+        if events:
+            if self._failing:
+                self.dropped += len(events)
+                self.dropped_total += len(events)
+            else:
+                self._compress(b"".join(ev.to_json().encode("ascii") + b"\n" for ev in events), len(events))
+        self.tick()
+
+    def tick(self) -> None:
+        now = self.clock()
+        if now - self._last_flush >= FLUSH_SECONDS or len(self._buf) >= self.flush_bytes:
+            self.flush()
+
+    def __call__(self, events: list[Event]) -> None:  # a poll observer (see ``observe``)
+        self.write(events)
+
+    def flush(self) -> None:
+        """Sync-flush the compressor and write everything compressed so far, in one piece."""
+        self._last_flush = self.clock()
+        if self._failing:
+            self._recover()
+            return
+        if self._z is None:
+            return
+        if self._dirty:  # a sync point costs 5 bytes: none for a quiet second
+            self._buf += self._z.flush(zlib.Z_SYNC_FLUSH)
+            self._dirty = False
+        self._write_buffer()
+        if self._fd is not None and (
+            self._size >= self.segment_limit or self._last_flush - self._opened >= self.segment_seconds
+        ):
+            self._finish_segment()
+        self._expire()
+
+    def close(self) -> None:
+        """Write what is left, end the gzip stream and fsync. Idempotent."""
+        if self._closed:
+            return
+        if self._failing:
+            self._recover()
+        if self._z is not None and not self._failing:
+            self._buf += self._z.flush(zlib.Z_SYNC_FLUSH)
+            self._write_buffer()
+        if self._fd is not None:
+            self._finish_segment()
+        self._closed = True
+
+    # segments --------------------------------------------------------------------
+
+    def _compress(self, data: bytes, n_events: int) -> None:
+        if self._z is None:
+            self._start_segment()
+        self._buf += self._z.compress(data)
+        self._pending += n_events
+        self._dirty = True
+
+    def _start_segment(self) -> None:
+        """A new compressor whose first line is the header; the file is created at the first write."""
+        self._z = zlib.compressobj(6, zlib.DEFLATED, _GZIP_WBITS)
+        now = self.clock()
+        self._opened = now
+        # Names must sort in start order and never repeat within a run, even for
+        # two segments begun in the same microsecond (or a clock that steps back).
+        self._stamp_us = max(int(now * 1e6), self._stamp_us + 1)
+        stamp = datetime.fromtimestamp(self._stamp_us / 1e6, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        self._path = self.directory / f"proctop-{stamp}-{os.getpid()}.jsonl.gz"
+        self._size = 0
+        head = {**self.header, "ts": now}
+        self._buf += self._z.compress(json.dumps(head, separators=(",", ":")).encode("ascii") + b"\n")
+        self._dirty = True
+
+    def _write_buffer(self) -> None:
+        """Write ``_buf`` whole or not at all (the file is cut back to where it was)."""
+        if not self._buf:
+            return
+        data = bytes(self._buf)
+        try:
+            self._make_room(len(data))
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+                self._sizes[self._path] = 0
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._size += len(data)
+        self._sizes[self._path] = self._size
+        self._buf.clear()
+        self.written += self._pending
+        self._pending = 0
+
+    def _fail(self, exc: OSError) -> None:
+        """Drop what was not written, keep the segment readable, and wait for space."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._size)  # back to the last sync point
+            except OSError:
+                pass
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        if self._path is not None and self._size == 0:
+            try:
+                self._path.unlink()
+            except OSError:
+                pass
+            self._sizes.pop(self._path, None)
+        self.dropped += self._pending
+        self.dropped_total += self._pending
+        self._pending = 0
+        self._buf.clear()
+        self._z = None
+        self._path = None
+        if not self._warned:
+            self._warned = True
+            self.warn(
+                f"recording to {self.directory} failed: {exc.strerror or exc}; counting events until it can write again"
+            )
+        self._failing = True
+
+    def _recover(self) -> None:
+        """Try a new segment that starts with a ``lost`` record of what was dropped."""
+        self._failing = False
+        if self.dropped:
+            lost = Event(ts=self.clock(), event="lost", count=self.dropped)
+            self._compress(lost.to_json().encode("ascii") + b"\n", 0)
+        else:
+            self._start_segment()
+        self._buf += self._z.flush(zlib.Z_SYNC_FLUSH)
+        self._write_buffer()
+        if not self._failing:
+            self.dropped = 0
+            self._warned = False
+
+    def _finish_segment(self) -> None:
+        if self._z is not None:
+            self._buf += self._z.flush(zlib.Z_FINISH)
+            self._write_buffer()
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError:
+                pass
+            os.close(self._fd)
+        self._fd = None
+        self._z = None
+        self._path = None
+
+    def _make_room(self, incoming: int) -> None:
+        """Delete the oldest segments (never the current one) until ``incoming`` more bytes fit."""
+        total = sum(self._sizes.values())
+        for path in sorted(self._sizes, key=lambda p: p.name):
+            if total + incoming <= self.max_size:
+                break
+            if path == self._path:
+                continue
+            total -= self._sizes.pop(path)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _expire(self) -> None:
+        if self.max_age is None:
+            return
+        limit = self.clock() - self.max_age
+        for path in list(self._sizes):
+            if path == self._path:
+                continue
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    del self._sizes[path]
+            except FileNotFoundError:
+                self._sizes.pop(path, None)
+
+    @property
+    def total_size(self) -> int:
+        return sum(self._sizes.values())
+
+
+# --- the headless loop -------------------------------------------------------------
+
+
+def observe(source, consumer: Callable[[list[Event]], None]) -> None:
+    """Hand every batch ``source.poll`` returns (even an empty one) to ``consumer`` too.
+
+    Replaces ``poll`` on this one object, so the UI, ``--json`` and the
+    recorder loop all feed the recorder and the metrics without knowing about
+    them. Empty batches are passed on so that the recorder's once-a-second
+    flush happens on a quiet machine too.
+    """
+    inner = source.poll
+
+    def poll(timeout: float) -> list[Event]:
+        events = inner(timeout)
+        consumer(events)
+        return events
+
+    source.poll = poll
+
+
+def run_record(source, *, duration: float | None = None, count: int | None = None, stop_flag=None) -> int:
+    """Poll ``source`` (observed by the recorder) until done; nothing goes to stdout. The exit status."""
+    deadline = time.monotonic() + duration if duration is not None else None
+    seen = 0
+    while True:
+        if stop_flag is not None and stop_flag():
+            return 0
+        if count is not None and seen >= count:
+            return 0
+        wait = 0.2
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return 0
+        if source.finished:
+            return 0
+        seen += len(source.poll(wait))
+        error = getattr(source, "error", None)
+        if error:
+            print(f"proctop: {error}", file=sys.stderr)
+            return 1
