@@ -145,7 +145,7 @@ def make_source(args: argparse.Namespace, mask: int):
 
     capability = probe(None if args.source == "auto" else args.source)
     source = ConnectorSource(capability, mask, threads=args.threads)
-    if args.command:
+    if getattr(args, "command", None):
         source = _command_tree(source, args)
     return always_on.attach(source, args)
 

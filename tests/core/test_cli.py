@@ -52,7 +52,7 @@ def header_of(proc: subprocess.Popen) -> dict:
         (["--duration", "inf", "--json"], "--duration: must be a number from 0"),
         (["--duration", "nan", "--json"], "--duration: must be a number from 0"),
         (["--duration", "99999999999", "--json"], "--duration: must be a number from 0 to 315360000"),
-        (["--replay", "/", "--json"], "replay file is a directory: /"),
+        (["--replay", "/", "--json"], "no proctop records (proctop-*.jsonl.gz) in /"),  # a directory: a --record DIR
         (["--replay", "/dev/zero", "--json"], "/dev/zero:1: not a text file (NUL byte)"),
         (["--frobnicate"], "unrecognized arguments"),
     ],

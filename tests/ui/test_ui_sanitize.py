@@ -57,6 +57,9 @@ _STRATEGIES = {
     "exe": st.none() | TEXT,
     "parent_cmdline": ARGV,
     "parent_comm": st.none() | TEXT,
+    "reason": st.none() | TEXT,
+    "unit": st.none() | TEXT,
+    "lifetime_resolution": st.none() | st.floats(0, 1),
 }
 EVENTS = st.builds(
     Event,
