@@ -17,6 +17,7 @@ from proctop.model.failures import FailureBoard
 from proctop.sources.base import Source
 from proctop.ui.board import group_cells
 from proctop.ui.sanitize import safe
+from proctop.ui.timeline import fit
 
 #: (title, width) of the table's columns; the command is last and not cut.
 TABLE = (("LOOP", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10MIN", 10), ("LAST", 8), ("STATUSES", 28))
@@ -70,7 +71,7 @@ def format_board(board: FailureBoard, title: str = "") -> str:
         if group.key == "other":
             command = f"(other commands: {group.count} failures)"
         fixed = [mark, number, rate, spark, last, statuses]
-        row = " ".join(safe(c).ljust(w) for c, (_, w) in zip(fixed, TABLE, strict=True))
+        row = " ".join(fit(c, w) for c, (_, w) in zip(fixed, TABLE, strict=True))  # made safe, cut to fit
         row += f" {safe(user or '-'):<8} {safe(unit or '-'):<20} {safe(command)}"
         if reason:
             row += f"  ({safe(reason)})"
