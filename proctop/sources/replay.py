@@ -32,8 +32,8 @@ from typing import BinaryIO
 from proctop.kernel.probe import SOURCE_LABELS
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_EXIT, mask_accepts
 from proctop.model.events import Event
-from proctop.record import RecordError, is_stored, stored_segments
 from proctop.sources.base import Source
+from proctop.sources.stored import RecordError, is_stored, stored_segments
 
 #: Longest line accepted. ``proctop --json`` writes one event per line; its
 #: longest are exec events with a huge argv (Linux caps argv+envp at 2 MiB by
@@ -282,7 +282,7 @@ class ReplaySource(Source):
         self.header: dict = {}
         self.batch = batch
         self.since, self.until = since, until  # --since/--until: events outside are skipped
-        #: A record directory or a gzip file: regular files, read through ``record.stored_segments``.
+        #: A record directory or a gzip file: regular files, read through ``stored.stored_segments``.
         self._segments = None
         if is_stored(self.path):
             try:

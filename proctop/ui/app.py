@@ -24,9 +24,9 @@ from textual.notifications import SeverityLevel
 from textual.widgets import ContentSwitcher, Footer, Input
 from textual.worker import get_current_worker
 
-from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_ALL
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
+from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
 from proctop.sources.base import Source
 from proctop.ui.board import FailuresView
 from proctop.ui.rows import ProcTable, Row

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from textual.widget import Widget
 from textual.widgets import Static
 
-from proctop.kernel.protocol import MASK_BITS
+from proctop.model.kinds import MASK_BITS
 from proctop.ui.rows import Row, format_lifetime, format_time
 from proctop.ui.sanitize import ScreenText, bounded
 from proctop.ui.timeline import EVENT_CLASSES
