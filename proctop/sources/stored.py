@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 #: Segment file names: UTC start time (microseconds) and the writer's pid.
 SEGMENT_RE = re.compile(r"^proctop-\d{8}T\d{6}\.\d{6}Z-\d+\.jsonl\.gz$")
@@ -84,7 +85,7 @@ class _LineTooLong(Exception):
     pass
 
 
-def stored_segments(path: str | Path) -> Iterator[tuple[Path, bool, Iterator[bytes]]]:
+def stored_segments(path: str | Path) -> Generator[tuple[Path, bool, Iterator[bytes]]]:
     """``(file, is_gzip, its bytes in chunks, gunzipped)`` for a record directory's segments in
     order, or for one stored file; for a streaming parser (``proctop.sources.replay``). A
     segment deleted by rotation while being read is skipped; a cut gzip tail ends its chunks.
@@ -115,14 +116,14 @@ def is_stored(path: str | Path) -> bool:
         return False
 
 
-def _is_gzip(f) -> bool:
+def _is_gzip(f: BinaryIO) -> bool:
     pos = f.tell()
     magic = f.read(2)
     f.seek(pos)
     return magic == b"\x1f\x8b"
 
 
-def _chunks(f) -> Iterator[bytes]:
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
     """The file's bytes, gunzipped if it is gzip; a cut or corrupt tail just ends the stream."""
     if not _is_gzip(f):
         while chunk := f.read(_READ_CHUNK):
