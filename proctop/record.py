@@ -38,14 +38,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proctop.model.events import Event
-from proctop.sources.stored import GZIP_WBITS, RecordError, segment_paths
+from proctop.sources.base import Source
+from proctop.sources.stored import GZIP_WBITS
 
 # The reading half lives in proctop.sources.stored (replay streams it, and the sources may not
 # import this module); its names stay importable from here, where the writer defines the format.
 from proctop.sources.stored import MAX_LINE as MAX_LINE
 from proctop.sources.stored import SEGMENT_RE as SEGMENT_RE
 from proctop.sources.stored import CaptureLines as CaptureLines
+from proctop.sources.stored import RecordError as RecordError
 from proctop.sources.stored import is_stored as is_stored
+from proctop.sources.stored import segment_paths as segment_paths
 from proctop.sources.stored import stored_segments as stored_segments
 
 DEFAULT_MAX_SIZE = 100 * 1024**2
@@ -139,7 +142,7 @@ class SegmentWriter:
         segment_seconds: float = SEGMENT_SECONDS,
         clock: Callable[[], float] = time.time,
         warn: Callable[[str], None] | None = None,
-        header: Callable[[], dict] | None = None,
+        header: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.max_size = max_size
@@ -153,7 +156,7 @@ class SegmentWriter:
         self.warn = warn or (lambda msg: print(f"proctop: {msg}", file=sys.stderr, flush=True))
         #: The header line's fields: from ``start``, or from ``header()`` at the first ``write``
         #: (after the source started, when it knows its socket buffer).
-        self.header: dict = {}
+        self.header: dict[str, object] = {}
         self._header_fn = header
         self._begun = False
         self.dropped = 0  # events not written since the last failure (the next ``lost`` record)
@@ -165,7 +168,7 @@ class SegmentWriter:
         self._size = 0
         self._opened = 0.0
         self._stamp_us = 0
-        self._z = None
+        self._z: zlib._Compress | None = None
         self._buf = bytearray()  # compressed, not yet written
         self._pending = 0  # events in _buf and in the compressor
         self._dirty = False  # compressed since the last sync point
@@ -177,7 +180,7 @@ class SegmentWriter:
 
     # the consumer interface ------------------------------------------------------
 
-    def start(self, header: dict) -> None:
+    def start(self, header: dict[str, object]) -> None:
         """Begin the first segment with ``header`` (the ``--json`` header) and write it at once.
 
         At once, so that a recorder on a quiet machine shows in DIR that it
@@ -246,6 +249,7 @@ class SegmentWriter:
     def _compress(self, data: bytes, n_events: int) -> None:
         if self._z is None:
             self._start_segment()
+        assert self._z is not None  # _start_segment made one
         self._buf += self._z.compress(data)
         self._pending += n_events
         self._dirty = True
@@ -270,6 +274,7 @@ class SegmentWriter:
         if not self._buf:
             return
         data = bytes(self._buf)
+        assert self._path is not None  # bytes are compressed only into a started segment
         try:
             self._make_room(len(data))
             if self._fd is None:
@@ -327,6 +332,7 @@ class SegmentWriter:
             self._compress(lost.to_json().encode("ascii") + b"\n", 0)
         else:
             self._start_segment()
+        assert self._z is not None  # _compress or _start_segment made one
         self._buf += self._z.flush(zlib.Z_SYNC_FLUSH)
         self._write_buffer()
         if not self._failing:
@@ -383,7 +389,7 @@ class SegmentWriter:
 # --- the headless loop -------------------------------------------------------------
 
 
-def observe(source, consumer: Callable[[list[Event]], None]) -> None:
+def observe(source: Source, consumer: Callable[[list[Event]], None]) -> None:
     """Hand every batch ``source.poll`` returns (even an empty one) to ``consumer`` too.
 
     Replaces ``poll`` on this one object, so the UI, ``--json`` and the
@@ -398,10 +404,16 @@ def observe(source, consumer: Callable[[list[Event]], None]) -> None:
         consumer(events)
         return events
 
-    source.poll = poll
+    source.poll = poll  # type: ignore[method-assign]  # wraps this one object's poll, as documented
 
 
-def run_record(source, *, duration: float | None = None, count: int | None = None, stop_flag=None) -> int:
+def run_record(
+    source: Source,
+    *,
+    duration: float | None = None,
+    count: int | None = None,
+    stop_flag: Callable[[], bool] | None = None,
+) -> int:
     """Poll ``source`` (observed by the recorder) until done; nothing goes to stdout. The exit status."""
     deadline = time.monotonic() + duration if duration is not None else None
     seen = 0
