@@ -9,6 +9,7 @@ touches the source only through the ``Source`` interface.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import threading
@@ -207,7 +208,7 @@ class ProctopApp(App[int]):
                 error = f"reading events failed: {exc}"
                 break
             if events:
-                room = buf.maxlen - len(buf)  # type: ignore[operator]
+                room = buf.maxlen - len(buf)  # type: ignore[operator]  # made with maxlen=self.history, never None
                 if len(events) > room:
                     overflow += len(events) - room
                 buf.extend(events)
@@ -383,7 +384,7 @@ class ProctopApp(App[int]):
         return chain
 
 
-def run_app(source: Source, args) -> int:
+def run_app(source: Source, args: argparse.Namespace) -> int:
     """Run the TUI on ``source`` (started here, closed on the way out); the exit status."""
     app = ProctopApp(
         source,
