@@ -21,7 +21,7 @@ from proctop.model.events import Event
 from proctop.sources.base import Source, SourceDescription
 from proctop.sources.replay import event_passes
 
-if TYPE_CHECKING:  # for the annotation only: a replayed tree need not import psutil
+if TYPE_CHECKING:  # the annotation only: the inner source owns the enricher, if it has one
     from proctop.model.enrich import Enricher
 
 #: What following a tree needs from the kernel, whatever is shown.
