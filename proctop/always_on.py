@@ -10,6 +10,11 @@ feed them alike, and closing the source closes them too.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: cli.py imports this module at startup; the rest is imported lazily
+    from proctop.sources.base import Source
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -31,7 +36,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--until", metavar="TIME", type=parse_time, help="--replay up to TIME (ISO time, or 30m ago)")
 
 
-def attach(source, args: argparse.Namespace):
+def attach(source: Source, args: argparse.Namespace) -> Source:
     """Open the recorder and the metrics server on ``source`` as ``args`` ask (errors carry status 2)."""
     from proctop.record import SegmentWriter, observe
     if args.metrics:
@@ -67,7 +72,7 @@ def check(args: argparse.Namespace) -> None:
         args.metrics_address = parse_address(args.metrics)
 
 
-def also_close(source, close) -> None:
+def also_close(source: Source, close: Callable[[], None]) -> None:
     """Make ``source.close()`` also call ``close`` (after the source's own, even if that raised)."""
     inner = source.close
 
@@ -77,4 +82,4 @@ def also_close(source, close) -> None:
         finally:
             close()
 
-    source.close = both
+    source.close = both  # type: ignore[method-assign]  # wraps this one object's close, as documented

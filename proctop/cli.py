@@ -12,11 +12,18 @@ import math
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from proctop import __version__, always_on
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, MaskError, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
+
+if TYPE_CHECKING:  # annotations only: the sources are imported when one is made
+    from proctop.sources.base import Source
+
+N = TypeVar("N", int, float)
 
 EXIT_USAGE = 2
 
@@ -26,7 +33,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         raise UsageError(message)
 
 
@@ -85,7 +92,7 @@ MAX_COUNT = 10**12
 MAX_HISTORY = 10_000_000  # rows of ~1 KiB each in the UI: 10 GB is already too many
 
 
-def _number(text: str, convert: type, noun: str, minimum: float, maximum: float):
+def _number(text: str, convert: Callable[[str], N], noun: str, minimum: float, maximum: float) -> N:
     """Parse a command-line number: finite, within bounds, else a one-line error."""
     if len(text) > 40:  # before int(): a 5,000-digit argument is refused, not converted
         raise argparse.ArgumentTypeError(f"must be a number from {minimum} to {maximum}, got {text[:20]!r}...")
@@ -126,14 +133,14 @@ class _StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._handler)
 
-    def _handler(self, signum, frame) -> None:
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.raised = True
 
     def __call__(self) -> bool:
         return self.raised
 
 
-def make_source(args: argparse.Namespace, mask: int):
+def make_source(args: argparse.Namespace, mask: int) -> Source:
     """The event source the arguments ask for (raises errors with a ``status``)."""
     always_on.check(args)
     if args.replay:
@@ -144,13 +151,13 @@ def make_source(args: argparse.Namespace, mask: int):
     from proctop.sources.connector import ConnectorSource
 
     capability = probe(None if args.source == "auto" else args.source)
-    source = ConnectorSource(capability, mask, threads=args.threads)
+    source: Source = ConnectorSource(capability, mask, threads=args.threads)
     if getattr(args, "command", None):
         source = _command_tree(source, args)
     return always_on.attach(source, args)
 
 
-def _command_tree(source, args: argparse.Namespace):
+def _command_tree(source: Source, args: argparse.Namespace) -> Source:
     from proctop.sources.tree import CommandTree
 
     if args.json:  # stdout is the JSON stream: the command's output goes to stderr
@@ -174,9 +181,9 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:cut], command
 
 
-def _command_status(source, status: int) -> int:
+def _command_status(source: Source, status: int) -> int:
     """With -- COMMAND proctop exits with the command's status."""
-    command_status = getattr(source, "status", None)
+    command_status: int | None = getattr(source, "status", None)
     return command_status if command_status is not None else status
 
 
@@ -201,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # errors that carry their own exit status
-        status = getattr(exc, "status", None)
+        status: int | None = getattr(exc, "status", None)
         if status is None:
             raise
         _error_line(exc)
@@ -261,7 +268,7 @@ def _run_record(args: argparse.Namespace, mask: int) -> int:
             _quietly_close(source)
 
 
-def _quietly_close(source) -> None:
+def _quietly_close(source: Source) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:

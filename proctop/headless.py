@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Protocol
 
 from proctop import __version__
 from proctop.kernel.protocol import mask_names
@@ -35,12 +37,18 @@ from proctop.sources.base import Source
 #: Bytes of output held for a reader that fell behind (~250 bytes a line: about
 #: 60,000 events). Past it events are counted as lost, so memory stays bounded.
 QUEUE_BYTES = 16 << 20
+class HasFileno(Protocol):
+    """What ``run_json`` writes to besides a bare descriptor: a file, a socket, a pipe's end."""
+
+    def fileno(self) -> int: ...
+
+
 #: Longest wait of the main loop: how late a signal, a gone reader or the end
 #: of ``--duration`` can be noticed.
 TURN = 0.2
 
 
-def header(source: Source) -> dict:
+def header(source: Source) -> dict[str, object]:
     return {"proctop": __version__, "ts": time.time(), "mask": mask_names(source.mask), **source.describe()}
 
 
@@ -165,10 +173,10 @@ def _reader_gone(watch: select.poll) -> bool:
 def run_json(
     source: Source,
     *,
-    out=None,
+    out: int | HasFileno | None = None,
     duration: float | None = None,
     count: int | None = None,
-    stop_flag=None,
+    stop_flag: Callable[[], bool] | None = None,
     queue_bytes: int = QUEUE_BYTES,
 ) -> int:
     """Print events until ``duration``/``count``/end of replay/``stop_flag``; returns the exit status.
@@ -259,7 +267,7 @@ def run_json(
     return drain() or 0
 
 
-def _line(obj: dict) -> bytes:
+def _line(obj: dict[str, object]) -> bytes:
     # ASCII (argv may hold undecodable bytes, as \udcXX); strict RFC 8259: no NaN/Infinity.
     return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
 

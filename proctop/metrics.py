@@ -29,12 +29,14 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Info, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import start_http_server
 
 from proctop import __version__
 from proctop.model.events import EVENT_KINDS, Event
+from proctop.sources.base import SourceDescription
 
 MAX_FAILURE_SERIES = 200
 IDLE_SECONDS = 3600.0
@@ -90,7 +92,8 @@ class Metrics:
         idle: float = IDLE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        disable_created_metrics()  # no *_created series: half the scrape, and nothing alerts on them
+        # No *_created series: half the scrape, and nothing alerts on them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         self.events = Counter("proctop_events", "Process events received, by kind.", ["kind"], registry=self.registry)
@@ -110,9 +113,9 @@ class Metrics:
         self.idle = idle
         self.clock = clock
         self._series: OrderedDict[tuple[str, str, str], float] = OrderedDict()  # key -> last move, oldest first
-        self.server = None
+        self.server: WSGIServer | None = None
 
-    def describe_source(self, described: dict) -> None:
+    def describe_source(self, described: SourceDescription) -> None:
         self.info.info(
             {
                 "version": __version__,

@@ -38,25 +38,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from proctop.model.events import Event
+from proctop.sources.base import Source
+from proctop.sources.stored import GZIP_WBITS
 
-#: Segment file names: UTC start time (microseconds) and the writer's pid.
-SEGMENT_RE = re.compile(r"^proctop-\d{8}T\d{6}\.\d{6}Z-\d+\.jsonl\.gz$")
+# The reading half lives in proctop.sources.stored (replay streams it, and the sources may not
+# import this module); its names stay importable from here, where the writer defines the format.
+from proctop.sources.stored import MAX_LINE as MAX_LINE
+from proctop.sources.stored import SEGMENT_RE as SEGMENT_RE
+from proctop.sources.stored import CaptureLines as CaptureLines
+from proctop.sources.stored import RecordError as RecordError
+from proctop.sources.stored import is_stored as is_stored
+from proctop.sources.stored import segment_paths as segment_paths
+from proctop.sources.stored import stored_segments as stored_segments
+
 DEFAULT_MAX_SIZE = 100 * 1024**2
 MIN_MAX_SIZE = 64 * 1024
 SEGMENTS_PER_MAX_SIZE = 10
 SEGMENT_SECONDS = 3600.0
 FLUSH_SECONDS = 1.0
 FLUSH_BYTES = 256 * 1024
-#: Longest line ``capture_lines`` accepts: a gzip bomb of one endless line must not fill memory.
-MAX_LINE = 8 * 1024**2
-_READ_CHUNK = 64 * 1024
-_GZIP_WBITS = 31  # zlib: gzip header and trailer
-
-
-class RecordError(Exception):
-    """Bad ``--record`` arguments or an unreadable record; one line for the user."""
-
-    status = 2
 
 
 # --- arguments -----------------------------------------------------------------
@@ -107,154 +107,6 @@ def within(events: Iterable[Event], since: float | None, until: float | None) ->
             yield ev
 
 
-# --- reading ---------------------------------------------------------------------
-
-
-def segment_paths(directory: str | Path) -> list[Path]:
-    """The segments in ``directory``, oldest first (their names sort by start time)."""
-    directory = Path(directory)
-    return sorted((p for p in directory.iterdir() if SEGMENT_RE.match(p.name) and p.is_file()), key=lambda p: p.name)
-
-
-class CaptureLines:
-    """The raw lines (bytes, no newline) of a capture: a plain or gzip file, or a record directory.
-
-    Iterate it for the lines; ``where()`` names the file and line number of
-    the last line handed out, for error messages. A gzip stream that was cut
-    (SIGKILL, power loss, a full disk) ends quietly at its last whole line;
-    several gzip members in a row are read as one stream, as gzip does.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.current: Path = self.path
-        self.lineno = 0
-
-    def files(self) -> list[Path]:
-        """The files to read, in order (raises ``RecordError`` for an empty record directory)."""
-        if self.path.is_dir():
-            segments = segment_paths(self.path)
-            if not segments:
-                raise RecordError(f"no proctop records (proctop-*.jsonl.gz) in {self.path}")
-            return segments
-        return [self.path]
-
-    def where(self) -> str:
-        return f"{self.current}:{self.lineno}"
-
-    def __iter__(self) -> Iterator[bytes]:
-        for path in self.files():
-            self.current, self.lineno = path, 0
-            try:
-                f = path.open("rb")
-            except FileNotFoundError:
-                if path is self.path:
-                    raise
-                continue  # a segment deleted by the recorder's rotation while we read
-            with f:
-                try:
-                    for line in _lines(_chunks(f), complete_tail=not _is_gzip(f)):
-                        self.lineno += 1
-                        yield line
-                except _LineTooLong:
-                    raise RecordError(f"{self.current}:{self.lineno + 1}: line longer than {MAX_LINE} bytes") from None
-
-
-class _LineTooLong(Exception):
-    pass
-
-
-def stored_segments(path: str | Path) -> Iterator[tuple[Path, bool, Iterator[bytes]]]:
-    """``(file, is_gzip, its bytes in chunks, gunzipped)`` for a record directory's segments in
-    order, or for one stored file; for a streaming parser (``proctop.sources.replay``). A
-    segment deleted by rotation while being read is skipped; a cut gzip tail ends its chunks.
-    """
-    path = Path(path)
-    for segment in CaptureLines(path).files():
-        try:
-            f = segment.open("rb")
-        except FileNotFoundError:
-            if segment == path:
-                raise
-            continue
-        with f:
-            yield segment, _is_gzip(f), _chunks(f)
-
-
-def is_stored(path: str | Path) -> bool:
-    """A record directory or a gzip file (read through ``stored_segments``), not a plain stream."""
-    path = Path(path)
-    try:
-        if path.is_dir():
-            return True
-        if not path.is_file():  # a FIFO or device: never peeked at (it could block or lose data)
-            return False
-        with path.open("rb") as f:
-            return _is_gzip(f)
-    except OSError:
-        return False
-
-
-def _is_gzip(f) -> bool:
-    pos = f.tell()
-    magic = f.read(2)
-    f.seek(pos)
-    return magic == b"\x1f\x8b"
-
-
-def _chunks(f) -> Iterator[bytes]:
-    """The file's bytes, gunzipped if it is gzip; a cut or corrupt tail just ends the stream."""
-    if not _is_gzip(f):
-        while chunk := f.read(_READ_CHUNK):
-            yield chunk
-        return
-    d = zlib.decompressobj(_GZIP_WBITS)
-    data = b""
-    while True:
-        if not data:
-            data = f.read(_READ_CHUNK)
-            if not data:
-                return  # clean end, or a member cut short: what was decoded stands
-        saved = d.copy()
-        try:
-            out = d.decompress(data, _READ_CHUNK)  # bounded output: a gzip bomb is read in steps
-        except zlib.error:
-            # A torn write, or blocks a power loss left zero-filled. zlib drops the
-            # output of a call that fails, so decode the good part a byte at a time.
-            d = saved
-            for i in range(len(data)):
-                try:
-                    out = d.decompress(data[i : i + 1])
-                except zlib.error:
-                    return
-                if out:
-                    yield out
-            return
-        data = d.unconsumed_tail
-        if out:
-            yield out
-        if d.eof:  # the next gzip member (or trailing garbage, which ends the stream)
-            data = d.unused_data + data
-            d = zlib.decompressobj(_GZIP_WBITS)
-
-
-def _lines(chunks: Iterator[bytes], *, complete_tail: bool) -> Iterator[bytes]:
-    """Split into lines; an unterminated last line is kept for plain files, dropped for gzip ones.
-
-    A gzip segment's unterminated tail is a line the recorder was cut in the
-    middle of: dropping it is what "readable up to its last whole line" means.
-    """
-    partial = b""
-    for chunk in chunks:
-        parts = (partial + chunk).split(b"\n")
-        partial = parts.pop()
-        yield from parts
-        if len(partial) > MAX_LINE:
-            raise _LineTooLong
-    if partial and complete_tail:
-        yield partial
-
-
 # --- writing ---------------------------------------------------------------------
 
 
@@ -290,7 +142,7 @@ class SegmentWriter:
         segment_seconds: float = SEGMENT_SECONDS,
         clock: Callable[[], float] = time.time,
         warn: Callable[[str], None] | None = None,
-        header: Callable[[], dict] | None = None,
+        header: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.max_size = max_size
@@ -304,7 +156,7 @@ class SegmentWriter:
         self.warn = warn or (lambda msg: print(f"proctop: {msg}", file=sys.stderr, flush=True))
         #: The header line's fields: from ``start``, or from ``header()`` at the first ``write``
         #: (after the source started, when it knows its socket buffer).
-        self.header: dict = {}
+        self.header: dict[str, object] = {}
         self._header_fn = header
         self._begun = False
         self.dropped = 0  # events not written since the last failure (the next ``lost`` record)
@@ -316,7 +168,7 @@ class SegmentWriter:
         self._size = 0
         self._opened = 0.0
         self._stamp_us = 0
-        self._z = None
+        self._z: zlib._Compress | None = None
         self._buf = bytearray()  # compressed, not yet written
         self._pending = 0  # events in _buf and in the compressor
         self._dirty = False  # compressed since the last sync point
@@ -328,7 +180,7 @@ class SegmentWriter:
 
     # the consumer interface ------------------------------------------------------
 
-    def start(self, header: dict) -> None:
+    def start(self, header: dict[str, object]) -> None:
         """Begin the first segment with ``header`` (the ``--json`` header) and write it at once.
 
         At once, so that a recorder on a quiet machine shows in DIR that it
@@ -397,13 +249,14 @@ class SegmentWriter:
     def _compress(self, data: bytes, n_events: int) -> None:
         if self._z is None:
             self._start_segment()
+        assert self._z is not None  # _start_segment made one
         self._buf += self._z.compress(data)
         self._pending += n_events
         self._dirty = True
 
     def _start_segment(self) -> None:
         """A new compressor whose first line is the header; the file is created at the first write."""
-        self._z = zlib.compressobj(6, zlib.DEFLATED, _GZIP_WBITS)
+        self._z = zlib.compressobj(6, zlib.DEFLATED, GZIP_WBITS)
         now = self.clock()
         self._opened = now
         # Names must sort in start order and never repeat within a run, even for
@@ -421,6 +274,7 @@ class SegmentWriter:
         if not self._buf:
             return
         data = bytes(self._buf)
+        assert self._path is not None  # bytes are compressed only into a started segment
         try:
             self._make_room(len(data))
             if self._fd is None:
@@ -478,6 +332,7 @@ class SegmentWriter:
             self._compress(lost.to_json().encode("ascii") + b"\n", 0)
         else:
             self._start_segment()
+        assert self._z is not None  # _compress or _start_segment made one
         self._buf += self._z.flush(zlib.Z_SYNC_FLUSH)
         self._write_buffer()
         if not self._failing:
@@ -534,7 +389,7 @@ class SegmentWriter:
 # --- the headless loop -------------------------------------------------------------
 
 
-def observe(source, consumer: Callable[[list[Event]], None]) -> None:
+def observe(source: Source, consumer: Callable[[list[Event]], None]) -> None:
     """Hand every batch ``source.poll`` returns (even an empty one) to ``consumer`` too.
 
     Replaces ``poll`` on this one object, so the UI, ``--json`` and the
@@ -549,10 +404,16 @@ def observe(source, consumer: Callable[[list[Event]], None]) -> None:
         consumer(events)
         return events
 
-    source.poll = poll
+    source.poll = poll  # type: ignore[method-assign]  # wraps this one object's poll, as documented
 
 
-def run_record(source, *, duration: float | None = None, count: int | None = None, stop_flag=None) -> int:
+def run_record(
+    source: Source,
+    *,
+    duration: float | None = None,
+    count: int | None = None,
+    stop_flag: Callable[[], bool] | None = None,
+) -> int:
     """Poll ``source`` (observed by the recorder) until done; nothing goes to stdout. The exit status."""
     deadline = time.monotonic() + duration if duration is not None else None
     seen = 0

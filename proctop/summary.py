@@ -56,7 +56,7 @@ def collect_failures(
 
 def format_board(board: FailureBoard, title: str = "") -> str:
     """The board as text: one line a group, crash loops first; every string made safe."""
-    lines = []
+    lines: list[str] = []
     if title:
         lines.append(safe(title))
     if not board.total:

@@ -220,7 +220,9 @@ def decode_buffer(
     return out
 
 
-def _decode_one(buf, off: int, end: int, stats: DecodeStats, idx: int) -> RawEvent | None:
+def _decode_one(
+    buf: bytes | bytearray | memoryview, off: int, end: int, stats: DecodeStats, idx: int
+) -> RawEvent | None:
     (_, _, _, _, _, cn_idx, _cn_val, cn_seq, _ack, cn_len, _fl, what, cpu, ts) = _HEAD.unpack_from(buf, off)
     if cn_idx != idx:
         stats.other += 1

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from pyroute2.netlink import NLMSG_DONE
 from pyroute2.netlink.connector import cn_msg
@@ -54,7 +54,7 @@ def off_event_loop(fn: Callable[[], T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return fn()
-    result: list = []
+    result: list[T] = []
     error: list[BaseException] = []
 
     def call() -> None:
@@ -71,19 +71,28 @@ def off_event_loop(fn: Callable[[], T]) -> T:
     return result[0]
 
 
-class proc_input(cn_msg):
+class proc_input(cn_msg):  # type: ignore[misc]  # pyroute2 ships no types: its classes are Any
     """``struct cn_msg`` + ``struct proc_input {mcast_op, event_type}`` (Linux 6.6+)."""
 
     fields = (*cn_msg.fields, ("mcast_op", "I"), ("event_type", "I"))
 
 
-class proc_mcast_op(cn_msg):
+class proc_mcast_op(cn_msg):  # type: ignore[misc]  # pyroute2 ships no types: its classes are Any
     """``struct cn_msg`` + ``enum proc_cn_mcast_op``: what kernels before 6.6 accept."""
 
     fields = (*cn_msg.fields, ("mcast_op", "I"))
 
 
-class FilteredProcSocket(ProcEventSocket):
+class SocketArgs(TypedDict, total=False):
+    """The keyword arguments of ``FilteredProcSocket`` (what ``open`` passes on)."""
+
+    idx: int
+    val: int
+    groups: int
+    legacy: bool
+
+
+class FilteredProcSocket(ProcEventSocket):  # type: ignore[misc]  # pyroute2 ships no types: its classes are Any
     """A proc connector socket whose kernel-side mask can change while it is open.
 
     ``idx``/``val``/``groups`` default to the kernel's own proc connector
@@ -108,7 +117,7 @@ class FilteredProcSocket(ProcEventSocket):
         self._detached = False  # True once pyroute2's own endpoint is closed (see open())
 
     @classmethod
-    def open(cls, **kwarg) -> FilteredProcSocket:
+    def open(cls, **kwarg: Unpack[SocketArgs]) -> FilteredProcSocket:
         """Create and bind, from any thread (see ``off_event_loop``)."""
 
         def make() -> FilteredProcSocket:
@@ -127,7 +136,7 @@ class FilteredProcSocket(ProcEventSocket):
 
         return off_event_loop(make)
 
-    def bind(self, **kwarg) -> None:
+    def bind(self, **kwarg: Any) -> None:  # passed on to pyroute2 (untyped)
         # ProcEventSocket.bind() always joins CN_IDX_PROC; the kmod joins none.
         super(ProcEventSocket, self).bind(groups=self.cn_groups, **kwarg)
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 import pwd
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psutil
 
@@ -42,6 +44,7 @@ from proctop.model.reasons import SystemFacts, exit_reason
 from proctop.model.units import unit_of
 
 _PSUTIL_ERRORS = (psutil.Error, OSError, ValueError)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -116,7 +119,7 @@ def _from_snapshot(pid: int, snap: Snapshot) -> ProcInfo:
     )
 
 
-def _safe(getter):
+def _safe(getter: Callable[[], T]) -> T | None:
     try:
         return getter()
     except _PSUTIL_ERRORS:
@@ -219,6 +222,7 @@ class Enricher:
         if what == PROC_EVENT_FORK:
             parent = self.procs.get(raw.ptgid) or self.lookup(raw.ptgid)
             ev.ppid = raw.ptgid
+            info: ProcInfo | None
             if raw.pid == raw.tgid:  # a new process, a copy of its parent until exec
                 info = ProcInfo(
                     pid=raw.pid,

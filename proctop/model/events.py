@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import signal as _signal
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeGuard
 
 #: Values of the ``event`` key.
 EVENT_KINDS = ("fork", "exec", "uid", "gid", "sid", "ptrace", "comm", "coredump", "exit", "lost")
@@ -158,7 +158,7 @@ class Event:
         return cls(ts=float(ts), event=kind, **kwargs)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

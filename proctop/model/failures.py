@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proctop.model.events import Event
@@ -170,7 +171,7 @@ class FailureBoard:
 
     def rows(self, sort: str = "count") -> list[FailureGroup]:
         """The groups, crash loops first, then by ``count``, ``rate`` or ``recent``; ``other`` last."""
-        keys = {
+        keys: Callable[[FailureGroup], tuple[float, float]] = {
             "count": lambda g: (g.count, g.last_seen),
             "rate": lambda g: (self.rate(g), g.count),
             "recent": lambda g: (g.last_seen, g.count),

@@ -8,8 +8,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Required, TypedDict
 
 from proctop.model.events import Event, command_line
+
+
+class SourceDescription(TypedDict, total=False):
+    """What ``describe()`` returns: the ``--json`` header's source part, also read by the
+    UI header, ``--summary`` and ``--metrics``. Every source names itself; the rest is per source.
+    """
+
+    source: Required[str]
+    label: Required[str]
+    kernel: str  # connector: the running kernel's release
+    kernel_filters: bool  # connector: the kernel applies the mask (6.6+), not proctop
+    rcvbuf: int  # connector: the socket's receive buffer in effect
+    file: str  # replay: the capture read
+    recorded_from: str | None  # replay: the source named in the capture's own header
+    command: list[str]  # command tree: the watched command's argv
 
 
 @dataclass
@@ -75,7 +91,7 @@ class Source(ABC):
     def close(self) -> None:  # noqa: B027 - sources without resources need nothing here
         """Release sockets and threads. Idempotent."""
 
-    def describe(self) -> dict:
+    def describe(self) -> SourceDescription:
         """The first line of ``--json`` and the UI header's source part."""
         return {"source": self.kind, "label": self.label}
 

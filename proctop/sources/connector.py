@@ -8,12 +8,15 @@ in-process queue grow instead of making the kernel drop events.
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Final, Literal
 
 from proctop.kernel.probe import Capability
 from proctop.kernel.protocol import (
@@ -29,14 +32,23 @@ from proctop.kernel.protocol import (
 from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
 from proctop.model.enrich import Enricher
 from proctop.model.events import Event
-from proctop.model.procfs import GONE, snapshot
-from proctop.sources.base import Source
+from proctop.model.procfs import GONE, Snapshot, snapshot
+from proctop.sources.base import Source, SourceDescription
 
 #: Netlink port id of the kernel. Any local process may unicast a datagram to our
 #: port (no privilege is needed for unicast); only the kernel sends from port 0.
 KERNEL_PORT = 0
 _READ_TIMEOUT = 0.25  # how often a blocked reader looks at the stop flag
-_LOST = object()  # queue marker: the kernel reported an overrun here
+
+
+class _Marker(enum.Enum):
+    LOST = "lost"  # queue marker: the kernel reported an overrun here (an enum member so types can tell it apart)
+
+
+_LOST: Final = _Marker.LOST
+#: What the reader queues: an event with what /proc showed at once, the overrun marker,
+#: or how many events it dropped from a full queue.
+_Queued = tuple[RawEvent, Snapshot | None] | Literal[_Marker.LOST] | int
 _RENEW_EVERY = 5.0  # seconds between LISTEN renewals to the kmod (see _renew_subscription)
 #: Events held for a consumer that fell behind (~250 bytes each). Past it the
 #: reader drops and counts them as lost: memory stays bounded (bench/: a TUI
@@ -98,7 +110,7 @@ class ConnectorSource(Source):
         self.rcvbuf_wanted = rcvbuf
         self.rcvbuf = 0
         self.decode_stats = DecodeStats()
-        self._queue: deque = deque()
+        self._queue: deque[_Queued] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._sock: FilteredProcSocket | None = None
@@ -186,7 +198,7 @@ class ConnectorSource(Source):
             self._sock = None
         self.enricher.close()
 
-    def describe(self) -> dict:
+    def describe(self) -> SourceDescription:
         return {
             "source": self.kind,
             "label": self.label,
@@ -211,7 +223,7 @@ class ConnectorSource(Source):
         poller.register(raw.fileno(), select.POLLIN)
         timeout_ms = int(_READ_TIMEOUT * 1000)
         while not stop.is_set():
-            batch: list = []
+            batch: list[RawEvent | Literal[_Marker.LOST]] = []
             drained = False  # the socket was read empty: everything sent before `ready` is in `batch`
             self._renew_subscription()
             ready = time.monotonic()
@@ -260,7 +272,7 @@ class ConnectorSource(Source):
         with cond:
             cond.notify_all()
 
-    def _filter(self, batch: list) -> list:
+    def _filter(self, batch: list[RawEvent | Literal[_Marker.LOST]]) -> list[_Queued]:
         """Apply the mask and the thread filter; snapshot /proc where it cannot wait.
 
         An exec'd process may exit within a millisecond and a dying one is
@@ -270,7 +282,7 @@ class ConnectorSource(Source):
         mask = self.mask
         threads = self.threads
         known = self.enricher.procs
-        keep = []
+        keep: list[_Queued] = []
         dropped = 0
         for ev in batch:
             if ev is _LOST:
@@ -309,7 +321,7 @@ class ConnectorSource(Source):
             if item is _LOST:
                 lost_run += 1
                 continue
-            if type(item) is int:  # events the reader dropped from a full queue
+            if isinstance(item, int):  # events the reader dropped from a full queue
                 lost_run += item
                 continue
             if lost_run:
@@ -352,7 +364,9 @@ class ConnectorSource(Source):
         self._refreshed = done
         self._refresh_every = max(_REFRESH_EVERY, _REFRESH_SHARE * (done - now))
 
-    def _enrich(self, enrich, raw: RawEvent, snap) -> Event:
+    def _enrich(
+        self, enrich: Callable[[RawEvent, Snapshot | None], Event], raw: RawEvent, snap: Snapshot | None
+    ) -> Event:
         try:
             return enrich(raw, snap)
         except Exception:  # enrichment is best effort; the event itself must not be lost

@@ -25,16 +25,19 @@ import select
 import stat
 import threading
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from proctop.kernel.probe import SOURCE_LABELS
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_EXIT, mask_accepts
 from proctop.model.events import Event
-from proctop.record import RecordError, is_stored, stored_segments
-from proctop.sources.base import Source
+from proctop.sources.base import Source, SourceDescription
+from proctop.sources.stored import RecordError, is_stored, stored_segments
 
+#: A capture's header line (a JSON object without an ``event`` key), parsed but untrusted:
+#: its values are whatever the file held, so readers check each one's type.
+Header = dict[str, object]
 #: Longest line accepted. ``proctop --json`` writes one event per line; its
 #: longest are exec events with a huge argv (Linux caps argv+envp at 2 MiB by
 #: default but /proc/PID/cmdline lines past 1 MiB are rare): bigger is hostile
@@ -63,10 +66,10 @@ class ReplayError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         #: Good records read before the bad line, in the same piece of input.
-        self.records: list[Event | dict] = []
+        self.records: list[Event | Header] = []
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number (RFC 8259)")
 
 
@@ -113,13 +116,13 @@ class CaptureParser:
     def _error(self, lineno: int, what: str) -> ReplayError:
         return ReplayError(f"{self.name}:{lineno}: {what}")
 
-    def feed(self, data: bytes) -> list[Event | dict]:
+    def feed(self, data: bytes) -> list[Event | Header]:
         """Records completed by ``data`` (a line may span many calls).
 
         On a bad line the ``ReplayError`` carries the good records before it
         (``records``), so what a reader sees never depends on how reads were cut.
         """
-        out: list[Event | dict] = []
+        out: list[Event | Header] = []
         try:
             nul = data.find(b"\0")
             if nul >= 0:  # no JSON text holds a NUL byte: say so now, not after 1 MiB of /dev/zero
@@ -131,7 +134,7 @@ class CaptureParser:
             raise
         return out
 
-    def _feed_lines(self, data: bytes, out: list[Event | dict]) -> None:
+    def _feed_lines(self, data: bytes, out: list[Event | Header]) -> None:
         lines = data.split(b"\n")  # \n only: never str.splitlines (U+2028, U+0085, ...)
         rest = lines.pop()
         if lines and self._partial:
@@ -149,7 +152,7 @@ class CaptureParser:
             raise self._error(self.lineno + 1, f"line longer than {MAX_LINE // (1 << 20)} MiB")
         self._partial += rest
 
-    def finish(self) -> list[Event | dict]:
+    def finish(self) -> list[Event | Header]:
         """At end of input: the last line, if it had no ``\\n``."""
         if not self._partial:
             return []
@@ -159,7 +162,7 @@ class CaptureParser:
         record = self._parse(line)
         return [] if record is None else [record]
 
-    def _parse(self, line: bytes) -> Event | dict | None:
+    def _parse(self, line: bytes) -> Event | Header | None:
         lineno = self.lineno
         if len(line) > MAX_LINE:
             raise self._error(lineno, f"line longer than {MAX_LINE // (1 << 20)} MiB")
@@ -186,7 +189,7 @@ class CaptureParser:
             raise self._error(lineno, str(exc)) from None
 
 
-def read_capture(fileobj: BinaryIO, name: str) -> Iterator[Event | dict]:
+def read_capture(fileobj: BinaryIO, name: str) -> Iterator[Event | Header]:
     """Every record of a capture read from a binary file object (a file, a ``gzip.GzipFile``).
 
     Streams: memory stays bounded by ``MAX_LINE`` however big the input.
@@ -212,12 +215,12 @@ def read_capture(fileobj: BinaryIO, name: str) -> Iterator[Event | dict]:
             return
 
 
-def load_capture(path: str | Path) -> tuple[dict, list[Event]]:
+def load_capture(path: str | Path) -> tuple[Header, list[Event]]:
     """The capture's header (``{}`` if it has none) and its events, all in memory.
 
     For tests and small files; ``ReplaySource`` streams instead.
     """
-    header: dict = {}
+    header: Header = {}
     events: list[Event] = []
     if is_stored(path):  # a record directory or a gzip file
         source = ReplaySource(path, 0)
@@ -279,20 +282,22 @@ class ReplaySource(Source):
     ) -> None:
         super().__init__(mask)
         self.path = Path(path)
-        self.header: dict = {}
+        self.header: Header = {}
         self.batch = batch
         self.since, self.until = since, until  # --since/--until: events outside are skipped
-        #: A record directory or a gzip file: regular files, read through ``record.stored_segments``.
-        self._segments = None
+        #: A record directory or a gzip file: regular files, read through ``stored.stored_segments``.
+        self._segments: Generator[tuple[Path, bool, Iterator[bytes]]] | None = None
+        self._fd: int | None
         if is_stored(self.path):
             try:
                 self._segments = stored_segments(self.path)
             except RecordError as exc:
                 raise ReplayError(str(exc)) from None
             self._fd = None
+            self._regular = True
         else:
             self._fd = _open_fd(self.path)
-        self._regular = self._segments is not None or stat.S_ISREG(os.fstat(self._fd).st_mode)
+            self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
         self._parser = CaptureParser(str(self.path))
         self._segment_gzip = False
         self._chunks: Iterator[bytes] = iter(())
@@ -355,7 +360,7 @@ class ReplaySource(Source):
             if len(self._pending) >= self.batch:
                 return
 
-    def _take(self, records: list[Event | dict]) -> None:
+    def _take(self, records: list[Event | Header]) -> None:
         since, until = self.since, self.until
         for record in records:
             if isinstance(record, Event):
@@ -366,6 +371,7 @@ class ReplaySource(Source):
 
     def _read_stored(self, chunks: int) -> None:
         """Up to ``chunks`` chunks of a record directory's segments (or a gzip file), in order."""
+        assert self._segments is not None  # called only for a stored capture (see _read_locked)
         for _ in range(chunks):
             if self._eof:
                 return
@@ -443,7 +449,7 @@ class ReplaySource(Source):
             os.close(self._fd)
             self._fd = None
 
-    def describe(self) -> dict:
+    def describe(self) -> SourceDescription:
         recorded = self.header.get("source")
         if not isinstance(recorded, str):  # the header is untrusted too
             recorded = None

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING, TypedDict
 
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_FORK
 from proctop.model.events import Event
-from proctop.sources.base import Source
+from proctop.sources.base import Source, SourceDescription
 from proctop.sources.replay import event_passes
+
+if TYPE_CHECKING:  # the annotation only: the inner source owns the enricher, if it has one
+    from proctop.model.enrich import Enricher
 
 #: What following a tree needs from the kernel, whatever is shown.
 FOLLOW = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
@@ -30,6 +33,14 @@ _EXIT_GRACE = 1.0
 
 class CommandError(ProctopError):
     """The command could not be started: 127 not found, 126 not executable (as a shell says)."""
+
+
+class _Streams(TypedDict):
+    """The command's standard streams, as ``subprocess.Popen`` takes them."""
+
+    stdin: int | IO[bytes] | None
+    stdout: int | IO[bytes] | None
+    stderr: int | IO[bytes] | None
 
 
 class CommandTree(Source):
@@ -47,7 +58,7 @@ class CommandTree(Source):
         self.members: set[int] = set()
         self.proc: subprocess.Popen[bytes] | None = None
         self.status: int | None = None
-        self._streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+        self._streams: _Streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         self._exit_seen = False
         self._reaped_at: float | None = None
 
@@ -56,7 +67,7 @@ class CommandTree(Source):
         return getattr(self.inner, "error", None)
 
     @property
-    def enricher(self):
+    def enricher(self) -> Enricher | None:
         return getattr(self.inner, "enricher", None)
 
     def start(self) -> None:
@@ -129,6 +140,6 @@ class CommandTree(Source):
             self._check_command()
         self.inner.close()
 
-    def describe(self) -> dict:
+    def describe(self) -> SourceDescription:
         return {**self.inner.describe(), "command": list(self.argv)}
 

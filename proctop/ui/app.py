@@ -9,6 +9,7 @@ touches the source only through the ``Source`` interface.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import threading
@@ -24,9 +25,9 @@ from textual.notifications import SeverityLevel
 from textual.widgets import ContentSwitcher, Footer, Input
 from textual.worker import get_current_worker
 
-from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_ALL
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
+from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
 from proctop.sources.base import Source
 from proctop.ui.board import FailuresView
 from proctop.ui.rows import ProcTable, Row
@@ -207,7 +208,7 @@ class ProctopApp(App[int]):
                 error = f"reading events failed: {exc}"
                 break
             if events:
-                room = buf.maxlen - len(buf)  # type: ignore[operator]
+                room = buf.maxlen - len(buf)  # type: ignore[operator]  # made with maxlen=self.history, never None
                 if len(events) > room:
                     overflow += len(events) - room
                 buf.extend(events)
@@ -383,7 +384,7 @@ class ProctopApp(App[int]):
         return chain
 
 
-def run_app(source: Source, args) -> int:
+def run_app(source: Source, args: argparse.Namespace) -> int:
     """Run the TUI on ``source`` (started here, closed on the way out); the exit status."""
     app = ProctopApp(
         source,

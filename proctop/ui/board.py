@@ -8,6 +8,7 @@ and every text goes through ``timeline.fit``, so it is made safe.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -109,7 +110,7 @@ class FailuresView(ScrollView, can_focus=True):
             super().__init__()
             self.text = text
 
-    def __init__(self, boards: dict[str, FailureBoard], **kwargs) -> None:
+    def __init__(self, boards: dict[str, FailureBoard], **kwargs: Any) -> None:  # kwargs: Widget's (id, classes)
         super().__init__(**kwargs)
         self.boards = boards  # one per grouping ("command", "unit"), all fed every failure
         self.by = "command"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from proctop.model.events import Event
 from proctop.ui.sanitize import Shown, bounded, safe
@@ -181,8 +182,17 @@ def _shown(command: list[str] | str) -> str:
     return safe(bounded(" ".join(command) if isinstance(command, list) else command, ROW_TEXT_LIMIT))
 
 
+@dataclass(slots=True)
+class Known:
+    """What the events told about one process (``None``: not told yet)."""
+
+    ppid: int | None = None
+    command: list[str] | str | None = None  # argv, else comm; raw (made safe when shown)
+    uid: int | None = None
+
+
 class ProcTable:
-    """pid -> [ppid, argv or comm, uid] learnt from the events seen, for the ancestry chain.
+    """pid -> ``Known`` (ppid, argv or comm, uid) learnt from the events seen, for the ancestry chain.
 
     Exited processes stay (they are what a failed exit's ancestry is made of);
     the table is bounded by dropping the oldest entries.
@@ -190,7 +200,7 @@ class ProcTable:
 
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
-        self.procs: dict[int, list] = {}
+        self.procs: dict[int, Known] = {}
 
     def learn(self, ev: Event) -> int | None:
         """Record what ``ev`` says about its process; returns the uid known before it."""
@@ -198,25 +208,25 @@ class ProcTable:
             return None
         pid = ev.tgid or ev.pid
         entry = self.procs.get(pid)
-        old_uid = entry[2] if entry is not None else None
+        old_uid = entry.uid if entry is not None else None
         command = ev.cmdline or ev.comm  # raw; made safe when shown (ancestry)
         if entry is None:
             if len(self.procs) >= self.limit:
                 for key in list(self.procs)[: self.limit // 2]:
                     del self.procs[key]
-            entry = self.procs[pid] = [None, None, None]
+            entry = self.procs[pid] = Known()
         if ev.ppid and ev.event != "ptrace":
-            entry[0] = ev.ppid
+            entry.ppid = ev.ppid
         if command is not None:
-            entry[1] = command
+            entry.command = command
         if ev.event == "uid" and ev.ruid is not None:
-            entry[2] = ev.ruid
-        elif ev.uid is not None and entry[2] is None:
-            entry[2] = ev.uid
+            entry.uid = ev.ruid
+        elif ev.uid is not None and entry.uid is None:
+            entry.uid = ev.uid
         if ev.event == "exit" and ev.ppid and (ev.parent_cmdline or ev.parent_comm):
-            parent = self.procs.setdefault(ev.ppid, [None, None, None])
-            if parent[1] is None:
-                parent[1] = ev.parent_cmdline or ev.parent_comm
+            parent = self.procs.setdefault(ev.ppid, Known())
+            if parent.command is None:
+                parent.command = ev.parent_cmdline or ev.parent_comm
         return old_uid
 
     def ancestry(self, ev: Event, extra: list[tuple[int, str]] | None = None, limit: int = 32) -> list[tuple[int, str]]:
@@ -239,12 +249,12 @@ class ProcTable:
         ppid = ev.ppid if ev.event in ("fork", "exec", "exit") and ev.ppid else None
         if ppid is None:
             entry = self.procs.get(pid)
-            ppid = entry[0] if entry and entry[0] else parent_of.get(pid)
+            ppid = entry.ppid if entry and entry.ppid else parent_of.get(pid)
         while ppid and ppid not in seen and len(chain) < limit:
             seen.add(ppid)
             entry = self.procs.get(ppid)
-            command = _shown(entry[1]) if entry and entry[1] else (commands.get(ppid) or "?")
+            command = _shown(entry.command) if entry and entry.command else (commands.get(ppid) or "?")
             chain.append((ppid, command))
-            nxt = entry[0] if entry and entry[0] else None
+            nxt = entry.ppid if entry and entry.ppid else None
             ppid = nxt or parent_of.get(ppid)
         return chain

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 from rich.style import Style
 from rich.text import Text
@@ -111,7 +112,7 @@ class ScreenText(Text):
     with ``newline()``; a ``"\\n"`` inside appended text is shown as ``\\x0a``.
     """
 
-    def __init__(self, text: str = "", style: str | Style = "", **kwargs) -> None:
+    def __init__(self, text: str = "", style: str | Style = "", **kwargs: Any) -> None:  # kwargs: Text's
         super().__init__(safe(text), style, **kwargs)
 
     def append(self, text: str | Text, style: str | Style | None = None) -> ScreenText:

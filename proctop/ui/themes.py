@@ -20,15 +20,32 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Required, TypedDict, cast
 
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 DEFAULT_THEME = "proctop-dark"
 
-#: Colour keys of ``[colors]`` (Textual ``Theme`` fields).
-COLOR_KEYS = ("primary", "secondary", "accent", "foreground", "background", "surface", "panel", "boost")
-COLOR_KEYS += ("warning", "error", "success")
+
+class ThemeColors(TypedDict, total=False):
+    """The ``[colors]`` table as ``Theme`` takes it: ``COLOR_KEYS``, each a colour string."""
+
+    primary: Required[str]
+    secondary: str
+    accent: str
+    foreground: str
+    background: str
+    surface: str
+    panel: str
+    boost: str
+    warning: str
+    error: str
+    success: str
+
+
+#: Colour keys of ``[colors]`` (Textual ``Theme`` fields), in ``ThemeColors``' order.
+COLOR_KEYS: tuple[str, ...] = tuple(ThemeColors.__annotations__)
 
 #: Keys of ``[events]``; each becomes the CSS variable ``$event-<key>``.
 EVENT_KEYS = (
@@ -104,7 +121,8 @@ def parse_theme(text: str, origin: str) -> Theme:
         raise ThemeError(f"theme file {origin}: [colors] needs 'primary'")
     events = _color_table(data.get("events", {}), EVENT_KEYS, origin, "events")
     variables = {**EVENT_DEFAULTS, **{f"event-{key}": value for key, value in events.items()}}
-    return Theme(name=name, dark=dark, variables=variables, **colors)
+    # _color_table kept only COLOR_KEYS, each a colour string, and 'primary' is there.
+    return Theme(name=name, dark=dark, variables=variables, **cast(ThemeColors, colors))
 
 
 def _color_table(table: object, keys: tuple[str, ...], origin: str, section: str) -> dict[str, str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
@@ -84,7 +86,7 @@ class Timeline(ScrollView, can_focus=True):
             super().__init__()
             self.row = row
 
-    def __init__(self, history: int = 100_000, **kwargs) -> None:
+    def __init__(self, history: int = 100_000, **kwargs: Any) -> None:  # kwargs: Widget's (id, classes)
         super().__init__(**kwargs)
         self.history = history
         self.rows: deque[Row] = deque(maxlen=history)
@@ -251,7 +253,7 @@ class Timeline(ScrollView, can_focus=True):
         self.follow = True
         self._after_change(0)
 
-    def on_key(self, event) -> None:
+    def on_key(self, event: events.Key) -> None:
         """Text typed before the just-opened filter input has focus goes to that input."""
         field = getattr(self.app, "filter_input", None)
         if field is not None and field.has_class("-open") and event.is_printable and event.character:
@@ -259,13 +261,13 @@ class Timeline(ScrollView, can_focus=True):
             event.prevent_default()
             event.stop()
 
-    def on_click(self, event) -> None:
+    def on_click(self, event: events.Click) -> None:
         """A click selects a row (the keyboard does everything too)."""
         index = self._top() + event.y - 1
         if event.y >= 1 and 0 <= index < len(self.view):
             self._move(index - (self.cursor if self.cursor >= 0 else len(self.view) - 1))
 
-    def on_mouse_scroll_up(self, event) -> None:  # the wheel freezes the follow as the keys do
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:  # the wheel freezes the follow as the keys do
         self.follow = False
 
     # --- rendering -------------------------------------------------------

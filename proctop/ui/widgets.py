@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from textual.widget import Widget
 from textual.widgets import Static
 
-from proctop.kernel.protocol import MASK_BITS
+from proctop.model.kinds import MASK_BITS
 from proctop.ui.rows import Row, format_lifetime, format_time
 from proctop.ui.sanitize import ScreenText, bounded
 from proctop.ui.timeline import EVENT_CLASSES
@@ -47,7 +47,7 @@ class HeaderBar(Widget):
     }
 
     def render(self) -> ScreenText:
-        app: ProctopApp = self.app  # type: ignore[assignment]
+        app: ProctopApp = self.app  # type: ignore[assignment]  # Textual types it App; only ProctopApp mounts this
         source = app.source
         style = self.get_component_rich_style
         text = ScreenText(no_wrap=False, overflow="fold")
@@ -78,13 +78,13 @@ class HeaderBar(Widget):
             text.append(str(error), style("header--lost"))
         text.newline()
         supported = getattr(source, "supported", 0xFFFFFFFF)
-        for i, (key, name, shown) in enumerate(TOGGLES):
+        for i, (key, name, label) in enumerate(TOGGLES):
             bit = MASK_BITS[name]
             if i:
                 text.append(" ")
             on = bool(source.mask & bit)
             mark = "-" if not supported & bit else ("x" if on else " ")
-            text.append(f"{key}[{mark}]{shown}", style("header--on" if on else "header--off"))
+            text.append(f"{key}[{mark}]{label}", style("header--on" if on else "header--off"))
         text.newline()
         by_type = source.stats.by_type
         rates = app.rates
