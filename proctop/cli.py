@@ -173,5 +173,21 @@ def _run_ui(args: argparse.Namespace, mask: int) -> int:
         )
 
         load_theme_by_name(args.theme)
+    _need_terminal()
     source = make_source(args, mask)
-    return run_app(source, args)
+    return run_app(source, args, exit_process=True)
+
+
+def _need_terminal() -> None:
+    """The UI reads keys from stdin and draws on stdout: both must be a terminal.
+
+    Checked before anything is drawn. (Textual's input loop spun a core on a
+    stdin at end of file, ``proctop < /dev/null``.)
+    """
+    for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
+        try:
+            tty = stream is not None and os.isatty(stream.fileno())
+        except (OSError, ValueError):
+            tty = False
+        if not tty:
+            raise UsageError(f"the UI needs a terminal and {name} is not one; use --json for a pipe or file")

@@ -10,7 +10,6 @@ touches the source only through the ``Source`` interface.
 from __future__ import annotations
 
 import asyncio
-import signal
 import threading
 import time
 from collections import deque
@@ -94,6 +93,8 @@ class ProctopApp(App[int]):
         history: int = 100_000,
         theme: str | None = None,
         rate_interval: float | None = 1.0,
+        duration: float | None = None,
+        count: int | None = None,
     ) -> None:
         self._themes = load_themes()
         super().__init__()
@@ -114,6 +115,10 @@ class ProctopApp(App[int]):
         self._inflight = threading.Event()
         self._stop = threading.Event()
         self._rate_prev: tuple[float, dict[str, int]] | None = None
+        self.duration = duration  # quit after this many seconds (--duration), as top -n does
+        self.count = count  # quit once this many events arrived (--count)
+        #: Signal handlers and exit watchdog of a real run (run_app); None under a test pilot.
+        self.terminal_guard = None
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(EVENT_DEFAULTS)
@@ -137,39 +142,28 @@ class ProctopApp(App[int]):
 
     def on_mount(self) -> None:
         self.timeline.focus()
-        self._install_signal_handlers()
+        if self.terminal_guard is not None:
+            self.terminal_guard.attach(self, asyncio.get_running_loop())
+        if self.count == 0 or self.duration == 0:
+            self._time_up()
+        elif self.duration is not None:
+            self.set_timer(self.duration, self._time_up)
         if self.rate_interval:
             self.set_interval(self.rate_interval, self._update_rates)
         self._read_loop()
 
     def on_unmount(self) -> None:
         self._stop.set()
-        self._remove_signal_handlers()
 
-    # --- signals: restore the terminal on SIGTERM/SIGHUP (and a SIGINT from kill) ---
+    # --- the terminal: see proctop/ui/terminal.py -------------------------------
 
-    def _install_signal_handlers(self) -> None:
-        self._signals: list[int] = []
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self._on_signal)
-                self._signals.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
+    def get_driver_class(self):
+        """Textual's Linux driver, told that a terminal can go away."""
+        from proctop.ui.terminal import ProctopDriver
 
-    def _remove_signal_handlers(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        for sig in getattr(self, "_signals", []):
-            loop.remove_signal_handler(sig)
-        self._signals = []
+        return ProctopDriver
 
-    def _on_signal(self) -> None:
+    def _time_up(self) -> None:
         self._stop.set()
         self.exit(0)
 
@@ -212,16 +206,24 @@ class ProctopApp(App[int]):
 
     def on_batch(self, message: Batch) -> None:
         self._inflight.clear()
+        events = message.events
+        if self.count is not None:
+            if self.events_seen >= self.count:
+                return  # already quitting
+            events = events[: self.count - self.events_seen]
         self.batches += 1
         self.overflow += message.overflow
-        self.events_seen += len(message.events)
+        self.events_seen += len(events)
         learn = self.procs.learn
-        rows = [Row(ev, learn(ev)) for ev in message.events]
+        rows = [Row(ev, learn(ev)) for ev in events]
         if self.paused:
             self.pending.extend(rows)
         else:
             self.timeline.add(rows)
         self.header_bar.refresh()
+        if self.count is not None and self.events_seen >= self.count:
+            self._stop.set()
+            self.call_after_refresh(self.exit, 0)  # the last events are drawn first
 
     def on_reader_stopped(self, message: ReaderStopped) -> None:
         self.reader_done = True
@@ -338,12 +340,36 @@ class ProctopApp(App[int]):
         return chain
 
 
-def run_app(source: Source, args) -> int:
-    """Run the TUI on ``source`` (started here, closed on the way out); the exit status."""
-    app = ProctopApp(source, history=getattr(args, "history", 100_000), theme=getattr(args, "theme", None))
-    source.start()
+def run_app(source: Source, args, *, exit_process: bool = False) -> int:
+    """Run the TUI on ``source`` (started here, closed on the way out); the exit status.
+
+    The ``TerminalGuard`` is in place before the screen is touched: from then on
+    any fatal signal, hangup or dead tty ends the run within ``EXIT_DEADLINE``
+    seconds with the terminal given back (see proctop/ui/terminal.py). With
+    ``exit_process`` (the command line) the process ends here, by ``os._exit``
+    or by the signal that ended the run; otherwise the status is returned.
+    """
+    from proctop.ui.terminal import QUIT_SIGNALS, TerminalGuard
+
+    app = ProctopApp(
+        source,
+        history=getattr(args, "history", 100_000),
+        theme=getattr(args, "theme", None),
+        duration=getattr(args, "duration", None),
+        count=getattr(args, "count", None),
+    )
+    guard = TerminalGuard()
+    app.terminal_guard = guard
+    guard.install()
     try:
-        app.run()
+        source.start()
+        try:
+            app.run()
+        finally:
+            source.close()
     finally:
-        source.close()
-    return app.return_code or 0
+        guard.uninstall()
+    status = 0 if guard.tripped else (app.return_code or 0)
+    if exit_process or (guard.signum is not None and guard.signum not in QUIT_SIGNALS):
+        guard.finish(status)  # SIGUSR1 & co: dies by it here, now that the terminal is restored
+    return status
