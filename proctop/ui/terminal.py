@@ -205,7 +205,9 @@ class TerminalGuard:
 
     def _restore(self) -> None:
         try:
-            os.write(sys.__stdout__.fileno(), RESTORE)
+            out = sys.__stdout__.fileno()
+            if os.isatty(out):
+                os.write(out, RESTORE)
         except (OSError, ValueError, AttributeError):
             pass
         if self._termios is not None:

@@ -169,6 +169,36 @@ def test_stdout_to_a_pipe_is_refused():
     assert len(lines) == 1 and "stdout is not one" in lines[0] and "--json" in lines[0], lines
 
 
+# --- the watchdog: the last line of defence -----------------------------------------------
+
+#: A run whose shutdown is stuck for ever: the guard is tripped, the main thread never returns.
+STUCK = """
+import os, signal, sys, threading
+from proctop.ui.terminal import TerminalGuard
+guard = TerminalGuard()
+guard.install()
+if sys.argv[1] == "gone":
+    guard.terminal_gone()
+else:
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+print("tripped", flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "returncode"),
+    [("gone", 0), ("SIGHUP", 0), ("SIGTERM", 0), ("SIGUSR1", -signal.SIGUSR1), ("SIGALRM", -signal.SIGALRM)],
+)
+def test_watchdog_ends_a_stuck_shutdown(how, returncode):
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK, how], stdin=subprocess.DEVNULL, capture_output=True, timeout=30, cwd="/"
+    )
+    assert done.returncode == returncode, done.stderr
+    if how != "gone":  # (a gone terminal sends stdout to /dev/null)
+        assert done.stdout == b"tripped\n"
+
+
 # --- --duration and --count end the UI --------------------------------------------------
 
 
