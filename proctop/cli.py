@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -183,7 +184,7 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def _command_status(source: Source, status: int) -> int:
     """With -- COMMAND proctop exits with the command's status."""
-    command_status: int | None = getattr(source, "status", None)
+    command_status = source.command_status
     return command_status if command_status is not None else status
 
 
@@ -286,5 +287,21 @@ def _run_ui(args: argparse.Namespace, mask: int) -> int:
         )
 
         load_theme_by_name(args.theme)
+    _need_terminal()
     source = make_source(args, mask)
-    return _command_status(source, run_app(source, args))
+    return run_app(source, args, exit_process=True)
+
+
+def _need_terminal() -> None:
+    """The UI reads keys from stdin and draws on stdout: both must be a terminal.
+
+    Checked before anything is drawn. (Textual's input loop spun a core on a
+    stdin at end of file, ``proctop < /dev/null``.)
+    """
+    for name, stream in (("stdin", sys.stdin), ("stdout", sys.stdout)):
+        try:
+            tty = stream is not None and os.isatty(stream.fileno())
+        except (OSError, ValueError):
+            tty = False
+        if not tty:
+            raise UsageError(f"the UI needs a terminal and {name} is not one; use --json for a pipe or file")

@@ -84,6 +84,14 @@ class Source(ABC):
         return 0
 
     @property
+    def command_status(self) -> int | None:
+        """With ``-- COMMAND``: the command's exit status once it ended, which proctop exits with.
+
+        None for every source that watches no command of its own.
+        """
+        return None
+
+    @property
     def finished(self) -> bool:
         """True when no event will ever come again (end of a replay)."""
         return False

@@ -121,6 +121,10 @@ class CommandTree(Source):
             self._reaped_at = time.monotonic()
 
     @property
+    def command_status(self) -> int | None:
+        return self.status
+
+    @property
     def finished(self) -> bool:
         """The command has exited and its exit event was read (or a second passed: events may be lost)."""
         if self.inner.finished:

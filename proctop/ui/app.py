@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
+import sys
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -36,6 +37,11 @@ from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, load_themes
 from proctop.ui.timeline import Timeline
 from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
+if TYPE_CHECKING:
+    from textual.driver import Driver
+
+    from proctop.ui.terminal import TerminalGuard
+
 #: Batches per second at most (the UI's frame rate for new events).
 BATCH_HZ = 15
 POLL_TIMEOUT = 0.05
@@ -56,9 +62,10 @@ class Batch(Message):
 class ReaderStopped(Message):
     """The reader loop ended (end of a replay, or an error)."""
 
-    def __init__(self, error: str | None = None) -> None:
+    def __init__(self, error: str | None = None, status: int | None = None) -> None:
         super().__init__()
         self.error = error
+        self.status = status  # set for an error that ends proctop (a bad capture line: 2)
 
 
 #: Actions bound to printable keys (disabled while the filter input is open).
@@ -101,6 +108,8 @@ class ProctopApp(App[int]):
         rate_interval: float | None = 1.0,
         loop_burst: int = LOOP_BURST,
         loop_interval: float = LOOP_INTERVAL,
+        duration: float | None = None,
+        count: int | None = None,
     ) -> None:
         self._themes = load_themes()
         super().__init__()
@@ -125,6 +134,11 @@ class ProctopApp(App[int]):
         self._inflight = threading.Event()
         self._stop = threading.Event()
         self._rate_prev: tuple[float, dict[str, int]] | None = None
+        self.duration = duration  # quit after this many seconds (--duration), as top -n does
+        self.count = count  # quit once this many events arrived (--count)
+        #: Signal handlers and exit watchdog of a real run (run_app); None under a test pilot.
+        self.terminal_guard: TerminalGuard | None = None
+        self.fatal: str | None = None  # the one line an error that ended the run leaves on stderr
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(EVENT_DEFAULTS)
@@ -154,39 +168,28 @@ class ProctopApp(App[int]):
         self.timeline.focus()
         if self.source.recorded:  # the mask keys hide recorded rows instead of discarding them
             self.timeline.set_shows(self.source.shows)
-        self._install_signal_handlers()
+        if self.terminal_guard is not None:
+            self.terminal_guard.attach(self, asyncio.get_running_loop())
+        if self.count == 0 or self.duration == 0:
+            self._time_up()
+        elif self.duration is not None:
+            self.set_timer(self.duration, self._time_up)
         if self.rate_interval:
             self.set_interval(self.rate_interval, self._update_rates)
         self._read_loop()
 
     def on_unmount(self) -> None:
         self._stop.set()
-        self._remove_signal_handlers()
 
-    # --- signals: restore the terminal on SIGTERM/SIGHUP (and a SIGINT from kill) ---
+    # --- the terminal: see proctop/ui/terminal.py -------------------------------
 
-    def _install_signal_handlers(self) -> None:
-        self._signals: list[int] = []
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self._on_signal)
-                self._signals.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's Linux driver, told that a terminal can go away."""
+        from proctop.ui.terminal import ProctopDriver
 
-    def _remove_signal_handlers(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        for sig in getattr(self, "_signals", []):
-            loop.remove_signal_handler(sig)
-        self._signals = []
+        return ProctopDriver
 
-    def _on_signal(self) -> None:
+    def _time_up(self) -> None:
         self._stop.set()
         self.exit(0)
 
@@ -205,6 +208,10 @@ class ProctopApp(App[int]):
             try:
                 events = source.poll(POLL_TIMEOUT)
             except Exception as exc:  # a broken source must not take the UI down
+                status = getattr(exc, "status", None)
+                if isinstance(status, int):  # proctop's own error (a bad capture line): it ends the run
+                    self.post_message(ReaderStopped(str(exc), status))
+                    return
                 error = f"reading events failed: {exc}"
                 break
             if events:
@@ -229,13 +236,18 @@ class ProctopApp(App[int]):
 
     def on_batch(self, message: Batch) -> None:
         self._inflight.clear()
+        events = message.events
+        if self.count is not None:
+            if self.events_seen >= self.count:
+                return  # already quitting
+            events = events[: self.count - self.events_seen]
         self.batches += 1
         self.overflow += message.overflow
-        self.events_seen += len(message.events)
+        self.events_seen += len(events)
         learn = self.procs.learn
-        rows = [Row(ev, learn(ev)) for ev in message.events]
+        rows = [Row(ev, learn(ev)) for ev in events]
         boards = self.boards.values()
-        for ev in message.events:
+        for ev in events:
             if ev.failed:
                 for board in boards:
                     board.add(ev)
@@ -246,9 +258,16 @@ class ProctopApp(App[int]):
         else:
             self.timeline.add(rows)
         self.header_bar.refresh()
+        if self.count is not None and self.events_seen >= self.count:
+            self._stop.set()
+            self.call_after_refresh(self.exit, 0)  # the last events are drawn first
 
     def on_reader_stopped(self, message: ReaderStopped) -> None:
         self.reader_done = True
+        if message.status is not None:  # printed as one line once the terminal is restored (run_app)
+            self.fatal = message.error
+            self.exit(message.status, return_code=message.status)
+            return
         if message.error:
             self.say(message.error, severity="error", timeout=10)
         self.header_bar.refresh()
@@ -384,18 +403,42 @@ class ProctopApp(App[int]):
         return chain
 
 
-def run_app(source: Source, args: argparse.Namespace) -> int:
-    """Run the TUI on ``source`` (started here, closed on the way out); the exit status."""
+def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = False) -> int:
+    """Run the TUI on ``source`` (started here, closed on the way out); the exit status.
+
+    The ``TerminalGuard`` is in place before the screen is touched: from then on
+    any fatal signal, hangup or dead tty ends the run within ``EXIT_DEADLINE``
+    seconds with the terminal given back (see proctop/ui/terminal.py). With
+    ``exit_process`` (the command line) the process ends here, by ``os._exit``
+    or by the signal that ended the run; otherwise the status is returned.
+    """
+    from proctop.ui.terminal import QUIT_SIGNALS, TerminalGuard
+
     app = ProctopApp(
         source,
         history=getattr(args, "history", 100_000),
         theme=getattr(args, "theme", None),
         loop_burst=getattr(args, "loop_burst", LOOP_BURST),
         loop_interval=getattr(args, "loop_interval", LOOP_INTERVAL),
+        duration=getattr(args, "duration", None),
+        count=getattr(args, "count", None),
     )
-    source.start()
+    guard = TerminalGuard()
+    app.terminal_guard = guard
+    guard.install()
     try:
-        app.run()
+        source.start()
+        try:
+            app.run()
+        finally:
+            source.close()
     finally:
-        source.close()
-    return app.return_code or 0
+        guard.uninstall()
+    status = 0 if guard.tripped else (app.return_code or 0)
+    if app.fatal and not guard.tripped:
+        print(f"proctop: {safe(app.fatal)}", file=sys.stderr)
+    if source.command_status is not None:  # -- COMMAND: its status is proctop's
+        status = source.command_status
+    if exit_process or (guard.signum is not None and guard.signum not in QUIT_SIGNALS):
+        guard.finish(status)  # SIGUSR1 & co: dies by it here, now that the terminal is restored
+    return status

@@ -396,3 +396,17 @@ async def test_moving_up_freezes_the_view_until_end():
         await pilot.click("#timeline", offset=(5, 3))
         assert not app.timeline.follow
         assert app.timeline.selected is app.timeline.visible_rows[2]
+
+
+async def test_a_bad_capture_line_ends_the_ui_with_one_line_and_status_2(tmp_path):
+    """The rows before it are read; then the run ends as the CLI does for bad input (run_app prints it)."""
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps({"ts": 1.0, "event": "exit", "pid": 7, "tgid": 7, "exit_code": 3})
+    path.write_text(good + "\n" + '{"ts": NaN, "event": "exit"}\n')
+    source = ReplaySource(path, PROC_EVENT_ALL)
+    source.start()
+    app = make_app(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.fatal is not None)
+    assert app.return_code == 2
+    assert app.fatal.startswith(f"{path}:2: not valid JSON")

@@ -10,44 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.kernel
-
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = "/usr/bin/python3"
-
-
-@pytest.fixture(scope="module")
-def proctop_bin():
-    """``proctop`` installed from this checkout into a venv that uid 65534 can run."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run proctop as uid 65534 with setpriv (CI runs as root)")
-    for tool in ("tmux", "setpriv"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (.ci/run installs it)")
-    root = tempfile.mkdtemp(prefix="proctop-e2e-")
-    try:
-        os.chmod(root, 0o755)
-        venv = Path(root) / "venv"
-        subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, timeout=120)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "--quiet", str(REPO)],
-            check=True,
-            timeout=600,
-            stdout=subprocess.DEVNULL,
-        )
-        yield venv / "bin" / "proctop"
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
 
 #: The environment of the tmux server and so of proctop: a login-like one. Not the test's,
 #: which carries COLUMNS/LINES (set by the test tools; they would override the pane size),
@@ -63,8 +33,8 @@ TERMINAL_ENV = {
 class Tmux:
     """One tmux server of our own (``-L``), one session, one pane."""
 
-    def __init__(self, command: str, width: int = 100, height: int = 30) -> None:
-        self.socket = f"proctop-e2e-{os.getpid()}"
+    def __init__(self, command: str, width: int = 100, height: int = 30, socket: str = "") -> None:
+        self.socket = socket or f"proctop-e2e-{os.getpid()}"
         self.target = "e2e"
         self.tmux("new-session", "-d", "-s", self.target, "-x", str(width), "-y", str(height), "-c", "/tmp", command)
         self.socket_path = ""

@@ -1,0 +1,377 @@
+"""The TUI's contract with its terminal: given back on any fatal signal, and
+a terminal that goes away ends proctop within 2 s, leaving nothing running.
+
+Why this module exists. Textual's Linux driver (8.x) has two failure modes
+when the terminal goes away (SSH drop, closed window, ``tmux kill-session``),
+both seen as a proctop left running, orphaned, after the drop:
+
+- Its input thread takes end of file (what a hung-up tty reads as) for "no
+  input" and calls ``select()`` again, which reports the fd readable at once:
+  a core spun at 100 % and the app was never told. The same happened with
+  stdin at end of file from the start (``proctop < /dev/null``).
+- Its writer thread dies on the first ``EIO`` (every write to a hung-up tty
+  fails so). Its queue holds 30 writes; the next frames fill it and the event
+  loop blocks for ever in ``Queue.put``: no timer, no asyncio signal handler
+  runs again, so even the SIGHUP that follows the drop could not end it.
+  Whether the SIGHUP got its exit done before the queue filled was a race,
+  lost more often under a storm or while rendering.
+
+So: ``ProctopDriver`` reads end of file / an error on stdin as "terminal
+gone", and writes through ``_TerminalFile``, which never raises into the
+writer thread; either tells the ``TerminalGuard``, which points fds 1 and 2
+at /dev/null (every later write, including the interpreter's last flush,
+succeeds), asks the app to exit, and starts the watchdog. Fatal signals are
+caught with plain ``signal.signal`` handlers (not the event loop's, which a
+blocked loop never runs) and take the same path. The watchdog is the last
+line of defence: if the process still exists ``GRACE`` seconds after the
+first trip, it restores the terminal itself (best effort, bounded) and ends
+the process with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import resource
+import selectors
+import signal
+import sys
+import termios
+import threading
+import time
+from codecs import getincrementaldecoder
+from collections.abc import Callable
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any
+
+from textual._xterm_parser import XTermParser
+from textual.drivers._writer_thread import WriterThread
+from textual.drivers.linux_driver import LinuxDriver
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+
+def _stdout() -> IO[str]:
+    """The process's own stdout (not a test's replacement); ValueError when it was closed."""
+    if sys.__stdout__ is None:
+        raise ValueError("stdout is closed")
+    return sys.__stdout__
+
+
+def _stdin() -> IO[str]:
+    if sys.__stdin__ is None:
+        raise ValueError("stdin is closed")
+    return sys.__stdin__
+
+#: Seconds from hangup, end of file or a fatal signal to a process that is gone, at most.
+EXIT_DEADLINE = 2.0
+#: What the normal shutdown gets, after a fatal signal, before the watchdog ends the process.
+GRACE = 1.5
+#: After SIGHUP: the terminal is most likely going (tmux and sshd send it, then close the pty;
+#: meanwhile writes can block), and the watchdog restores it itself if it is not.
+HANGUP_GRACE = 1.0
+#: Once the terminal is gone there is nothing left to give back: a short grace, then the end.
+GONE_GRACE = 0.5
+
+#: Signals after which proctop exits with status 0, as the README says.
+QUIT_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+#: Other signals whose default action ends the process: the terminal is restored,
+#: then proctop dies by the signal, so the shell still sees what ended it.
+_DIE_NAMES = (
+    "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGVTALRM", "SIGPROF",
+    "SIGXCPU", "SIGXFSZ", "SIGIO", "SIGPWR", "SIGSTKFLT",
+)  # fmt: skip
+DIE_SIGNALS = tuple(getattr(signal, n) for n in _DIE_NAMES if hasattr(signal, n)) + tuple(
+    range(signal.SIGRTMIN, signal.SIGRTMAX + 1)
+)
+#: Default action "core": a signal sent to end the TUI is not a crash worth a core file.
+_CORE_SIGNALS = {signal.SIGQUIT, signal.SIGXCPU, signal.SIGXFSZ}
+
+#: Everything Textual's driver turns on, turned off: kitty keys, alternate
+#: screen, hidden cursor, focus events, bracketed paste, line wrap, mouse modes.
+RESTORE = (
+    b"\x1b[<u\x1b[?1049l\x1b[?25h\x1b[?1004l\x1b[?2004l\x1b[?7h\x1b[?2048l"
+    b"\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?1016l"
+)
+
+
+class TerminalGuard:
+    """Signal handlers, terminal-loss handling and the exit watchdog of one TUI run."""
+
+    def __init__(self) -> None:
+        self._deadline = float("inf")  # time.monotonic() at which the watchdog ends the process
+        self.signum: int | None = None  # the first fatal signal received
+        self.gone = False  # the terminal went away (end of file or error on it)
+        self.tripped = False
+        self._app: App[int] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[int, object] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._termios: list[Any] | None
+        try:
+            self._termios = termios.tcgetattr(_stdin().fileno())  # before Textual's raw mode
+        except (termios.error, OSError, ValueError, AttributeError):
+            self._termios = None
+        self._watchdog = threading.Thread(target=self._watch, name="proctop-watchdog", daemon=True)
+
+    # --- set up and tear down ---------------------------------------------------
+
+    def install(self) -> None:
+        """Catch every fatal signal (main thread only) and start the watchdog."""
+        for sig in (*QUIT_SIGNALS, *DIE_SIGNALS):
+            try:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+            except (OSError, ValueError):  # not catchable here
+                pass
+        self._watchdog.start()
+
+    def uninstall(self) -> None:
+        """Put the previous handlers back (the watchdog stays armed if it was tripped)."""
+        for sig, handler in self._previous.items():
+            try:
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+            except (OSError, ValueError, TypeError):
+                pass
+        self._previous.clear()
+
+    def attach(self, app: App[int], loop: asyncio.AbstractEventLoop) -> None:
+        """The running app to ask for an exit (called from its ``on_mount``)."""
+        self._app, self._loop = app, loop
+        if self.tripped:  # a signal or the hangup came while the app was starting
+            self._ask_exit()
+
+    # --- what ends the run -------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.trip(HANGUP_GRACE if signum == signal.SIGHUP else GRACE)
+
+    def terminal_gone(self) -> None:
+        """The tty hung up or failed (any thread): stop writing to it and end."""
+        if not self.gone:
+            self.gone = True
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            except OSError:
+                pass
+        self.trip(GONE_GRACE)
+
+    def trip(self, grace: float = GRACE) -> None:
+        """Bring the watchdog's deadline to ``grace`` from now at the latest; ask the app to exit."""
+        self._deadline = min(self._deadline, time.monotonic() + grace)
+        if not self.tripped:
+            self.tripped = True
+            try:
+                os.write(self._wake_w, b"!")
+            except OSError:
+                pass
+        self._ask_exit()
+
+    def _ask_exit(self) -> None:
+        app, loop = self._app, self._loop
+        if app is None or loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(app.exit, 0)
+        except RuntimeError:  # the loop is closed: the run is ending anyway
+            pass
+
+    # --- after the app ----------------------------------------------------------
+
+    def finish(self, status: int) -> None:
+        """End the process now that the terminal is restored, with ``status`` or by the signal.
+
+        ``os._exit``, not a return: tearing down an interpreter that holds a
+        full history (100,000 rows) took seconds under load, and a watchdog
+        thread cannot run during that teardown, so the 2 s could not be kept.
+        Nothing is left to do: the source is closed, the terminal restored.
+        """
+        sig = self.signum
+        if sig is not None and sig not in QUIT_SIGNALS:
+            _die_by(sig)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(status)
+
+    # --- the watchdog -----------------------------------------------------------
+
+    def _watch(self) -> None:
+        try:
+            os.read(self._wake_r, 1)  # blocks until the first trip
+        except OSError:
+            return
+        while (left := self._deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))  # a later trip may bring the deadline closer
+        # Still here: the normal shutdown is stuck (a blocked write, a thread that
+        # will not join). Give the terminal back if there is one, then end.
+        if not self.gone:
+            restorer = threading.Thread(target=self._restore, name="proctop-restore", daemon=True)
+            restorer.start()
+            restorer.join(0.3)  # a write to a stuck terminal must not hold the exit
+        sig = self.signum
+        if sig is not None and sig not in QUIT_SIGNALS:
+            _die_by(sig)
+        os._exit(0)
+
+    def _restore(self) -> None:
+        try:
+            out = _stdout().fileno()
+            if os.isatty(out):
+                os.write(out, RESTORE)
+        except (OSError, ValueError, AttributeError):
+            pass
+        if self._termios is not None:
+            try:
+                termios.tcsetattr(_stdin().fileno(), termios.TCSANOW, self._termios)
+            except (termios.error, OSError, ValueError, AttributeError):
+                pass
+
+
+def _die_by(sig: int) -> None:
+    """End the process by ``sig``'s default action (from any thread); 128+sig if it survives."""
+    if sig in _CORE_SIGNALS:
+        try:
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        except (OSError, ValueError):
+            pass
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(sig, signal.SIG_DFL)
+        else:  # signal.signal only works in the main thread; the syscall does not care
+            _sigaction_default(sig)
+        os.kill(os.getpid(), sig)
+        time.sleep(0.5)
+    except (OSError, ValueError):
+        pass
+    os._exit(128 + sig)
+
+
+def _sigaction_default(sig: int) -> None:
+    """Reset ``sig`` to SIG_DFL from a non-main thread (ctypes ``signal(2)``)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.signal(sig, None)  # SIG_DFL is 0
+
+
+class _TerminalFile:
+    """The terminal for Textual's writer thread: a failed write means the terminal is gone.
+
+    Never raises: an exception would kill the writer thread, and with it every
+    later write would block the event loop (see the module docstring).
+    """
+
+    def __init__(self, file: IO[str], on_gone: Callable[[], None]) -> None:
+        self._file = file
+        self._on_gone = on_gone
+        self.dead = False
+
+    def write(self, text: str) -> None:
+        if self.dead:
+            return
+        try:
+            self._file.write(text)
+        except (OSError, ValueError):
+            self._fail()
+
+    def flush(self) -> None:
+        if self.dead:
+            return
+        try:
+            self._file.flush()
+        except (OSError, ValueError):
+            self._fail()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def isatty(self) -> bool:
+        return True
+
+    def _fail(self) -> None:
+        self.dead = True
+        self._on_gone()
+
+
+class ProctopDriver(LinuxDriver):
+    """Textual's Linux driver, told that a terminal can go away.
+
+    Draws on stdout (Textual draws on stderr), so that ``proctop 2>log`` keeps
+    the screen and stdout is the stream that must be a terminal.
+    """
+
+    def __init__(self, app: App[Any], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._file = _TerminalFile(_stdout(), self._terminal_gone)  # type: ignore[assignment]  # duck-typed IO
+        self._proctop_loop: asyncio.AbstractEventLoop | None = None
+
+    def start_application_mode(self) -> None:
+        self._proctop_loop = asyncio.get_running_loop()
+        super().start_application_mode()  # type: ignore[no-untyped-call]  # Textual's own, untyped
+        if self._writer_thread is None:
+            # Textual returns early when the terminal refuses its settings: that is a
+            # background job about to be stopped, or a terminal that is already gone.
+            try:
+                termios.tcgetattr(self.fileno)
+            except termios.error:
+                self._writer_thread = WriterThread(self._file)  # type: ignore[arg-type]  # duck-typed IO
+                self._writer_thread.start()
+                self._terminal_gone()
+
+    def _terminal_gone(self) -> None:
+        guard: TerminalGuard | None = getattr(self._app, "terminal_guard", None)
+        if guard is not None:
+            guard.terminal_gone()
+        elif self._proctop_loop is not None:
+            try:
+                self._proctop_loop.call_soon_threadsafe(self._app.exit, 0)
+            except RuntimeError:
+                pass
+
+    def run_input_thread(self) -> None:
+        """Textual's input loop, except that end of file or an error on stdin ends the app.
+
+        Textual's own loop calls ``select()`` again after an empty read, and a
+        hung-up tty is always readable: it spun a core and never said so.
+        """
+        selector = selectors.SelectSelector()
+        selector.register(self.fileno, selectors.EVENT_READ)
+        parser = XTermParser(self._debug)
+        feed, tick = parser.feed, parser.tick
+        decode = getincrementaldecoder("utf-8")(errors="replace").decode
+        fileno = self.fileno
+        try:
+            while not self.exit_event.is_set():
+                for _key, mask in selector.select(0.1):
+                    if not mask & selectors.EVENT_READ:
+                        continue
+                    try:
+                        data = os.read(fileno, 4096)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        if exc.errno == errno.EINTR:
+                            continue
+                        data = b""
+                    if not data:  # end of file: the terminal is gone
+                        self._terminal_gone()
+                        return
+                    for event in feed(decode(data)):
+                        self.process_message(event)
+                for event in tick():
+                    self.process_message(event)
+        finally:
+            selector.close()
