@@ -12,6 +12,8 @@
 #      inside (ptc_mode=native: no module; proctop must choose native itself)
 #   4. build the module against the headers of kernels it cannot boot here
 #      (bookworm-backports, trixie): each is "built" or says why not
+#   5. `dkms build` (kmod/dkms.conf) against each of those header trees
+#      (KMOD_DKMS=0 skips it)
 # Prints the guests' output and one line per kernel:
 #   kernel <version> (<source>): N passed, M failed
 # Exit status 0 only if every kernel passed (no verdict: hang or crash => failure).
@@ -19,7 +21,7 @@
 #      bookworm:module trixie:native"); KMOD_BUILD_ONLY (default
 #      "bookworm-backports trixie": headers only); KMOD_WORK=dir keeps (and reuses) the
 #      downloads there instead of a fresh temporary directory; GUEST_TIMEOUT
-#      (s per kernel, default 600); STORM_CYCLES (default 20);
+#      (s per kernel, default 1500: a safety net, the machine may be shared); STORM_CYCLES (default 20);
 #      PROCTOP_E2E=auto|1|0 (run proctop itself in the guest: auto = when
 #      ../proctop and pip are there; 1 = required).
 set -euo pipefail
@@ -38,16 +40,23 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     apt-get update -qq
     apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends build-essential \
         busybox-static kmod cpio util-linux python3 qemu-system-x86 xz-utils zstd dwarves \
-        debian-archive-keyring >/dev/null
+        debian-archive-keyring dkms >/dev/null
 fi
 
 KERNELS=${KMOD_KERNELS:-bullseye:module bookworm:module trixie:native}
 BUILD_ONLY=${KMOD_BUILD_ONLY-bookworm-backports trixie}
+# where a build-only suite's headers are: a booted suite's download has them
+hdr_dir() {
+    case " $KERNELS " in *" $1:"*) echo "$WORK/$1" ;; *) echo "$WORK/hdr-$1" ;; esac
+}
 if [ -n "${KMOD_WORK:-}" ]; then
     WORK=$KMOD_WORK; mkdir -p "$WORK"
 else
     WORK=$(mktemp -d /var/tmp/proctop-kmod.XXXXXX)
 fi
+# every download directory, once
+DIRS=$({ for k in $KERNELS; do echo "$WORK/${k%%:*}"; done
+         for b in $BUILD_ONLY; do hdr_dir "$b"; done; } | awk '!s[$0]++')
 E2E_DIR=none
 cleanup() {
     [ "$E2E_DIR" != none ] && rm -rf "$E2E_DIR"
@@ -59,8 +68,8 @@ trap cleanup EXIT
 # each kernel once per run, all downloads at the same time (network, not CPU)
 t "download kernels: $KERNELS"
 declare -A FETCH_S
-for k in $KERNELS $(for b in $BUILD_ONLY; do echo "hdr-$b:build"; done); do
-    suite=${k%%:*}
+for d in $DIRS; do
+    suite=${d##*/}
     [ -f "$WORK/$suite/env" ] && continue
     what=all; src=$suite
     case $suite in hdr-*) what=headers; src=${suite#hdr-} ;; esac
@@ -149,13 +158,13 @@ run_kernel() {
     # the guest hung (both vCPUs looping on the int3 of a half-patched jump
     # label in do_exit()) while module loads patched kernel text during the fork
     # storm; single-threaded TCG keeps cross-modifying code coherent.
-    timeout "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg,thread=single -cpu max -m 1G -smp 2 \
+    timeout "${GUEST_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg,thread=single -cpu max -m 1G -smp 2 \
         -nographic -no-reboot -kernel "$VMLINUZ" -initrd "$WORK/$suite/initrd.cpio.gz" \
         -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
         -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
-        -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_mode=$mode ptc_ko=$KO ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR" \
-        </dev/null 2>&1 | tr -d '\000\r' | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' \
-        | tee "$log" | grep -v -E '^\s*$|SeaBIOS|iPXE|Booting from' || true
+        -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_mode=$mode ptc_ko=$KO ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR ptc_only=${KMOD_GUEST_ONLY:-all}" \
+        </dev/null 2>&1 | stdbuf -oL tr -d '\000\r' | sed -u 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' \
+        | tee "$log" | grep --line-buffered -v -E '^\s*$|SeaBIOS|iPXE|Booting from' || true
     b1=$SECONDS
     rc=$(sed -n 's/.*GUEST-EXIT=\([0-9]*\).*/\1/p' "$log" | tail -1)
     res=$(sed -n 's/.*kmod guest tests: \([0-9]* passed, [0-9]* failed\).*/\1/p' "$log" | tail -1)
@@ -163,7 +172,8 @@ run_kernel() {
         echo "kmod check: no GUEST-EXIT marker on $KV: guest hung, crashed or timed out"
         rc=99
     fi
-    [ -n "$res" ] || res="0 passed, 1 failed"
+    # no verdict line (hang, crash, timeout): what passed so far, and one failure more
+    [ -n "$res" ] || res="$(grep -c '^PASS' "$log") passed, $(( $(grep -c '^FAIL' "$log") + 1 )) failed"
     [ "$rc" = 0 ] || case $res in *" 0 failed") res="${res% 0 failed} 1 failed" ;; esac
     SUMMARY+=("kernel $VERSION ($SOURCE, $mode): $res [download ${FETCH_S[$suite]}s, build+boot+tests $((b1 - s0))s, of it guest $((b1 - b0))s]")
     [ "$rc" = 0 ]
@@ -176,7 +186,7 @@ done
 # builds only: kernels this machine does not boot (or need no module)
 BUILDS=()
 for b in $BUILD_ONLY; do
-    d=$WORK/hdr-$b
+    d=$(hdr_dir "$b")
     if ! [ -f "$d/env" ]; then
         BUILDS+=("build $b: not downloaded"); failed=1; continue
     fi
@@ -199,6 +209,47 @@ for b in $BUILD_ONLY; do
     case ${BUILDS[-1]} in *FAILED*) failed=1 ;; esac
 done
 
+# dkms, as a user installs it (README), against every header tree above; the
+# source goes to /usr/src/proctop_cn-<version> and the dkms tree, and is
+# removed again afterwards
+DKMS=()
+if [ "${KMOD_DKMS:-1}" = 1 ]; then
+    ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+    dkms_clean() {
+        dkms remove -m proctop_cn -v "$ver" --all >/dev/null 2>&1 || true
+        rm -rf "/usr/src/proctop_cn-$ver"
+    }
+    dkms_clean
+    src=$(mktemp -d); cp dkms.conf Kbuild proctop_cn.c "$src/"
+    if dkms add "$src" >/dev/null; then
+        # bullseye's headers name gcc-10, which bookworm lacks: a gcc-10 that
+        # is bookworm's gcc (step 3 proved it builds the module cleanly)
+        shim=$(mktemp -d); ln -s "$(command -v gcc)" "$shim/gcc-10"
+        for d in $DIRS; do
+            [ -f "$d/env" ] || continue
+            (
+                # shellcheck disable=SC1090,SC1091
+                . "$d/env"
+                if grep -q "not built: its headers want" "$d/result" 2>/dev/null; then
+                    echo "dkms build $KV: skipped ($(sed 's/.*not built: //' "$d/result"))"
+                elif PATH=$shim:$PATH dkms build -m proctop_cn -v "$ver" -k "$KV" \
+                        --kernelsourcedir "$KDIR" >"$d/dkms.log" 2>&1; then
+                    echo "dkms build $KV ($SOURCE): built"
+                else
+                    tail -20 "$d/dkms.log" >&2
+                    echo "dkms build $KV ($SOURCE): FAILED"
+                fi
+            ) >"$d/dkms.result"
+            DKMS+=("$(cat "$d/dkms.result")")
+            case ${DKMS[-1]} in *FAILED*) failed=1 ;; esac
+        done
+        rm -rf "$shim"
+    else
+        DKMS+=("dkms add: FAILED"); failed=1
+    fi
+    dkms_clean; rm -rf "$src"
+fi
+
 t "kernel matrix"
-printf '%s\n' "${SUMMARY[@]}" "${BUILDS[@]}"
+printf '%s\n' "${SUMMARY[@]}" "${BUILDS[@]}" "${DKMS[@]}"
 exit $failed

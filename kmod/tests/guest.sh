@@ -9,6 +9,7 @@ SRC=$(cd "$(dirname "$0")" && pwd)
 arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 KO_SRC=$(arg ptc_ko); KO_SRC=$(readlink -f "${KO_SRC:-$SRC/../proctop_cn.ko}")
 MODE=$(arg ptc_mode); MODE=${MODE:-module}
+ONLY=$(arg ptc_only)   # e2e: load the module and run proctop end to end only (development)
 CYCLES=$(arg ptc_storm); CYCLES=${CYCLES:-20}
 E2E=$(arg ptc_e2e)
 PY=/usr/bin/python3
@@ -43,6 +44,12 @@ fi
 for p in /sys/module/proctop_cn/parameters/*; do echo "param ${p##*/}=$(cat $p)"; done
 dmesg | grep proctop_cn | sed 's/^/dmesg: /'
 
+if [ "$ONLY" = e2e ]; then
+    bash "$SRC/proctop-e2e.sh" "$E2E" kmod 2>&1 | tee -a $LOG
+    pass=$(grep -c '^PASS' $LOG); fail=$(grep -c '^FAIL' $LOG)
+    echo "kmod guest tests: $pass passed, $fail failed"
+    exit 1
+fi
 step "tests 1-3 as root";  $PY cntest.py basic 2>&1 | tee -a $LOG
 step "tests 1-3 as uid 65534"; $NOBODY $PY cntest.py basic 2>&1 | tee -a $LOG
 step "use_kprobes=Y: tests 1-3 again, UID/GID/SID/PTRACE/COREDUMP/COMM from kprobes"
