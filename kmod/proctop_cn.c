@@ -52,6 +52,8 @@
 #include <linux/pid_namespace.h>
 #include <linux/ktime.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/mm_types.h>
 #include <net/net_namespace.h>
 
 /*
@@ -81,6 +83,37 @@ struct ptc_proc_input {		/* struct proc_input of 6.6+ */
 	u32 event_type;
 };
 
+/*
+ * Extension (this module only, advertised in parameters/extensions): a
+ * 12-byte request {mcast_op, event_type, flags} with PTC_WANT_NAMES asks
+ * for names.  Such a subscriber's EXEC and EXIT events carry, right after
+ * the unchanged 40-byte struct proc_event (cn_msg.len = 40 + the extension),
+ * a struct ptc_names: the process's comm and, for EXEC, its argv (NUL
+ * separated, at most PTC_ARGV_MAX bytes) as the new program's stack holds
+ * it.  A process that lives less than a millisecond is gone before a reader
+ * of /proc can look; the kernel still knows its name.  Subscribers that send
+ * the 4- or 8-byte request get exactly the upstream messages.
+ */
+struct ptc_proc_input_ext {
+	u32 mcast_op;
+	u32 event_type;
+	u32 flags;
+};
+#define PTC_WANT_NAMES		0x1
+#define PTC_EXTENSIONS		PTC_WANT_NAMES
+
+#define PTC_NAMES_MAGIC		0x4e435450U	/* "PTCN" little-endian */
+#define PTC_NAMES_ARGV_CUT	0x1	/* argv longer than PTC_ARGV_MAX: cut */
+#define PTC_NAMES_ARGV_NONE	0x2	/* argv could not be read (not resident) */
+#define PTC_ARGV_MAX		256
+struct ptc_names {
+	u32 magic;
+	u16 argv_len;		/* bytes of argv[] that follow */
+	u16 flags;		/* PTC_NAMES_ARGV_* */
+	char comm[TASK_COMM_LEN];
+	char argv[];
+};
+
 /* ---- parameters ---------------------------------------------------------- */
 
 static unsigned int cn_idx = 11;	/* CN_NETLINK_USERS: unused in-tree */
@@ -91,9 +124,20 @@ static unsigned int cn_val = 1;
 module_param(cn_val, uint, 0444);
 MODULE_PARM_DESC(cn_val, "connector val to register (default 1)");
 
-static unsigned int max_subscribers = 64;
+static unsigned int max_subscribers = 1024;
 module_param(max_subscribers, uint, 0644);
-MODULE_PARM_DESC(max_subscribers, "maximum number of subscribed sockets (default 64)");
+MODULE_PARM_DESC(max_subscribers,
+		 "maximum number of sockets non-root users may subscribe, all together (default 1024)");
+
+/*
+ * One user must not lock the others out: without a per-uid bound a single
+ * uid could fill the whole table.  Root is bound by neither limit (it is
+ * the administrator, and it can unload the module anyway).
+ */
+static unsigned int max_per_uid = 32;
+module_param(max_per_uid, uint, 0644);
+MODULE_PARM_DESC(max_per_uid,
+		 "maximum number of subscribed sockets per non-root uid, 0 = no limit (default 32)");
 
 static bool own_uid_only;
 module_param(own_uid_only, bool, 0644);
@@ -130,6 +174,24 @@ static const struct kernel_param_ops ptc_dropped_ops = {
 module_param_cb(dropped, &ptc_dropped_ops, NULL, 0444);
 MODULE_PARM_DESC(dropped, "events (and acks) that could not be delivered (read-only)");
 
+static unsigned int ptc_extensions = PTC_EXTENSIONS;
+module_param_cb(extensions, &ptc_ro_uint_ops, &ptc_extensions, 0444);
+MODULE_PARM_DESC(extensions,
+		 "request flags understood in a 12-byte LISTEN: 0x1 = names (comm, argv) with EXEC/EXIT (read-only)");
+
+static atomic_long_t ptc_refused = ATOMIC_LONG_INIT(0);
+static int ptc_get_refused(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%lu\n", (unsigned long)atomic_long_read(&ptc_refused));
+}
+static const struct kernel_param_ops ptc_refused_ops = {
+	.set = ptc_param_set_ro,
+	.get = ptc_get_refused,
+};
+module_param_cb(refused, &ptc_refused_ops, NULL, 0444);
+MODULE_PARM_DESC(refused,
+		 "control messages refused: malformed, unknown op, over a limit, foreign namespace (read-only)");
+
 static atomic_t ptc_nsubs = ATOMIC_INIT(0);
 static int ptc_get_subscribers(char *buf, const struct kernel_param *kp)
 {
@@ -154,6 +216,7 @@ struct ptc_sub {
 	struct rcu_head rcu;
 	u32 portid;
 	u32 mask;		/* valid_event()'d; never NONE */
+	u32 flags;		/* PTC_WANT_* */
 	kuid_t uid;
 	bool dead;		/* unlinked, under ptc_lock */
 };
@@ -235,7 +298,7 @@ static inline int ptc_unicast(struct cn_msg *msg, u32 portid)
  * own_uid_only) lets it through.  @task is the process the event is about.
  * Called from tracepoint probes: never sleeps.
  */
-static void ptc_send_event(struct cn_msg *msg, struct task_struct *task)
+static void ptc_send_event_ext(struct cn_msg *msg, struct task_struct *task, u16 ext_len)
 {
 	struct proc_event *ev = (struct proc_event *)msg->data;
 	u32 what = (u32)ev->what;
@@ -265,6 +328,8 @@ static void ptc_send_event(struct cn_msg *msg, struct task_struct *task)
 		if (uid_filter && !uid_eq(s->uid, GLOBAL_ROOT_UID) &&
 		    !uid_eq(s->uid, tuid))
 			continue;
+		msg->len = sizeof(*ev) +
+			   ((READ_ONCE(s->flags) & PTC_WANT_NAMES) ? ext_len : 0);
 		err = ptc_unicast(msg, s->portid);
 		if (err == -ECONNREFUSED)
 			ptc_remove_sub(s);	/* socket is gone */
@@ -273,6 +338,45 @@ static void ptc_send_event(struct cn_msg *msg, struct task_struct *task)
 	}
 	preempt_enable();
 	rcu_read_unlock();
+}
+
+#define ptc_send_event(msg, task) ptc_send_event_ext(msg, task, 0)
+
+/*
+ * The names extension after @ev, for @task == current; returns its length.
+ * Copies argv with copy_from_user_nofault(): probes run with preemption
+ * off, so nothing may fault; right after exec the arguments sit in pages the
+ * kernel has just written, and if they do not, the event goes without them.
+ */
+#define PTC_NAMES_SIZE (sizeof(struct ptc_names) + PTC_ARGV_MAX)
+static u16 ptc_fill_names(struct proc_event *ev, struct task_struct *task, bool argv)
+{
+	struct ptc_names *n = (struct ptc_names *)(ev + 1);
+	struct mm_struct *mm = task->mm;
+	unsigned long start, len;
+
+	n->magic = PTC_NAMES_MAGIC;
+	n->argv_len = 0;
+	n->flags = 0;
+	/* current's own comm, without task_lock (task_rename's probe runs under it) */
+	memcpy(n->comm, task->comm, sizeof(n->comm));
+	n->comm[sizeof(n->comm) - 1] = 0;
+	if (argv && mm && task == current) {
+		start = READ_ONCE(mm->arg_start);
+		len = READ_ONCE(mm->arg_end) - start;
+		if (len > PTC_ARGV_MAX) {
+			len = PTC_ARGV_MAX;
+			n->flags |= PTC_NAMES_ARGV_CUT;
+		}
+		if (len && !copy_from_user_nofault(n->argv, (const void __user *)start, len))
+			n->argv_len = len;
+		else if (len)
+			n->flags |= PTC_NAMES_ARGV_NONE;
+	}
+	/* 8-byte multiple, zero padded: nothing of the stack leaks out */
+	len = ALIGN(sizeof(*n) + n->argv_len, 8);
+	memset((u8 *)n + sizeof(*n) + n->argv_len, 0, len - sizeof(*n) - n->argv_len);
+	return len;
 }
 
 #define PTC_EVENT_START(msg, ev, buffer)				\
@@ -313,7 +417,7 @@ static void ptc_probe_fork(void *data, struct task_struct *self,
 static void ptc_probe_exec(void *data, struct task_struct *task, pid_t old_pid,
 			   struct linux_binprm *bprm)
 {
-	u8 buffer[PTC_MSG_SIZE] __aligned(8);
+	u8 buffer[PTC_MSG_SIZE + PTC_NAMES_SIZE] __aligned(8);
 	struct proc_event *ev;
 	struct cn_msg *msg;
 
@@ -323,7 +427,7 @@ static void ptc_probe_exec(void *data, struct task_struct *task, pid_t old_pid,
 	ev->what = PROC_EVENT_EXEC;
 	ev->event_data.exec.process_pid = task->pid;
 	ev->event_data.exec.process_tgid = task->tgid;
-	ptc_send_event(msg, task);
+	ptc_send_event_ext(msg, task, ptc_fill_names(ev, task, true));
 }
 
 /*
@@ -334,7 +438,7 @@ static void ptc_probe_exec(void *data, struct task_struct *task, pid_t old_pid,
  */
 static void ptc_probe_exit(void *data, struct task_struct *task)
 {
-	u8 buffer[PTC_MSG_SIZE] __aligned(8);
+	u8 buffer[PTC_MSG_SIZE + PTC_NAMES_SIZE] __aligned(8);
 	struct task_struct *parent;
 	struct proc_event *ev;
 	struct cn_msg *msg;
@@ -354,7 +458,7 @@ static void ptc_probe_exit(void *data, struct task_struct *task)
 		ev->event_data.exit.parent_tgid = parent->tgid;
 	}
 	rcu_read_unlock();
-	ptc_send_event(msg, task);
+	ptc_send_event_ext(msg, task, ptc_fill_names(ev, task, false));
 }
 
 /*
@@ -632,9 +736,12 @@ static void ptc_ack(u32 portid, u32 seq, u32 err)
 		atomic_long_inc(&ptc_dropped);
 }
 
-/* 0 or a negative errno */
-static int ptc_listen(u32 portid, kuid_t uid, u32 mask)
+/* 0 or a negative errno: -ENOSPC table full, -EDQUOT this uid's share used */
+static int ptc_listen(u32 portid, kuid_t uid, u32 mask, u32 want)
 {
+	bool root = uid_eq(uid, GLOBAL_ROOT_UID);
+	unsigned int per_uid = READ_ONCE(max_per_uid);
+	unsigned int mine = 0, nonroot = 0;
 	struct ptc_sub *s, *fresh;
 	unsigned long flags;
 
@@ -645,17 +752,27 @@ static int ptc_listen(u32 portid, kuid_t uid, u32 mask)
 		if (s->portid == portid) {
 			/* live mask change: effective from the next event */
 			WRITE_ONCE(s->mask, mask);
+			WRITE_ONCE(s->flags, want);
 			s->uid = uid;
 			spin_unlock_irqrestore(&ptc_lock, flags);
 			kfree(fresh);
 			return 0;
 		}
+		if (!uid_eq(s->uid, GLOBAL_ROOT_UID))
+			nonroot++;
+		if (uid_eq(s->uid, uid))
+			mine++;
 	}
 	if (!fresh) {
 		spin_unlock_irqrestore(&ptc_lock, flags);
 		return -ENOMEM;
 	}
-	if (atomic_read(&ptc_nsubs) >= READ_ONCE(max_subscribers)) {
+	if (!root && per_uid && mine >= per_uid) {
+		spin_unlock_irqrestore(&ptc_lock, flags);
+		kfree(fresh);
+		return -EDQUOT;
+	}
+	if (!root && nonroot >= READ_ONCE(max_subscribers)) {
 		spin_unlock_irqrestore(&ptc_lock, flags);
 		kfree(fresh);
 		return -ENOSPC;
@@ -663,6 +780,7 @@ static int ptc_listen(u32 portid, kuid_t uid, u32 mask)
 	fresh->portid = portid;
 	fresh->uid = uid;
 	fresh->mask = mask;
+	fresh->flags = want;
 	list_add_tail_rcu(&fresh->node, &ptc_subs);
 	atomic_inc(&ptc_nsubs);
 	spin_unlock_irqrestore(&ptc_lock, flags);
@@ -675,7 +793,7 @@ static int ptc_listen(u32 portid, kuid_t uid, u32 mask)
  */
 static void ptc_cn_callback(struct cn_msg *msg, struct netlink_skb_parms *nsp)
 {
-	u32 op, mask, err = 0;
+	u32 op, mask, want = 0, err = 0;
 
 	atomic_inc(&ptc_cb_inflight);
 
@@ -687,6 +805,16 @@ static void ptc_cn_callback(struct cn_msg *msg, struct netlink_skb_parms *nsp)
 
 		op = in->mcast_op;
 		mask = in->event_type;
+	} else if (msg->len == sizeof(struct ptc_proc_input_ext)) {
+		const struct ptc_proc_input_ext *in = (const void *)msg->data;
+
+		op = in->mcast_op;
+		mask = in->event_type;
+		want = in->flags;
+		if (want & ~PTC_EXTENSIONS) {
+			err = EINVAL;	/* a flag this module does not know */
+			goto ack;
+		}
 	} else if (msg->len == sizeof(u32)) {
 		op = *(const u32 *)msg->data;
 		mask = PTC_EV_ALL;
@@ -713,7 +841,7 @@ static void ptc_cn_callback(struct cn_msg *msg, struct netlink_skb_parms *nsp)
 
 	switch (op) {
 	case PTC_MCAST_LISTEN:
-		err = -ptc_listen(nsp->portid, nsp->creds.uid, mask); /* ack: positive */
+		err = -ptc_listen(nsp->portid, nsp->creds.uid, mask, want); /* ack: positive */
 		break;
 	case PTC_MCAST_IGNORE:
 		ptc_remove_port(nsp->portid);
@@ -723,6 +851,8 @@ static void ptc_cn_callback(struct cn_msg *msg, struct netlink_skb_parms *nsp)
 		break;
 	}
 ack:
+	if (err)
+		atomic_long_inc(&ptc_refused);
 	ptc_ack(nsp->portid, msg->seq, err);
 out:
 	atomic_dec(&ptc_cb_inflight);

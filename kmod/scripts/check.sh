@@ -1,16 +1,29 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
-# `make -C kmod check`: from a clean Debian 12 machine, as root:
-#   1. apt-get install the toolchain, Debian's 6.1 kernel + headers, QEMU, busybox
-#   2. build proctop_cn.ko against the headers of the kernel linux-image-amd64
-#      points at
-#   3. boot that kernel in QEMU (TCG) with a busybox initramfs that mounts the
-#      host's / read-only over 9p, and run kmod/tests/guest.sh inside
-# Prints the guest's output; the exit status is the guest's verdict (no
-# verdict: hang or crash => failure).
-# Env: SKIP_APT=1 skips step 1; GUEST_TIMEOUT (s, default 600);
-#      STORM_CYCLES (default 20); PROCTOP_E2E=auto|1|0 (run proctop itself in
-#      the guest: auto = when ../proctop and pip are there; 1 = required).
+# `make -C kmod check`: from a clean Debian 12 machine, as root, the kernel
+# matrix:
+#   1. apt-get install the toolchain, QEMU, busybox
+#   2. download Debian's kernels (image + headers, not installed: unpacked into
+#      a scratch directory, scripts/fetch-kernel.sh), all at once:
+#        bullseye 5.10 and bookworm 6.1 (module), trixie 6.12 (native, 6.6+)
+#   3. per kernel, one after another: build proctop_cn.ko against its headers
+#      (module kernels), boot it in QEMU (TCG) with a busybox initramfs that
+#      mounts the host's / read-only over 9p, and run kmod/tests/guest.sh
+#      inside (ptc_mode=native: no module; proctop must choose native itself)
+#   4. build the module against the headers of kernels it cannot boot here
+#      (bookworm-backports, trixie): each is "built" or says why not
+#   5. `dkms build` (kmod/dkms.conf) against each of those header trees
+#      (KMOD_DKMS=0 skips it)
+# Prints the guests' output and one line per kernel:
+#   kernel <version> (<source>): N passed, M failed
+# Exit status 0 only if every kernel passed (no verdict: hang or crash => failure).
+# Env: SKIP_APT=1 skips step 1; KMOD_KERNELS (default "bullseye:module
+#      bookworm:module trixie:native"); KMOD_BUILD_ONLY (default
+#      "bookworm-backports trixie": headers only); KMOD_WORK=dir keeps (and reuses) the
+#      downloads there instead of a fresh temporary directory; GUEST_TIMEOUT
+#      (s per kernel, default 1500: a safety net, the machine may be shared); STORM_CYCLES (default 20);
+#      PROCTOP_E2E=auto|1|0 (run proctop itself in the guest: auto = when
+#      ../proctop and pip are there; 1 = required).
 set -euo pipefail
 KMOD=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$KMOD"
@@ -25,31 +38,63 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     t "apt-get install"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends build-essential busybox-static kmod cpio \
-        util-linux python3 qemu-system-x86 linux-image-amd64 linux-headers-amd64 >/dev/null
+    apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends build-essential \
+        busybox-static kmod cpio util-linux python3 qemu-system-x86 xz-utils zstd dwarves \
+        debian-archive-keyring dkms >/dev/null
 fi
 
-# kernel ABI that the linux-image-amd64 meta package points at, e.g. 6.1.0-56-amd64
-KV=$(dpkg-query -W -f='${Depends}' linux-image-amd64 | grep -o 'linux-image-[^ ,]*' | head -1 | sed 's/^linux-image-//')
-VMLINUZ=/boot/vmlinuz-$KV
-KDIR=/lib/modules/$KV/build
-if ! [ -r "$VMLINUZ" ] || ! [ -d "$KDIR" ]; then
-    echo "kmod check: kernel $KV image or headers missing ($VMLINUZ, $KDIR)" >&2
-    exit 2
+KERNELS=${KMOD_KERNELS:-bullseye:module bookworm:module trixie:native}
+BUILD_ONLY=${KMOD_BUILD_ONLY-bookworm-backports trixie}
+# where a build-only suite's headers are: a booted suite's download has them
+hdr_dir() {
+    case " $KERNELS " in *" $1:"*) echo "$WORK/$1" ;; *) echo "$WORK/hdr-$1" ;; esac
+}
+if [ -n "${KMOD_WORK:-}" ]; then
+    WORK=$KMOD_WORK; mkdir -p "$WORK"
+else
+    WORK=$(mktemp -d /var/tmp/proctop-kmod.XXXXXX)
 fi
+# every download directory, once
+DIRS=$({ for k in $KERNELS; do echo "$WORK/${k%%:*}"; done
+         for b in $BUILD_ONLY; do hdr_dir "$b"; done; } | awk '!s[$0]++')
+E2E_DIR=none
+cleanup() {
+    [ "$E2E_DIR" != none ] && rm -rf "$E2E_DIR"
+    [ -z "${KMOD_WORK:-}" ] && rm -rf "$WORK"
+    return 0
+}
+trap cleanup EXIT
 
-t "build proctop_cn.ko for $KV"
-make -s clean
-make KDIR="$KDIR" 2>&1 | grep -v -E '^make\[|Skipping BTF' || true
-test -f proctop_cn.ko
-modinfo -F vermagic proctop_cn.ko
+# each kernel once per run, all downloads at the same time (network, not CPU)
+t "download kernels: $KERNELS"
+declare -A FETCH_S
+for d in $DIRS; do
+    suite=${d##*/}
+    [ -f "$WORK/$suite/env" ] && continue
+    what=all; src=$suite
+    case $suite in hdr-*) what=headers; src=${suite#hdr-} ;; esac
+    ( s0=$SECONDS
+      if scripts/fetch-kernel.sh "$src" "$WORK/$suite" $what >"$WORK/$suite.fetch.log" 2>&1; then
+          echo $((SECONDS - s0)) >"$WORK/$suite.fetch.s"
+      else
+          echo "kmod check: downloading $suite failed:"; cat "$WORK/$suite.fetch.log"
+      fi ) &
+done
+wait
+for k in $KERNELS; do
+    suite=${k%%:*}
+    FETCH_S[$suite]=$(cat "$WORK/$suite.fetch.s" 2>/dev/null || echo 0)
+    [ -f "$WORK/$suite.fetch.log" ] && tail -1 "$WORK/$suite.fetch.log"
+done
+
 # static fork-storm helper for test 5 (a Python fork is slow under TCG)
 gcc -O2 -static -o tests/forkstorm tests/forkstorm.c || rm -f tests/forkstorm
+# ... and the "named" test's short-lived processes (their comm: ptc-named)
+gcc -O2 -static -o tests/ptc-named tests/named.c || rm -f tests/ptc-named
 
 # Optional end-to-end run of proctop itself in the guest (PROCTOP_E2E=auto|1|0):
 # a world-readable copy of ../proctop plus pyroute2/psutil installed with pip
 # --target into a directory under /tmp that the guest sees through 9p.
-E2E_DIR=none
 if [ "${PROCTOP_E2E:-auto}" != 0 ] && [ -f "$KMOD/../proctop/__main__.py" ]; then
     t "stage proctop for the end-to-end run"
     d=$(mktemp -d /tmp/proctop-e2e.XXXXXX)
@@ -66,32 +111,145 @@ if [ "${PROCTOP_E2E:-auto}" != 0 ] && [ -f "$KMOD/../proctop/__main__.py" ]; the
     if [ $pip_ok = 1 ]; then
         E2E_DIR=$d
     else
+        rm -rf "$d"
         echo "kmod check: no pip to install pyroute2/psutil: skipping the proctop end-to-end run"
         [ "${PROCTOP_E2E:-auto}" = 1 ] && exit 2
     fi
 fi
 
-t "initramfs"
-scripts/mkinitrd.sh "$KV" guest-initrd.cpio.gz
+# build_module DIR KDIR: proctop_cn.ko built in DIR against KDIR (0 = built)
+build_module() {
+    local B=$1 KDIR=$2
+    rm -rf "$B"; mkdir -p "$B"
+    cp "$KMOD/Kbuild" "$KMOD/proctop_cn.c" "$B/"
+    # CC=gcc: 5.10's headers name gcc-10 (not on bookworm); gcc 12 builds it cleanly.
+    # Warnings are errors here: a warning on any kernel is a defect to look at.
+    make -C "$KDIR" M="$B" CC=gcc KCFLAGS=-Werror modules 2>&1 | grep -v -E '^make\[|Skipping BTF' || true
+    [ -f "$B/proctop_cn.ko" ]
+}
 
-t "boot $KV in QEMU (TCG) and run tests/guest.sh"
-rc=0
-# thread=single: one host thread runs both vCPUs. With multi-threaded TCG
-# the guest hung (both vCPUs looping on the int3 of a half-patched jump
-# label in do_exit()) while module loads patched kernel text during the fork
-# storm; single-threaded TCG keeps cross-modifying code coherent.
-timeout "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg,thread=single -cpu max -m 1G -smp 2 \
-    -nographic -no-reboot -kernel "$VMLINUZ" -initrd guest-initrd.cpio.gz \
-    -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
-    -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
-    -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR" \
-    </dev/null 2>&1 | tr -d '\000\r' | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' \
-    | tee guest-console.log | grep -v -E '^\s*$|SeaBIOS|iPXE|Booting from' || true
-rc=$(sed -n 's/.*GUEST-EXIT=\([0-9]*\).*/\1/p' guest-console.log | tail -1)
-if [ -z "$rc" ]; then
-    echo "kmod check: no GUEST-EXIT marker: guest hung, crashed or timed out"
-    rc=99
+# run_kernel SUITE MODE: build (module), boot, test; appends to SUMMARY
+SUMMARY=()
+failed=0
+run_kernel() {
+    local suite=$1 mode=$2 s0=$SECONDS b0 b1 log rc res
+    if ! [ -f "$WORK/$suite/env" ]; then
+        SUMMARY+=("kernel $suite (not downloaded): 0 passed, 1 failed")
+        return 1
+    fi
+    local KV VERSION SOURCE VMLINUZ KDIR ROOT
+    # shellcheck disable=SC1090,SC1091
+    . "$WORK/$suite/env"
+    local B=$WORK/$suite/build KO=none
+    if [ "$mode" = module ]; then
+        t "build proctop_cn.ko for $KV"
+        if ! build_module "$B" "$KDIR"; then
+            SUMMARY+=("kernel $VERSION ($SOURCE): 0 passed, 1 failed (build)")
+            return 1
+        fi
+        modinfo -F vermagic "$B/proctop_cn.ko"
+        KO=$B/proctop_cn.ko
+    fi
+    b0=$SECONDS
+    scripts/mkinitrd.sh "$KV" "$WORK/$suite/initrd.cpio.gz" "$ROOT"
+    log=$KMOD/guest-console-$suite.log
+    t "boot $KV in QEMU (TCG) and run tests/guest.sh (mode $mode)"
+    # thread=single: one host thread runs both vCPUs. With multi-threaded TCG
+    # the guest hung (both vCPUs looping on the int3 of a half-patched jump
+    # label in do_exit()) while module loads patched kernel text during the fork
+    # storm; single-threaded TCG keeps cross-modifying code coherent.
+    timeout "${GUEST_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg,thread=single -cpu max -m 1G -smp 2 \
+        -nographic -no-reboot -kernel "$VMLINUZ" -initrd "$WORK/$suite/initrd.cpio.gz" \
+        -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
+        -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
+        -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_mode=$mode ptc_ko=$KO ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR ptc_only=${KMOD_GUEST_ONLY:-all}" \
+        </dev/null 2>&1 | stdbuf -oL tr -d '\000\r' | sed -u 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' \
+        | tee "$log" | grep --line-buffered -v -E '^\s*$|SeaBIOS|iPXE|Booting from' || true
+    b1=$SECONDS
+    rc=$(sed -n 's/.*GUEST-EXIT=\([0-9]*\).*/\1/p' "$log" | tail -1)
+    res=$(sed -n 's/.*kmod guest tests: \([0-9]* passed, [0-9]* failed\).*/\1/p' "$log" | tail -1)
+    if [ -z "$rc" ]; then
+        echo "kmod check: no GUEST-EXIT marker on $KV: guest hung, crashed or timed out"
+        rc=99
+    fi
+    # no verdict line (hang, crash, timeout): what passed so far, and one failure more
+    [ -n "$res" ] || res="$(grep -c '^PASS' "$log") passed, $(( $(grep -c '^FAIL' "$log") + 1 )) failed"
+    [ "$rc" = 0 ] || case $res in *" 0 failed") res="${res% 0 failed} 1 failed" ;; esac
+    SUMMARY+=("kernel $VERSION ($SOURCE, $mode): $res [download ${FETCH_S[$suite]}s, build+boot+tests $((b1 - s0))s, of it guest $((b1 - b0))s]")
+    [ "$rc" = 0 ]
+}
+
+for k in $KERNELS; do
+    run_kernel "${k%%:*}" "${k#*:}" || failed=1
+done
+
+# builds only: kernels this machine does not boot (or need no module)
+BUILDS=()
+for b in $BUILD_ONLY; do
+    d=$(hdr_dir "$b")
+    if ! [ -f "$d/env" ]; then
+        BUILDS+=("build $b: not downloaded"); failed=1; continue
+    fi
+    (
+        # shellcheck disable=SC1090,SC1091
+        . "$d/env"
+        t "build proctop_cn.ko for $KV (build only)"
+        # the compiler the kernel was built with must be there: trixie's is gcc 14
+        want=$(sed -n 's/^CONFIG_GCC_VERSION=\([0-9]*\)[0-9][0-9][0-9][0-9]$/\1/p' "$KDIR/.config")
+        have=$(gcc -dumpversion | cut -d. -f1)
+        if [ -n "$want" ] && [ "$want" -gt "$have" ] && ! command -v "gcc-$want" >/dev/null; then
+            echo "build $KV ($SOURCE): not built: its headers want gcc $want, this machine has gcc $have (the module is not needed there: 6.6+)" >"$d/result"
+        elif build_module "$d/build" "$KDIR"; then
+            echo "build $KV ($SOURCE): built, $(modinfo -F vermagic "$d/build/proctop_cn.ko")" >"$d/result"
+        else
+            echo "build $KV ($SOURCE): FAILED" >"$d/result"
+        fi
+    )
+    BUILDS+=("$(cat "$d/result")")
+    case ${BUILDS[-1]} in *FAILED*) failed=1 ;; esac
+done
+
+# dkms, as a user installs it (README), against every header tree above; the
+# source goes to /usr/src/proctop_cn-<version> and the dkms tree, and is
+# removed again afterwards
+DKMS=()
+if [ "${KMOD_DKMS:-1}" = 1 ]; then
+    ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+    dkms_clean() {
+        dkms remove -m proctop_cn -v "$ver" --all >/dev/null 2>&1 || true
+        rm -rf "/usr/src/proctop_cn-$ver"
+    }
+    dkms_clean
+    src=$(mktemp -d); cp dkms.conf Kbuild proctop_cn.c "$src/"
+    if dkms add "$src" >/dev/null; then
+        # bullseye's headers name gcc-10, which bookworm lacks: a gcc-10 that
+        # is bookworm's gcc (step 3 proved it builds the module cleanly)
+        shim=$(mktemp -d); ln -s "$(command -v gcc)" "$shim/gcc-10"
+        for d in $DIRS; do
+            [ -f "$d/env" ] || continue
+            (
+                # shellcheck disable=SC1090,SC1091
+                . "$d/env"
+                if grep -q "not built: its headers want" "$d/result" 2>/dev/null; then
+                    echo "dkms build $KV: skipped ($(sed 's/.*not built: //' "$d/result"))"
+                elif PATH=$shim:$PATH dkms build -m proctop_cn -v "$ver" -k "$KV" \
+                        --kernelsourcedir "$KDIR" >"$d/dkms.log" 2>&1; then
+                    echo "dkms build $KV ($SOURCE): built"
+                else
+                    tail -20 "$d/dkms.log" >&2
+                    echo "dkms build $KV ($SOURCE): FAILED"
+                fi
+            ) >"$d/dkms.result"
+            DKMS+=("$(cat "$d/dkms.result")")
+            case ${DKMS[-1]} in *FAILED*) failed=1 ;; esac
+        done
+        rm -rf "$shim"
+    else
+        DKMS+=("dkms add: FAILED"); failed=1
+    fi
+    dkms_clean; rm -rf "$src"
 fi
-[ "$E2E_DIR" != none ] && rm -rf "$E2E_DIR"
-t "done: guest exit status $rc"
-exit "$rc"
+
+t "kernel matrix"
+printf '%s\n' "${SUMMARY[@]}" "${BUILDS[@]}" "${DKMS[@]}"
+exit $failed

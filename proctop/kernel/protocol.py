@@ -135,18 +135,32 @@ def encode_proc_input(
     seq: int = 0,
     port: int = 0,
     legacy: bool = False,
+    flags: int | None = None,
 ) -> bytes:
     """A complete netlink message carrying ``struct proc_input`` (or the 4-byte op).
 
     ``legacy`` sends only ``enum proc_cn_mcast_op`` as kernels before 6.6 expect;
-    they silently ignore the 8-byte form.
+    they silently ignore the 8-byte form. ``flags`` (the kmod only, see
+    ``KMOD_WANT_NAMES``) sends the module's 12-byte ``{op, mask, flags}``.
     """
-    payload = struct.pack("=I", op) if legacy else struct.pack("=II", op, mask)
+    if legacy:
+        payload = struct.pack("=I", op)
+    elif flags is not None:
+        payload = struct.pack("=III", op, mask, flags)
+    else:
+        payload = struct.pack("=II", op, mask)
     cn = CN_MSG_HDR.pack(idx, val, seq, 0, len(payload), 0) + payload
     return NLMSG_HDR.pack(NLMSG_HDR.size + len(cn), NLMSG_DONE, 0, seq, port) + cn
 
 
 # --- decoding ---------------------------------------------------------------
+
+#: kmod extension (kmod/README.md): a 12-byte LISTEN with this flag makes the
+#: module append ``struct ptc_names`` {magic, argv_len, flags, comm[16], argv}
+#: to EXEC and EXIT events, after the unchanged 40-byte proc_event.
+KMOD_WANT_NAMES = 0x1
+_NAMES = struct.Struct("=IHH16s")
+_NAMES_MAGIC = 0x4E435450  # "PTCN"
 
 _HEAD = struct.Struct("=IHHIIIIIIHHIIQ")  # nlmsghdr + cn_msg + what, cpu, timestamp_ns
 HEAD_SIZE = _HEAD.size  # 52
@@ -175,6 +189,7 @@ class RawEvent(NamedTuple):
     b: int = 0
     comm: bytes = b""
     seq: int = 0
+    argv: bytes = b""  # kmod names extension: NUL-separated argv of an EXEC
 
 
 class DecodeStats:
@@ -237,6 +252,9 @@ def _decode_one(
             stats.malformed += 1
             return None
         pid, tgid, code, sig, ppid, ptgid = _U32x6.unpack_from(buf, body)
+        if room > 24:
+            comm, _ = _names(buf, body, room)
+            return RawEvent(what, cpu, ts, pid, tgid, ppid, ptgid, code, sig, comm, cn_seq)
         return RawEvent(what, cpu, ts, pid, tgid, ppid, ptgid, code, sig, b"", cn_seq)
     if what == PROC_EVENT_FORK:
         if room < 16:
@@ -249,6 +267,9 @@ def _decode_one(
             stats.malformed += 1
             return None
         pid, tgid = _U32x2.unpack_from(buf, body)
+        if room > 24 and what == PROC_EVENT_EXEC:
+            comm, argv = _names(buf, body, room)
+            return RawEvent(what, cpu, ts, pid, tgid, 0, 0, 0, 0, comm, cn_seq, argv)
         return RawEvent(what, cpu, ts, pid, tgid, 0, 0, 0, 0, b"", cn_seq)
     if what in (PROC_EVENT_UID, PROC_EVENT_GID, PROC_EVENT_PTRACE, PROC_EVENT_COREDUMP):
         if room < 16:
@@ -266,6 +287,18 @@ def _decode_one(
         return RawEvent(what, cpu, ts, pid, tgid, 0, 0, 0, 0, comm.split(b"\0", 1)[0], cn_seq)
     stats.malformed += 1
     return None
+
+
+def _names(buf: bytes | bytearray | memoryview, body: int, room: int) -> tuple[bytes, bytes]:
+    """comm and argv of the kmod names extension after the 24-byte event_data."""
+    if room < 24 + _NAMES.size:
+        return b"", b""
+    magic, argv_len, _flags, comm = _NAMES.unpack_from(buf, body + 24)
+    if magic != _NAMES_MAGIC:
+        return b"", b""
+    start = body + 24 + _NAMES.size
+    argv = bytes(buf[start : start + min(argv_len, room - 24 - _NAMES.size)])
+    return comm.split(b"\0", 1)[0], argv
 
 
 def encode_event(ev: RawEvent, idx: int = CN_IDX_PROC, val: int = CN_VAL_PROC) -> bytes:

@@ -21,12 +21,15 @@ from typing import Final, Literal
 from proctop.kernel.probe import Capability
 from proctop.kernel.protocol import (
     EVENT_NAMES,
+    KMOD_WANT_NAMES,
+    PROC_CN_MCAST_LISTEN,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
     DecodeStats,
     RawEvent,
     decode_buffer,
+    encode_proc_input,
     mask_accepts,
 )
 from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
@@ -82,6 +85,33 @@ def _boost_priority() -> None:
         pass
 
 
+_KMOD_EXTENSIONS = "/sys/module/proctop_cn/parameters/extensions"
+
+
+def _kmod_names() -> bool:
+    """Whether the loaded proctop_cn can name EXEC/EXIT events itself (older ones cannot)."""
+    try:
+        with open(_KMOD_EXTENSIONS) as f:
+            return bool(int(f.read()) & KMOD_WANT_NAMES)
+    except (OSError, ValueError):
+        return False
+
+
+def _kernel_names(ev: RawEvent, snap: Snapshot | None) -> Snapshot | None:
+    """Fill what /proc no longer had from the names the kmod sent with the event.
+
+    A process that lives under a millisecond is gone before /proc is read;
+    the module copied its comm (and, on exec, its argv) in the kernel.
+    """
+    if not ev.comm or (snap is not None and snap is not GONE and snap.cmdline):
+        return snap
+    argv = [a.decode("utf-8", "surrogateescape") for a in ev.argv.rstrip(b"\0").split(b"\0")] if ev.argv else None
+    comm = ev.comm.decode("utf-8", "surrogateescape")
+    if snap is None or snap is GONE:
+        return Snapshot(comm, None, None, None, argv, None)
+    return snap._replace(comm=snap.comm or comm, cmdline=snap.cmdline or argv)
+
+
 class SourceError(Exception):
     """The socket could not be opened or subscribed; the message says why."""
 
@@ -126,6 +156,7 @@ class ConnectorSource(Source):
         # The process table forgets a process gone from /proc only after its exit settled.
         self._synced_through = 0.0
         self._settled = 0.0
+        self._names = self.kind == "kmod" and _kmod_names()
 
     # --- control ---------------------------------------------------------
 
@@ -165,6 +196,18 @@ class ConnectorSource(Source):
             try:
                 if sock.legacy:
                     sock.listen()  # kernels < 6.6 send everything; the reader filters
+                elif self._names and mask:  # kmod: also the names of EXEC/EXIT
+                    sock.seq += 1
+                    sock.raw.send(
+                        encode_proc_input(
+                            PROC_CN_MCAST_LISTEN,
+                            mask,
+                            idx=sock.cn_idx,
+                            val=sock.cn_val,
+                            seq=sock.seq,
+                            flags=KMOD_WANT_NAMES,
+                        )
+                    )
                 elif mask == 0:
                     sock.ignore()  # the kernel reads mask 0 as "all"
                 else:
@@ -290,11 +333,11 @@ class ConnectorSource(Source):
             elif mask and mask_accepts(mask, ev.what, ev.a) and (threads or ev.pid == ev.tgid):
                 snap = None
                 if ev.what == PROC_EVENT_EXEC:
-                    snap = snapshot(ev.tgid, argv=True, cgroup=True) or GONE
+                    snap = _kernel_names(ev, snapshot(ev.tgid, argv=True, cgroup=True) or GONE)
                 elif ev.what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
                     info = known.get(ev.tgid)
                     if info is None or info.comm is None:  # unannounced, or exec'd too fast to read
-                        snap = snapshot(ev.tgid, argv=False, cgroup=True)
+                        snap = _kernel_names(ev, snapshot(ev.tgid, argv=False, cgroup=True))
                 keep.append((ev, snap))
             else:
                 dropped += 1

@@ -131,3 +131,38 @@ def test_user_space_filter_is_the_kernels():
     assert mask_accepts(0, PROC_EVENT_FORK, 0)  # 0 means all, as in the kernel
     assert not mask_accepts(PROC_EVENT_FORK, 0, 0)  # acks only under ALL
     assert mask_accepts(PROC_EVENT_ALL, 0, 0)
+
+
+def _with_names(ev: RawEvent, comm: bytes, argv: bytes, magic: int = 0x4E435450) -> bytes:
+    """``ev`` as proctop_cn sends it to a names subscriber (kmod/README.md, Protocol 5)."""
+    ext = struct.pack("=IHH16s", magic, len(argv), 0, comm) + argv
+    ext += b"\0" * (-len(ext) % 8)
+    msg = bytearray(encode_event(ev, idx=11) + ext)
+    struct.pack_into("=I", msg, 0, len(msg))  # nlmsg_len
+    struct.pack_into("=H", msg, 32, 40 + len(ext))  # cn_msg.len
+    return bytes(msg)
+
+
+def test_kmod_names_extension_is_decoded_and_optional():
+    exe = RawEvent(PROC_EVENT_EXEC, 0, 124, pid=20, tgid=20)
+    ext = RawEvent(PROC_EVENT_EXIT, 1, 128, pid=20, tgid=20, ppid=10, ptgid=10, a=3 << 8, b=17)
+    buf = _with_names(exe, b"ptc-named", b"ptc-named\0child\x007\0") + _with_names(ext, b"ptc-named", b"")
+    got = decode_buffer(buf, len(buf), stats := DecodeStats(), 11)
+    assert [(e.what, e.comm, e.argv) for e in got] == [
+        (PROC_EVENT_EXEC, b"ptc-named", b"ptc-named\0child\x007\0"),
+        (PROC_EVENT_EXIT, b"ptc-named", b""),
+    ]
+    assert got[1].a == 3 << 8 and stats.malformed == 0
+    # a foreign tail (no magic) is ignored, the event itself still decoded
+    bad = _with_names(exe, b"x", b"y", magic=0)
+    assert decode_buffer(bad, len(bad), DecodeStats(), 11) == [exe._replace(seq=0)]
+    # an argv_len beyond the message yields what is there, never more, never raises
+    lying = bytearray(_with_names(exe, b"sh", b"sh\0-c\0"))
+    struct.pack_into("=H", lying, 76 + 4, 200)  # argv_len of the extension
+    assert decode_buffer(lying, len(lying), DecodeStats(), 11)[0].argv == b"sh\0-c\0\0\0"  # + padding
+
+
+def test_names_request_is_the_kmods_12_byte_form():
+    msg = encode_proc_input(1, PROC_EVENT_EXEC, idx=11, val=1, seq=5, flags=1)
+    assert struct.unpack_from("=IIIIHH", msg, 16)[4] == 12
+    assert struct.unpack_from("=III", msg, 36) == (1, PROC_EVENT_EXEC, 1)
