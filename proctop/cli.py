@@ -18,7 +18,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from proctop import __version__, always_on
-from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, MaskError, parse_mask
+from proctop.errors import ProctopError
+from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
 
 if TYPE_CHECKING:  # annotations only: the sources are imported when one is made
@@ -29,7 +30,9 @@ N = TypeVar("N", int, float)
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
+class UsageError(ProctopError):
+    """Bad command-line input."""
+
     status = EXIT_USAGE
 
 
@@ -203,17 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.record:
             return _run_record(args, mask)
         return _run_ui(args, mask)
-    except (UsageError, MaskError) as exc:
-        _error_line(exc)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 0
-    except Exception as exc:  # errors that carry their own exit status
-        status: int | None = getattr(exc, "status", None)
-        if status is None:
-            raise
+    except ProctopError as exc:  # one line and its own status; anything else is a bug and shows its traceback
         _error_line(exc)
-        return status
+        return exc.status
 
 
 def _error_line(exc: BaseException) -> None:

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Info, ProcessCollector
 from prometheus_client.exposition import start_http_server
 
 from proctop import __version__
+from proctop.errors import ProctopError
 from proctop.model.events import EVENT_KINDS, Event
 from proctop.sources.base import SourceDescription
 
@@ -44,7 +45,7 @@ OTHER = "other"
 _LABEL_MAX = 64
 
 
-class MetricsError(Exception):
+class MetricsError(ProctopError):
     """A bad ``--metrics`` address or a port that cannot be bound; one line for the user."""
 
     status = 2

@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proctop.errors import ProctopError
 from proctop.kernel.protocol import (
     CN_IDX_PROC,
     CN_VAL_PROC,
@@ -47,7 +48,7 @@ SOURCE_LABELS = {
 }
 
 
-class ProbeError(Exception):
+class ProbeError(ProctopError):
     """This machine cannot deliver process events to us; the message says why."""
 
     status = 3

@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from proctop.errors import ProctopError
+
 # enum proc_cn_mcast_op
 PROC_CN_MCAST_LISTEN = 1
 PROC_CN_MCAST_IGNORE = 2
@@ -76,8 +78,10 @@ EVENT_NAMES: dict[int, str] = {
 }
 
 
-class MaskError(ValueError):
-    """An unknown event name in a mask specification."""
+class MaskError(ProctopError, ValueError):
+    """An unknown event name in a mask specification (bad input: status 2)."""
+
+    status = 2
 
 
 def parse_mask(spec: str) -> int:

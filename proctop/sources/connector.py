@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Literal
 
+from proctop.errors import ProctopError
 from proctop.kernel.probe import Capability
 from proctop.kernel.protocol import (
     EVENT_NAMES,
@@ -112,7 +113,7 @@ def _kernel_names(ev: RawEvent, snap: Snapshot | None) -> Snapshot | None:
     return snap._replace(comm=snap.comm or comm, cmdline=snap.cmdline or argv)
 
 
-class SourceError(Exception):
+class SourceError(ProctopError):
     """The socket could not be opened or subscribed; the message says why."""
 
     status = 3

@@ -29,6 +29,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
+from proctop.errors import ProctopError
 from proctop.kernel.probe import SOURCE_LABELS
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_EXIT, mask_accepts
 from proctop.model.events import Event
@@ -58,7 +59,7 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 
 
-class ReplayError(Exception):
+class ReplayError(ProctopError):
     """The capture cannot be read; the message names the file and line."""
 
     status = 2

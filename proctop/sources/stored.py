@@ -14,6 +14,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from proctop.errors import ProctopError
+
 #: Segment file names: UTC start time (microseconds) and the writer's pid.
 SEGMENT_RE = re.compile(r"^proctop-\d{8}T\d{6}\.\d{6}Z-\d+\.jsonl\.gz$")
 #: Longest line ``capture_lines`` accepts: a gzip bomb of one endless line must not fill memory.
@@ -22,7 +24,7 @@ _READ_CHUNK = 64 * 1024
 GZIP_WBITS = 31  # zlib: gzip header and trailer
 
 
-class RecordError(Exception):
+class RecordError(ProctopError):
     """Bad ``--record`` arguments or an unreadable record; one line for the user."""
 
     status = 2

@@ -26,6 +26,7 @@ from textual.notifications import SeverityLevel
 from textual.widgets import ContentSwitcher, Footer, Input
 from textual.worker import get_current_worker
 
+from proctop.errors import ProctopError
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
 from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
@@ -208,9 +209,8 @@ class ProctopApp(App[int]):
             try:
                 events = source.poll(POLL_TIMEOUT)
             except Exception as exc:  # a broken source must not take the UI down
-                status = getattr(exc, "status", None)
-                if isinstance(status, int):  # proctop's own error (a bad capture line): it ends the run
-                    self.post_message(ReaderStopped(str(exc), status))
+                if isinstance(exc, ProctopError):  # proctop's own error (a bad capture line): it ends the run
+                    self.post_message(ReaderStopped(str(exc), exc.status))
                     return
                 error = f"reading events failed: {exc}"
                 break

@@ -25,6 +25,8 @@ from typing import Required, TypedDict, cast
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from proctop.errors import ProctopError
+
 DEFAULT_THEME = "proctop-dark"
 
 
@@ -82,7 +84,7 @@ EVENT_DEFAULTS: dict[str, str] = {
 }
 
 
-class ThemeError(Exception):
+class ThemeError(ProctopError):
     """A theme cannot be found or read; the message is one line."""
 
     status = 2
