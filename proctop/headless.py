@@ -258,7 +258,7 @@ def run_json(
                     unwritten_since = time.time()
                 unwritten += len(lines)
                 source.stats.lost += len(lines)
-        error = getattr(source, "error", None)
+        error = source.error
         if error:
             print(f"proctop: {error}", file=sys.stderr)
             return 1

@@ -135,7 +135,7 @@ class Metrics:
 
     def _failure(self, ev: Event) -> None:
         status = ev.signal if ev.signal else str(ev.exit_code)
-        key = (command_label(ev), label(status), label(getattr(ev, "unit", None), ""))
+        key = (command_label(ev), label(status), label(ev.unit, ""))
         now = self.clock()
         if key not in self._series and len(self._series) >= self.max_series:
             oldest, moved = next(iter(self._series.items()))

@@ -430,7 +430,7 @@ def run_record(
         if source.finished:
             return 0
         seen += len(source.poll(wait))
-        error = getattr(source, "error", None)
+        error = source.error
         if error:
             print(f"proctop: {error}", file=sys.stderr)
             return 1

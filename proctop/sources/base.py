@@ -1,7 +1,16 @@
 """The interface every event source offers to the UI and the JSON writer.
 
-A source owns its I/O (a reader thread for the kernel, a file for replay);
-consumers only call ``poll`` from one thread and ``set_mask`` from any.
+A source owns its I/O (a reader thread for the kernel, a file for replay).
+Threads, the contract every source keeps and every consumer relies on:
+
+* ``start``, ``close``: the thread that made the source (the CLI's main thread);
+  ``close`` may also be called from another thread and is idempotent.
+* ``poll``: one consumer thread at a time (the UI's reader worker, or the
+  ``--json``/``--summary``/``--record`` loop); it is where enrichment runs.
+* ``set_mask``, ``shows``, ``describe``, ``ancestry``, ``finished``, ``stats``,
+  ``error``, ``hidden``, ``command_status``: any thread (the UI's event loop
+  calls them while the worker polls); they only read or write a word or send
+  one message.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Required, TypedDict
 
-from proctop.model.events import Event, command_line
+from proctop.model.events import Event
 
 
 class SourceDescription(TypedDict, total=False):
@@ -51,6 +60,9 @@ class Source(ABC):
     #: True when the events are a recording (a replay): the mask is then a view
     #: over events already delivered (``shows``), not a choice of what is sent.
     recorded: bool = False
+    #: Set (one line) when the source failed and will deliver nothing more, or
+    #: when a mask change could not be sent; shown in the header and by ``--json``.
+    error: str | None = None
 
     def __init__(self, mask: int) -> None:
         self.mask = mask
@@ -106,10 +118,7 @@ class Source(ABC):
     def ancestry(self, pid: int) -> list[tuple[int, str]]:
         """``[(pid, command), ...]`` of the parent, grandparent, ... of ``pid`` as this source knows them.
 
-        For the UI's details panel. Sources with a process table (``enricher``)
-        answer from it; others know nothing beyond their events (``[]``).
+        For the UI's details panel. A source with a process table (the connector)
+        answers from it; others know nothing beyond their events: ``[]``.
         """
-        enricher = getattr(self, "enricher", None)
-        if enricher is None:
-            return []
-        return [(info.pid, command_line(info.cmdline, info.comm)) for info in enricher.ancestry(pid)]
+        return []

@@ -35,7 +35,7 @@ from proctop.kernel.protocol import (
 )
 from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
 from proctop.model.enrich import Enricher
-from proctop.model.events import Event
+from proctop.model.events import Event, command_line
 from proctop.model.procfs import GONE, Snapshot, snapshot
 from proctop.sources.base import Source, SourceDescription
 
@@ -241,6 +241,9 @@ class ConnectorSource(Source):
             self._sock.close()
             self._sock = None
         self.enricher.close()
+
+    def ancestry(self, pid: int) -> list[tuple[int, str]]:
+        return [(info.pid, command_line(info.cmdline, info.comm)) for info in self.enricher.ancestry(pid)]
 
     def describe(self) -> SourceDescription:
         return {

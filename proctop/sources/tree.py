@@ -22,7 +22,7 @@ from proctop.sources.base import Source, SourceDescription
 from proctop.sources.replay import event_passes
 
 if TYPE_CHECKING:  # the annotation only: the inner source owns the enricher, if it has one
-    from proctop.model.enrich import Enricher
+    pass
 
 #: What following a tree needs from the kernel, whatever is shown.
 FOLLOW = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
@@ -62,13 +62,16 @@ class CommandTree(Source):
         self._exit_seen = False
         self._reaped_at: float | None = None
 
-    @property
+    @property  # the inner source's error is this source's
     def error(self) -> str | None:
-        return getattr(self.inner, "error", None)
+        return self.inner.error
 
-    @property
-    def enricher(self) -> Enricher | None:
-        return getattr(self.inner, "enricher", None)
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self.inner.error = value
+
+    def ancestry(self, pid: int) -> list[tuple[int, str]]:
+        return self.inner.ancestry(pid)
 
     def start(self) -> None:
         self.inner.set_mask(self.mask | FOLLOW)

@@ -308,7 +308,7 @@ class ProctopApp(App[int]):
         """
         try:
             self.source.set_mask(mask)
-            error = getattr(self.source, "error", None)
+            error = self.source.error
         except Exception as exc:  # a failed write must not take the UI down
             error = str(exc)
         if error:

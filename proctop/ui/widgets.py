@@ -57,7 +57,7 @@ class HeaderBar(Widget):
             text.append(f" PAUSED ({len(app.pending)} waiting) ", style("header--paused"))
         elif source.finished:
             ended = "end of capture" if source.kind == "replay" else "stopped"
-            text.append(f" {ended} ", style("header--lost" if getattr(source, "error", None) else "header--dim"))
+            text.append(f" {ended} ", style("header--lost" if source.error else "header--dim"))
         else:
             text.append(" live ", style("header--dim"))
         text.append(f" rows {len(app.timeline.view)}")
@@ -72,12 +72,12 @@ class HeaderBar(Widget):
             text.append(f" LOST {lost} ", style("header--lost"))
         else:
             text.append("lost 0", style("header--dim"))
-        error = getattr(source, "error", None)
+        error = source.error
         if error:
             text.append("  ")
             text.append(str(error), style("header--lost"))
         text.newline()
-        supported = getattr(source, "supported", 0xFFFFFFFF)
+        supported = source.supported
         for i, (key, name, label) in enumerate(TOGGLES):
             bit = MASK_BITS[name]
             if i:
