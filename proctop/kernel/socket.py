@@ -2,7 +2,8 @@
 
 pyroute2 (0.9) knows the connector and the 4-byte LISTEN/IGNORE control but not
 ``struct proc_input`` nor ``PROC_EVENT_NONZERO_EXIT``; ``FilteredProcSocket``
-adds them. Its ``control()`` also waits for the LISTEN ack, which the kernel
+adds them, its control messages encoded by ``protocol.encode_proc_input`` (the
+one encoder of LISTEN/IGNORE, also used by the probe). Its ``control()`` also waits for the LISTEN ack, which the kernel
 filters out under any mask but ALL, so ``listen()`` here never waits.
 
 Reading goes through a stdlib socket on a dup of the same descriptor: the
@@ -20,8 +21,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar, Unpack
 
-from pyroute2.netlink import NLMSG_DONE
-from pyroute2.netlink.connector import cn_msg
 from pyroute2.netlink.connector.cn_proc import ProcEventSocket
 
 from proctop.kernel.protocol import (
@@ -30,6 +29,7 @@ from proctop.kernel.protocol import (
     PROC_CN_MCAST_IGNORE,
     PROC_CN_MCAST_LISTEN,
     PROC_EVENT_ALL,
+    encode_proc_input,
 )
 
 SOL_NETLINK = 270
@@ -69,18 +69,6 @@ def off_event_loop(fn: Callable[[], T]) -> T:
     if error:
         raise error[0]
     return result[0]
-
-
-class proc_input(cn_msg):  # type: ignore[misc]  # pyroute2 ships no types: its classes are Any
-    """``struct cn_msg`` + ``struct proc_input {mcast_op, event_type}`` (Linux 6.6+)."""
-
-    fields = (*cn_msg.fields, ("mcast_op", "I"), ("event_type", "I"))
-
-
-class proc_mcast_op(cn_msg):  # type: ignore[misc]  # pyroute2 ships no types: its classes are Any
-    """``struct cn_msg`` + ``enum proc_cn_mcast_op``: what kernels before 6.6 accept."""
-
-    fields = (*cn_msg.fields, ("mcast_op", "I"))
 
 
 class SocketArgs(TypedDict, total=False):
@@ -165,41 +153,32 @@ class FilteredProcSocket(ProcEventSocket):  # type: ignore[misc]  # pyroute2 shi
                 pass
         return raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
-    def listen(self, mask: int = PROC_EVENT_ALL) -> int:
+    def listen(self, mask: int = PROC_EVENT_ALL, flags: int | None = None) -> int:
         """Send LISTEN with ``mask`` (on a live socket too: no reconnect, no gap).
 
         Does not wait for the ack: the kernel filters it out under any mask but
         ALL. Returns the sequence number used, so a caller that does expect an
-        ack (the kmod always sends one) can match it.
+        ack (the kmod always sends one) can match it. ``flags``: the kmod's
+        12-byte form (``KMOD_WANT_NAMES``).
         """
-        return self._send_op(PROC_CN_MCAST_LISTEN, mask)
+        return self._send_op(PROC_CN_MCAST_LISTEN, mask, flags)
 
     def ignore(self) -> None:
         """Tell the kernel to stop sending (decrements its listener count)."""
         self._send_op(PROC_CN_MCAST_IGNORE, 0)
 
-    def _send_op(self, op: int, mask: int) -> int:
+    def _send_op(self, op: int, mask: int, flags: int | None = None) -> int:
+        """One control message, encoded by ``protocol.encode_proc_input`` (the one encoder).
+
+        Sent on the stdlib dup, not through pyroute2's put(): pyroute2's sync API
+        drives its own asyncio loop, which fails when called from a thread already
+        running one (the UI's key handlers), and the raw send is safe from any thread.
+        """
         self.seq += 1
-        if self.legacy:
-            msg = proc_mcast_op()
-            msg["len"] = 4
-        else:
-            msg = proc_input()
-            msg["len"] = 8
-            msg["event_type"] = mask & 0xFFFFFFFF
-        msg["idx"] = self.cn_idx
-        msg["val"] = self.cn_val
-        msg["seq"] = self.seq
-        msg["mcast_op"] = op
-        msg["header"]["type"] = NLMSG_DONE
-        msg["header"]["flags"] = 0
-        msg["header"]["sequence_number"] = self.seq
-        msg["header"]["pid"] = 0
-        msg.encode()
-        # Sent on the stdlib dup, not through put(): pyroute2's sync API drives its
-        # own asyncio loop, which fails when called from a thread already running
-        # one (the UI's key handlers), and the raw send is safe from any thread.
-        self.raw.send(bytes(msg.data))
+        message = encode_proc_input(
+            op, mask & 0xFFFFFFFF, idx=self.cn_idx, val=self.cn_val, seq=self.seq, legacy=self.legacy, flags=flags
+        )
+        self.raw.send(message)
         return self.seq
 
     def close(self, code: int = errno.ECONNRESET) -> None:

@@ -23,14 +23,12 @@ from proctop.kernel.probe import Capability
 from proctop.kernel.protocol import (
     EVENT_NAMES,
     KMOD_WANT_NAMES,
-    PROC_CN_MCAST_LISTEN,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
     DecodeStats,
     RawEvent,
     decode_buffer,
-    encode_proc_input,
     mask_accepts,
 )
 from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
@@ -198,17 +196,7 @@ class ConnectorSource(Source):
                 if sock.legacy:
                     sock.listen()  # kernels < 6.6 send everything; the reader filters
                 elif self._names and mask:  # kmod: also the names of EXEC/EXIT
-                    sock.seq += 1
-                    sock.raw.send(
-                        encode_proc_input(
-                            PROC_CN_MCAST_LISTEN,
-                            mask,
-                            idx=sock.cn_idx,
-                            val=sock.cn_val,
-                            seq=sock.seq,
-                            flags=KMOD_WANT_NAMES,
-                        )
-                    )
+                    sock.listen(mask, flags=KMOD_WANT_NAMES)
                 elif mask == 0:
                     sock.ignore()  # the kernel reads mask 0 as "all"
                 else:
