@@ -111,6 +111,10 @@ def _kernel_names(ev: RawEvent, snap: Snapshot | None) -> Snapshot | None:
     return snap._replace(comm=snap.comm or comm, cmdline=snap.cmdline or argv)
 
 
+def _open_proc_socket(cap: Capability) -> FilteredProcSocket:
+    return FilteredProcSocket.open(idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy)
+
+
 class SourceError(ProctopError):
     """The socket could not be opened or subscribed; the message says why."""
 
@@ -128,8 +132,12 @@ class ConnectorSource(Source):
         threads: bool = False,
         enricher: Enricher | None = None,
         rcvbuf: int = DEFAULT_RCVBUF,
+        open_socket: Callable[[Capability], FilteredProcSocket] | None = None,
     ) -> None:
         super().__init__(mask)
+        #: How the socket is made: the kernel's, unless a test feeds encoded kernel
+        #: messages through a socket of its own (tests/core/test_source_contract.py).
+        self._open_socket = open_socket or _open_proc_socket
         self.capability = capability
         self.kind = capability.kind
         self.label = capability.label
@@ -162,7 +170,7 @@ class ConnectorSource(Source):
     def start(self) -> None:
         cap = self.capability
         try:
-            sock = FilteredProcSocket.open(idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy)
+            sock = self._open_socket(cap)
         except OSError as exc:
             if exc.errno == errno.EPERM:
                 raise SourceError(

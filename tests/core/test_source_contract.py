@@ -1,0 +1,204 @@
+"""The ``Source`` contract, held by every source, without root or a 6.6 kernel.
+
+The connector runs here on real encoded kernel messages fed through a
+socketpair (``FedSocket``), so its reader thread, the enricher, the bounded
+queue and the lost accounting are exercised in every run; the kernel tests
+(test_kernel_events.py) do the same against the real connector as root.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from helpers import REPO
+
+from proctop.kernel.probe import Capability
+from proctop.kernel.protocol import (
+    PROC_EVENT_ALL,
+    PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT,
+    PROC_EVENT_FORK,
+    PROC_EVENT_NONZERO_EXIT,
+    RawEvent,
+    encode_event,
+)
+from proctop.model.enrich import Enricher
+from proctop.model.events import Event
+from proctop.sources.base import Source
+from proctop.sources.connector import ConnectorSource
+from proctop.sources.replay import ReplaySource
+
+SAMPLE = REPO / "tests" / "data" / "sample.jsonl"
+#: Pids far above pid_max: /proc never has them, so enrichment takes its "gone" paths.
+CHILD, PARENT = 4_100_000, 4_099_999
+
+
+class _Raw:
+    """What the reader uses of a socket, on one end of a socketpair; every datagram is "from the kernel"."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def recvfrom_into(self, buf: bytearray) -> tuple[int, tuple[int, int]]:
+        return self.sock.recv_into(buf), (0, 0)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self.sock.setblocking(flag)
+
+    def getsockname(self) -> tuple[int, int]:
+        return (1234, 0)
+
+
+class FedSocket:
+    """A stand-in for ``FilteredProcSocket``: control messages are recorded, events are fed by the test."""
+
+    legacy = False
+    cn_idx, cn_val = 1, 1
+
+    def __init__(self) -> None:
+        self.reader, self.feeder = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.raw = _Raw(self.reader)
+        self.seq = 0
+        self.masks: list[int] = []
+
+    def set_rcvbuf(self, size: int) -> int:
+        return size
+
+    def listen(self, mask: int = PROC_EVENT_ALL, flags: int | None = None) -> int:
+        self.masks.append(mask)
+        return 0
+
+    def ignore(self) -> None:
+        self.masks.append(0)
+
+    def feed(self, ev: RawEvent) -> None:
+        self.feeder.send(encode_event(ev))
+
+    def close(self) -> None:
+        self.reader.close()
+        self.feeder.close()
+
+
+def fed_connector(mask: int = PROC_EVENT_ALL) -> tuple[ConnectorSource, FedSocket]:
+    fed = FedSocket()
+    source = ConnectorSource(
+        Capability(kind="native"), mask, enricher=Enricher(scan=False), open_socket=lambda cap: fed
+    )
+    return source, fed
+
+
+def _life_of_a_failure(fed: FedSocket) -> None:
+    now = time.monotonic_ns()
+    fed.feed(RawEvent(PROC_EVENT_FORK, 0, now, CHILD, CHILD, PARENT, PARENT))
+    fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 1_000, CHILD, CHILD))
+    fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2_500_000, CHILD, CHILD, PARENT, PARENT, 3 << 8, 17))
+
+
+@pytest.fixture(params=["replay", "connector"])
+def any_source(request) -> Iterator[Source]:
+    """Every kind of source, started, with events to deliver."""
+    if request.param == "replay":
+        source: Source = ReplaySource(SAMPLE, PROC_EVENT_ALL)
+        source.start()
+    else:
+        source, fed = fed_connector()
+        source.start()
+        _life_of_a_failure(fed)
+    yield source
+    source.close()
+
+
+def drain(source: Source, want: int, timeout: float = 5.0) -> list[Event]:
+    seen: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while len(seen) < want and time.monotonic() < deadline and not (source.finished and not seen[-1:]):
+        seen.extend(source.poll(0.1))
+    return seen
+
+
+def test_every_source_delivers_events_and_counts_them(any_source):
+    events = drain(any_source, 3)
+    assert len(events) >= 3 and all(isinstance(ev, Event) for ev in events)
+    assert any_source.stats.delivered >= len(events)
+    assert sum(any_source.stats.by_type.values()) >= 3
+
+
+def test_every_source_describes_itself_and_keeps_the_contract_attributes(any_source):
+    described = any_source.describe()
+    assert described["source"] == any_source.kind and described["label"] == any_source.label
+    assert any_source.error is None
+    assert isinstance(any_source.supported, int) and any_source.supported & PROC_EVENT_EXIT
+    assert any_source.command_status is None
+    events = drain(any_source, 3)
+    assert all(isinstance(any_source.shows(ev), bool) for ev in events)
+    assert isinstance(any_source.ancestry(events[-1].tgid or 1), list)
+
+
+def test_every_source_takes_a_mask_change_and_closes_twice(any_source):
+    any_source.set_mask(PROC_EVENT_NONZERO_EXIT)
+    assert any_source.mask == PROC_EVENT_NONZERO_EXIT
+    any_source.close()
+    any_source.close()  # idempotent
+
+
+def test_the_fed_connector_enriches_a_whole_life():
+    """Fork, exec and a failed exit of a process /proc never saw: the enricher's gone-paths."""
+    source, fed = fed_connector()
+    source.start()
+    try:
+        _life_of_a_failure(fed)
+        events = drain(source, 3)
+        assert [ev.event for ev in events] == ["fork", "exec", "exit"]
+        fork, _, exit_ = events
+        assert fork.ppid == PARENT and exit_.ppid == PARENT
+        assert (exit_.exit_code, exit_.signal, exit_.failed) == (3, None, True)
+        assert exit_.lifetime is not None and abs(exit_.lifetime - 0.0025) < 1e-6  # kernel timestamps
+        assert exit_.lifetime_resolution is None
+        assert fed.masks == [PROC_EVENT_ALL]
+        source.set_mask(0)
+        assert fed.masks[-1] == 0  # mask 0 is IGNORE: the kernel reads LISTEN 0 as "everything"
+    finally:
+        source.close()
+
+
+def test_the_fed_connector_bounds_its_queue_and_counts_what_it_drops(monkeypatch):
+    import proctop.sources.connector as connector
+
+    monkeypatch.setattr(connector, "_QUEUE_MAX", 10)
+    source, fed = fed_connector(PROC_EVENT_EXIT)
+    source.start()
+    try:
+        now = time.monotonic_ns()
+        for i in range(40):  # nobody polls meanwhile
+            fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + i, CHILD + i, CHILD + i, PARENT, PARENT, 1 << 8, 17))
+        deadline = time.monotonic() + 5
+        while source.stats.received < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        events = drain(source, 11)
+        exits = [ev for ev in events if ev.event == "exit"]
+        lost = [ev for ev in events if ev.event == "lost"]
+        assert len(exits) == 10
+        assert sum(ev.count or 0 for ev in lost) == source.stats.lost == 30
+    finally:
+        source.close()
+
+
+def test_the_fed_connector_drops_threads_and_what_the_mask_refuses():
+    source, fed = fed_connector(PROC_EVENT_NONZERO_EXIT)
+    source.start()
+    try:
+        now = time.monotonic_ns()
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now, CHILD, CHILD, PARENT, PARENT, 0, 17))  # a clean exit
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now, CHILD + 1, CHILD, PARENT, PARENT, 1 << 8, 17))  # a thread
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now, CHILD + 2, CHILD + 2, PARENT, PARENT, 9, 17))  # SIGKILL
+        events = drain(source, 1, timeout=2)
+        assert [(ev.pid, ev.signal) for ev in events] == [(CHILD + 2, "SIGKILL")]
+        assert source.stats.filtered == 2
+    finally:
+        source.close()
