@@ -206,14 +206,28 @@ def test_replay_streams_a_regular_file_lazily(tmp_path):
 
 
 def _wait_rusage(proc: subprocess.Popen, timeout: float):
-    """``os.wait4`` for ``proc`` within ``timeout`` (killing it after): its status and peak RSS in KiB."""
+    """Wait for ``proc`` within ``timeout`` (killing it after): its status and peak RSS in KiB.
+
+    The peak is the child's own VmHWM, sampled while it runs. Not ``wait4``'s
+    ru_maxrss: Linux saves the forking parent's high-water mark into the
+    child's at exec, so a long pytest run (hundreds of MiB) would be measured.
+    """
     deadline = time.monotonic() + timeout
+    peak = 0
     while time.monotonic() < deadline:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss
-        time.sleep(0.05)
+            assert peak, "no VmHWM sample: the child ended before the first look"
+            return proc.returncode, peak
+        time.sleep(0.01)
     proc.kill()
     proc.wait()
     raise AssertionError(f"proctop still running after {timeout} s")
