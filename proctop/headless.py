@@ -4,7 +4,7 @@ The first line is a header without an ``event`` key, naming the source in use
 (native / userspace / kmod / replay) and the mask.
 
 Output can fail in three ways, and none of them may make proctop deaf or
-noisy (README, "When output fails"):
+noisy (README, "Captures and outputs that fail"):
 
 * the reader goes away (``| head -1``): exit 0, noticed within a loop turn
   even when no event comes, from POLLERR/POLLHUP on stdout;

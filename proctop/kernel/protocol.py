@@ -306,7 +306,7 @@ def _names(buf: bytes | bytearray | memoryview, body: int, room: int) -> tuple[b
 
 
 def encode_event(ev: RawEvent, idx: int = CN_IDX_PROC, val: int = CN_VAL_PROC) -> bytes:
-    """The kernel's wire form of ``ev`` (for tests and the replay of raw captures)."""
+    """The kernel's wire form of ``ev``: tests feed it to the reader (tests/core/test_source_contract.py)."""
     what = ev.what
     if what == PROC_EVENT_EXIT:
         data = _U32x6.pack(ev.pid, ev.tgid, ev.a, ev.b, ev.ppid, ev.ptgid)
