@@ -33,7 +33,7 @@ from proctop.sources.base import Source
 from proctop.ui.board import FailuresView
 from proctop.ui.rows import ProcTable, Row
 from proctop.ui.sanitize import safe
-from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, load_themes
+from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
 from proctop.ui.timeline import Timeline
 from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
@@ -83,6 +83,7 @@ class ProctopApp(App[int]):
     """Live process events."""
 
     CSS_PATH = "proctop.tcss"
+    CSS = event_css()  # the .event--* rules, from the table of kinds (see event_css)
     TITLE = "proctop"
     ENABLE_COMMAND_PALETTE = True
 
