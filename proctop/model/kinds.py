@@ -60,6 +60,7 @@ class Kind:
     row: str | None  # the timeline's EVENT column; None: never a row (a mask-only bit)
     rate: str | None  # label in the header's events/s line; None: not counted there
     colours: tuple[Colour, ...] = ()  # its own colour class first, then classes derived from it
+    parent: bool = False  # its ``ppid`` names the parent at the time of the event (ancestry may start there)
 
     @property
     def event(self) -> bool:
@@ -70,14 +71,14 @@ class Kind:
 #: Every kind, in the header's order (exits beside exec, where a reader looks for failures).
 # fmt: off
 KINDS: tuple[Kind, ...] = (
-    Kind("fork", PROC_EVENT_FORK, "f", "fork", "fork", "fork", (Colour("fork", "#5fafff"),)),
-    Kind("exec", PROC_EVENT_EXEC, "e", "exec", "exec", "exec", (Colour("exec", "#5fd7af"),)),
+    Kind("fork", PROC_EVENT_FORK, "f", "fork", "fork", "fork", (Colour("fork", "#5fafff"),), parent=True),
+    Kind("exec", PROC_EVENT_EXEC, "e", "exec", "exec", "exec", (Colour("exec", "#5fd7af"),), parent=True),
     Kind("nonzero-exit", PROC_EVENT_NONZERO_EXIT, "x", "nonzero-exit", None, None),  # arrives as "exit"
     Kind("exit", PROC_EVENT_EXIT, "X", "exit", "exit", "exit", (
         Colour("exit", "#a8a8a8"),  # a clean exit
         Colour("failed", "#ff875f", "bold"),  # a non-zero exit
         Colour("signal", "#ff5f87", "bold"),  # death by a signal
-    )),
+    ), parent=True),
     Kind("uid", PROC_EVENT_UID, "u", "uid", "uid", "uid", (Colour("uid", "#d7af5f"),)),
     Kind("gid", PROC_EVENT_GID, "g", "gid", "gid", "gid", (Colour("gid", "#d7af5f"),)),
     Kind("sid", PROC_EVENT_SID, "s", "sid", "sid", "sid", (Colour("sid", "#af87d7"),)),
@@ -122,6 +123,9 @@ ROW_LABELS: dict[str, str] = {kind.name: kind.row for kind in KINDS if kind.row 
 RATE_LABELS: tuple[tuple[str, str], ...] = tuple(
     (kind.name, kind.rate) for kind in KINDS if kind.rate is not None
 )
+
+#: Event kinds whose ``ppid`` names the parent at the time of the event.
+PARENT_KINDS: frozenset[str] = frozenset(kind.name for kind in KINDS if kind.parent)
 
 #: Every colour class, in the order themes list them.
 COLOURS: tuple[Colour, ...] = (*(colour for kind in KINDS for colour in kind.colours), *EXTRA_COLOURS)

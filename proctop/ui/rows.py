@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from proctop.model.events import Event
-from proctop.model.kinds import ROW_LABELS
+from proctop.model.kinds import PARENT_KINDS, ROW_LABELS
 from proctop.ui.sanitize import Shown, bounded, safe
 
 #: Characters of a command or detail kept for the timeline: wider than any terminal,
@@ -236,7 +236,7 @@ class ProcTable:
         chain: list[tuple[int, str]] = []
         pid = ev.tgid or ev.pid
         seen = {pid}
-        ppid = ev.ppid if ev.event in ("fork", "exec", "exit") and ev.ppid else None
+        ppid = ev.ppid if ev.event in PARENT_KINDS and ev.ppid else None
         if ppid is None:
             entry = self.procs.get(pid)
             ppid = entry.ppid if entry and entry.ppid else parent_of.get(pid)

@@ -60,11 +60,14 @@ EVENT_DEFAULTS: dict[str, str] = {f"event-{colour.name}": colour.default for col
 def event_css() -> str:
     """The ``.event--<key>`` rules, one per colour class, for ``App.CSS``.
 
-    Generated rather than written in proctop.tcss so that a new kind (or colour
-    class) is one line in ``proctop.model.kinds`` and nothing else: a hand-written
-    copy checked by a test would still be a second list to edit. The rules only
-    name ``$event-*`` variables, which every theme defines (``EVENT_DEFAULTS``),
-    so where Textual places them among proctop.tcss's rules does not matter.
+    Generated rather than written in proctop.tcss: a hand-written copy checked
+    by a test would be simpler code but still a second list to edit, and the
+    goal is that a new kind (or colour class) is one line in
+    ``proctop.model.kinds`` and nothing else. Generation is as robust: the
+    rules name only ``$event-*`` variables, which every theme defines
+    (``EVENT_DEFAULTS`` is the app's variable default), and no rule in
+    proctop.tcss names an ``.event--*`` class (tests/core/test_kinds.py), so
+    Textual's order between ``App.CSS`` and ``CSS_PATH`` cannot change a colour.
     """
     rules = []
     for colour in COLOURS:
