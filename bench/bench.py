@@ -39,7 +39,6 @@ MASKS = {
     "fork,exec,exit": "fork,exec,exit",
     "all": "all",
 }
-MASK_BITS = {"nonzero-exit": 0x20000000, "exit": 0x80000000, "all": 0xE00003C7}
 
 
 def log(*args) -> None:
@@ -214,7 +213,10 @@ class Watcher:
         if self.kind == "forkstat":
             return [self.env.forkstat or "forkstat", "-e", "all"]
         if self.kind == "clisten":
-            return [str(self.env.storm), "listen", hex(MASK_BITS[self.mask])]
+            sys.path.insert(0, str(ROOT))
+            from proctop.kernel.protocol import parse_mask  # the CLI's own parser: one list of names
+
+            return [str(self.env.storm), "listen", hex(parse_mask(self.mask))]
         raise ValueError(self.kind)
 
     def start(self) -> None:

@@ -12,8 +12,8 @@ never one above:
              always_on, metrics, __main__): consumers that wire the layers together
 
 One exception to "any layer below": the UI never imports kernel/. It speaks the
-model's vocabulary (``proctop.model.kinds`` re-exports the mask names and bits it
-toggles), so the UI never touches sockets or wire formats.
+model's vocabulary (``proctop.model.kinds``, the table of event kinds, gives the mask
+names and bits it toggles), so the UI never touches sockets or wire formats.
 
 Every import counts: module level, inside functions, and under ``TYPE_CHECKING``.
 """

@@ -48,7 +48,9 @@ PROC_EVENT_ALL = (
     | PROC_EVENT_EXIT
 )
 
-#: CLI/UI names of the mask bits, in display order.
+#: CLI names of the mask bits, in the order of ``--help``. The kernel layer cannot import the
+#: model, so these pairs are written here too; tests/core/test_kinds.py holds them equal to
+#: ``proctop.model.kinds.KINDS``, from which every other list of event names derives.
 MASK_BITS: dict[str, int] = {
     "fork": PROC_EVENT_FORK,
     "exec": PROC_EVENT_EXEC,
@@ -63,19 +65,6 @@ MASK_BITS: dict[str, int] = {
 }
 MASK_NAMES = (*MASK_BITS, "all")
 DEFAULT_MASK = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_NONZERO_EXIT
-
-#: Event type (the ``what`` field) to the event name used in JSON and the UI.
-EVENT_NAMES: dict[int, str] = {
-    PROC_EVENT_FORK: "fork",
-    PROC_EVENT_EXEC: "exec",
-    PROC_EVENT_UID: "uid",
-    PROC_EVENT_GID: "gid",
-    PROC_EVENT_SID: "sid",
-    PROC_EVENT_PTRACE: "ptrace",
-    PROC_EVENT_COMM: "comm",
-    PROC_EVENT_COREDUMP: "coredump",
-    PROC_EVENT_EXIT: "exit",
-}
 
 
 class MaskError(ProctopError, ValueError):

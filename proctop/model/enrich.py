@@ -27,7 +27,6 @@ from typing import TypeVar
 import psutil
 
 from proctop.kernel.protocol import (
-    EVENT_NAMES,
     PROC_EVENT_COMM,
     PROC_EVENT_COREDUMP,
     PROC_EVENT_EXEC,
@@ -39,6 +38,7 @@ from proctop.kernel.protocol import (
     RawEvent,
 )
 from proctop.model.events import Event, decode_wait_status
+from proctop.model.kinds import EVENT_NAMES
 from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, TICK, Snapshot, live_pids, read_cgroup, snapshot
 from proctop.model.reasons import SystemFacts, exit_reason
 from proctop.model.units import unit_of

@@ -12,8 +12,7 @@ import signal as _signal
 from dataclasses import dataclass, fields
 from typing import Any, TypeGuard
 
-#: Values of the ``event`` key.
-EVENT_KINDS = ("fork", "exec", "uid", "gid", "sid", "ptrace", "comm", "coredump", "exit", "lost")
+from proctop.model.kinds import EVENT_KINDS as EVENT_KINDS  # values of the ``event`` key
 
 
 def decode_wait_status(status: int) -> tuple[int | None, str | None, bool]:

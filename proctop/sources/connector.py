@@ -21,7 +21,6 @@ from typing import Final, Literal
 from proctop.errors import ProctopError
 from proctop.kernel.probe import Capability
 from proctop.kernel.protocol import (
-    EVENT_NAMES,
     KMOD_WANT_NAMES,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
@@ -34,6 +33,7 @@ from proctop.kernel.protocol import (
 from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
 from proctop.model.enrich import Enricher
 from proctop.model.events import Event, command_line
+from proctop.model.kinds import EVENT_NAMES
 from proctop.model.procfs import GONE, Snapshot, snapshot
 from proctop.sources.base import Source, SourceDescription
 

@@ -29,12 +29,12 @@ from textual.worker import get_current_worker
 from proctop.errors import ProctopError
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
-from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
+from proctop.model.kinds import MASK_BITS, PARENT_KINDS, PROC_EVENT_ALL
 from proctop.sources.base import Source
 from proctop.ui.board import FailuresView
 from proctop.ui.rows import ProcTable, Row
 from proctop.ui.sanitize import safe
-from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, load_themes
+from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
 from proctop.ui.timeline import Timeline
 from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
@@ -84,6 +84,7 @@ class ProctopApp(App[int]):
     """Live process events."""
 
     CSS_PATH = "proctop.tcss"
+    CSS = event_css()  # the .event--* rules, from the table of kinds (see event_css)
     TITLE = "proctop"
     ENABLE_COMMAND_PALETTE = True
 
@@ -396,7 +397,7 @@ class ProctopApp(App[int]):
         ev = row.ev
         try:
             chain = self.source.ancestry(ev.tgid or ev.pid)
-            if not chain and ev.ppid and ev.event in ("fork", "exec", "exit"):
+            if not chain and ev.ppid and ev.event in PARENT_KINDS:
                 chain = [(ev.ppid, "?"), *self.source.ancestry(ev.ppid)]  # the events may name it
         except Exception:  # /proc races: the panel shows what the events told
             return []

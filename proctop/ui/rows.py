@@ -6,25 +6,15 @@ import time
 from dataclasses import dataclass
 
 from proctop.model.events import Event
+from proctop.model.kinds import PARENT_KINDS, ROW_LABELS
 from proctop.ui.sanitize import Shown, bounded, safe
 
 #: Characters of a command or detail kept for the timeline: wider than any terminal,
 #: so a megabyte argv costs no more to draw than a short one.
 ROW_TEXT_LIMIT = 2048
 
-#: Labels of the event column (the type is readable without colour).
-EVENT_LABELS = {
-    "fork": "fork",
-    "exec": "exec",
-    "exit": "exit",
-    "uid": "uid",
-    "gid": "gid",
-    "sid": "sid",
-    "ptrace": "ptrace",
-    "comm": "comm",
-    "coredump": "coredump",
-    "lost": "LOST",
-}
+#: Labels of the event column (the type is readable without colour), from the table of kinds.
+EVENT_LABELS = ROW_LABELS
 
 
 def event_class(ev: Event) -> str:
@@ -246,7 +236,7 @@ class ProcTable:
         chain: list[tuple[int, str]] = []
         pid = ev.tgid or ev.pid
         seen = {pid}
-        ppid = ev.ppid if ev.event in ("fork", "exec", "exit") and ev.ppid else None
+        ppid = ev.ppid if ev.event in PARENT_KINDS and ev.ppid else None
         if ppid is None:
             entry = self.procs.get(pid)
             ppid = entry.ppid if entry and entry.ppid else parent_of.get(pid)

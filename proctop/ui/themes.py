@@ -26,6 +26,7 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from proctop.errors import ProctopError
+from proctop.model.kinds import COLOURS
 
 DEFAULT_THEME = "proctop-dark"
 
@@ -49,39 +50,31 @@ class ThemeColors(TypedDict, total=False):
 #: Colour keys of ``[colors]`` (Textual ``Theme`` fields), in ``ThemeColors``' order.
 COLOR_KEYS: tuple[str, ...] = tuple(ThemeColors.__annotations__)
 
-#: Keys of ``[events]``; each becomes the CSS variable ``$event-<key>``.
-EVENT_KEYS = (
-    "fork",
-    "exec",
-    "exit",  # a clean exit
-    "failed",  # a non-zero exit
-    "signal",  # death by a signal
-    "uid",
-    "gid",
-    "sid",
-    "ptrace",
-    "comm",
-    "coredump",
-    "lost",
-    "loop",  # a crash loop on the failures board
-)
+#: Keys of ``[events]``; each becomes the CSS variable ``$event-<key>`` (the colour classes of
+#: ``proctop.model.kinds``).
+EVENT_KEYS: tuple[str, ...] = tuple(colour.name for colour in COLOURS)
 
 #: Used for any key a theme leaves out (and by Textual's own themes).
-EVENT_DEFAULTS: dict[str, str] = {
-    "event-fork": "#5fafff",
-    "event-exec": "#5fd7af",
-    "event-exit": "#a8a8a8",
-    "event-failed": "#ff875f",
-    "event-signal": "#ff5f87",
-    "event-uid": "#d7af5f",
-    "event-gid": "#d7af5f",
-    "event-sid": "#af87d7",
-    "event-ptrace": "#ff5fff",
-    "event-comm": "#87afd7",
-    "event-coredump": "#ff0000",
-    "event-lost": "#ff0000",
-    "event-loop": "#ff5fd7",
-}
+EVENT_DEFAULTS: dict[str, str] = {f"event-{colour.name}": colour.default for colour in COLOURS}
+
+
+def event_css() -> str:
+    """The ``.event--<key>`` rules, one per colour class, for ``App.CSS``.
+
+    Generated rather than written in proctop.tcss: a hand-written copy checked
+    by a test would be simpler code but still a second list to edit, and the
+    goal is that a new kind (or colour class) is one line in
+    ``proctop.model.kinds`` and nothing else. Generation is as robust: the
+    rules name only ``$event-*`` variables, which every theme defines
+    (``EVENT_DEFAULTS`` is the app's variable default), and no rule in
+    proctop.tcss names an ``.event--*`` class (tests/core/test_kinds.py), so
+    Textual's order between ``App.CSS`` and ``CSS_PATH`` cannot change a colour.
+    """
+    rules = []
+    for colour in COLOURS:
+        style = f" text-style: {colour.style};" if colour.style else ""
+        rules.append(f".event--{colour.name} {{ color: $event-{colour.name};{style} }}")
+    return "\n".join(rules) + "\n"
 
 
 class ThemeError(ProctopError):

@@ -37,7 +37,7 @@ UNIT_COLUMN = (("UNIT", 18),)
 
 def columns(width: int) -> tuple[tuple[str, int], ...]:
     return COLUMNS + (UNIT_COLUMN if width >= UNIT_FROM else ())
-#: One style class per event colour a theme defines.
+#: One style class per event colour a theme defines (the colour classes of ``proctop.model.kinds``).
 EVENT_CLASSES = EVENT_KEYS
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from textual.widget import Widget
 from textual.widgets import Static
 
+from proctop.model import kinds
 from proctop.model.kinds import MASK_BITS
 from proctop.ui.rows import Row, format_lifetime, format_time
 from proctop.ui.sanitize import ScreenText, bounded
@@ -16,21 +17,10 @@ if TYPE_CHECKING:
     from proctop.ui.app import ProctopApp
 
 #: (key, mask name, shown name) of the mask toggles, in the order of the header.
-TOGGLES = (
-    ("f", "fork", "fork"),
-    ("e", "exec", "exec"),
-    ("x", "nonzero-exit", "nonzero-exit"),
-    ("X", "exit", "exit"),
-    ("u", "uid", "uid"),
-    ("g", "gid", "gid"),
-    ("s", "sid", "sid"),
-    ("p", "ptrace", "ptrace"),
-    ("c", "comm", "comm"),
-    ("d", "coredump", "coredump"),
-)
+TOGGLES = kinds.TOGGLES
 
-#: Event types in the rates line, in display order.
-RATE_TYPES = ("fork", "exec", "exit", "uid", "gid", "sid", "ptrace", "comm", "coredump")
+#: (event type, shown name) in the rates line, in display order.
+RATE_TYPES = kinds.RATE_LABELS
 
 
 class HeaderBar(Widget):
@@ -90,12 +80,12 @@ class HeaderBar(Widget):
         rates = app.rates
         text.append("events/s", style("header--dim"))
         shown = False
-        for kind in RATE_TYPES:
+        for kind, kind_label in RATE_TYPES:
             if kind not in by_type and kind not in rates:
                 continue
             shown = True
             text.append("  ")
-            text.append("core" if kind == "coredump" else kind, style(f"event--{kind}"))
+            text.append(kind_label, style(f"event--{kind}"))
             text.append(f" {rates.get(kind, 0.0):.0f}")
         if not shown:
             text.append("  none yet", style("header--dim"))

@@ -9,6 +9,7 @@ from textual.widgets import OptionList
 from ui_helpers import SAMPLE, wait_for
 
 from proctop import cli
+from proctop.model.kinds import COLOURS
 from proctop.ui import themes
 from proctop.ui.app import ProctopApp
 from proctop.ui.themes import ThemeError, load_theme_by_name, load_themes, parse_theme
@@ -88,6 +89,19 @@ async def test_theme_option_and_event_colours(sample_source):
         app.theme = "textual-dark"
         await pilot.pause()
         assert app.timeline.get_component_rich_style("event--fork").color is not None
+
+
+async def test_every_colour_class_of_the_table_styles_the_timeline(sample_source):
+    """The generated ``.event--*`` rules (``themes.event_css``) reach the widgets: every colour
+    class of proctop.model.kinds has its theme colour and its text style."""
+    app = ProctopApp(sample_source, theme="proctop-dark", rate_interval=None)
+    async with app.run_test(size=(100, 30)):
+        theme = load_theme_by_name("proctop-dark")
+        for colour in COLOURS:
+            style = app.timeline.get_component_rich_style(f"event--{colour.name}")
+            assert style.color.triplet.hex.lower() == theme.variables[f"event-{colour.name}"].lower(), colour
+            assert bool(style.bold) == ("bold" in colour.style), colour
+            assert bool(style.reverse) == ("reverse" in colour.style), colour
 
 
 async def test_command_palette_lists_the_themes(sample_source):
