@@ -466,7 +466,9 @@ def test_the_recorder_survives_a_disk_that_fills_while_it_runs(small_fs):
         before = run(["sh", "-c", "exit 5"])
         assert wait_for(lambda: before in pids(replayed(rec)))
         filler = fill(small_fs)
-        during = [run(["sh", "-c", "exit 6"]) for _ in range(50)]
+        # Enough events to need a new page: the segment's last page has up to 4 KiB of slack that
+        # takes a few dozen compressed exits without ENOSPC (50 were not always enough).
+        during = [run(["sh", "-c", "exit 6"]) for _ in range(300)]
         time.sleep(2.5)  # flushes fail: the events are counted, not kept
         filler.unlink()
         after: list[int] = []  # until the next flush finds the space, events are still counted as lost
