@@ -467,8 +467,8 @@ def test_the_recorder_survives_a_disk_that_fills_while_it_runs(small_fs):
         assert wait_for(lambda: before in pids(replayed(rec)))
         filler = fill(small_fs)
         # Enough events to need a new page: the segment's last page has up to 4 KiB of slack that
-        # takes a few dozen compressed exits without ENOSPC (50 were not always enough).
-        during = [run(["sh", "-c", "exit 6"]) for _ in range(300)]
+        # takes ~340 compressed exits (~11 bytes each) without ENOSPC on a quiet machine.
+        during = [run(["sh", "-c", "exit 6"]) for _ in range(800)]
         time.sleep(2.5)  # flushes fail: the events are counted, not kept
         filler.unlink()
         after: list[int] = []  # until the next flush finds the space, events are still counted as lost
