@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from proctop import __version__
@@ -163,6 +163,28 @@ class OutputWriter:
                 view = view[os.write(self.fd, view) :]
             except BlockingIOError:  # stdout inherited in non-blocking mode
                 select.select([], [self.fd], [], 1.0)
+
+
+def batches(
+    source: Source,
+    *,
+    duration: float | None = None,
+    stop_flag: Callable[[], bool] | None = None,
+    more: Callable[[], bool] = lambda: True,
+) -> Iterator[list[Event]]:
+    """What ``source.poll`` gives, batch after batch, until the end of a replay, ``duration``
+    seconds, a stop (signal) or ``more()`` says no: the loop of every headless consumer
+    (``--summary``, ``--record``), each of which counts what it counts."""
+    deadline = time.monotonic() + duration if duration is not None else None
+    while (stop_flag is None or not stop_flag()) and more():
+        wait = 0.2
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return
+        if source.finished:
+            return
+        yield source.poll(wait)
 
 
 def _reader_gone(watch: select.poll) -> bool:

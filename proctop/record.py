@@ -415,22 +415,16 @@ def run_record(
     stop_flag: Callable[[], bool] | None = None,
 ) -> int:
     """Poll ``source`` (observed by the recorder) until done; nothing goes to stdout. The exit status."""
-    deadline = time.monotonic() + duration if duration is not None else None
+    from proctop.headless import batches
+
     seen = 0
-    while True:
-        if stop_flag is not None and stop_flag():
-            return 0
-        if count is not None and seen >= count:
-            return 0
-        wait = 0.2
-        if deadline is not None:
-            wait = min(wait, deadline - time.monotonic())
-            if wait <= 0:
-                return 0
-        if source.finished:
-            return 0
-        seen += len(source.poll(wait))
-        error = source.error
-        if error:
-            print(f"proctop: {error}", file=sys.stderr)
+
+    def more() -> bool:
+        return count is None or seen < count
+
+    for events in batches(source, duration=duration, stop_flag=stop_flag, more=more):
+        seen += len(events)
+        if source.error:
+            print(f"proctop: {source.error}", file=sys.stderr)
             return 1
+    return 0

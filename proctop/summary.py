@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from proctop.headless import batches
 from proctop.model.failures import FailureBoard
 from proctop.sources.base import Source
 from proctop.ui.board import group_cells
@@ -32,24 +33,18 @@ def collect_failures(
     stop_flag: Callable[[], bool] | None = None,
 ) -> int:
     """Feed ``board`` until the end of the source, the duration or count, or a stop; returns events read."""
-    deadline = time.monotonic() + duration if duration is not None else None
     seen = 0
-    while not (stop_flag is not None and stop_flag()):
-        if count is not None and seen >= count:
-            break
-        wait = 0.2
-        if deadline is not None:
-            wait = min(wait, deadline - time.monotonic())
-            if wait <= 0:
-                break
-        if source.finished:
-            break
-        for ev in source.poll(wait):
+
+    def more() -> bool:
+        return count is None or seen < count
+
+    for events in batches(source, duration=duration, stop_flag=stop_flag, more=more):
+        for ev in events:
             if not source.shows(ev):
                 continue
             seen += 1
             board.add(ev)
-            if count is not None and seen >= count:
+            if not more():
                 break
     return seen
 
