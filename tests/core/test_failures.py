@@ -205,6 +205,16 @@ def test_real_core_dump_says_where_the_core_went(failures, tmp_path):
     assert ev.core_dumped is any(p.name.startswith("core") for p in tmp_path.iterdir()) or pattern.startswith("|")
 
 
+def _remove_cgroup(path: Path) -> None:
+    """rmdir a test cgroup once its last process is gone (the kernel frees it a moment after the exit)."""
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 def _memory_cgroup(name: str) -> tuple[Path, Path]:
     """A cgroup limited to 32 MiB: (its directory, its cgroup.procs), v1 memory controller or v2."""
     v1 = Path("/sys/fs/cgroup/memory")
@@ -234,12 +244,7 @@ def test_real_oom_kill_is_named_only_with_evidence(failures):
         plain = failures(["sh", "-c", "kill -KILL $$"], preexec_fn=lambda: procs.write_text(str(os.getpid())))
         assert (plain.signal, plain.reason) == ("SIGKILL", "killed by SIGKILL (killed)")
     finally:
-        for _ in range(50):
-            try:
-                path.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        _remove_cgroup(path)
 
 
 @pytest.mark.kernel
@@ -280,10 +285,5 @@ def test_real_unit_at_exec_and_for_a_process_gone_unannounced(failures):
         finally:
             src.close()
     finally:
-        for _ in range(50):
-            try:
-                path.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        _remove_cgroup(path)
 
