@@ -21,7 +21,6 @@ import math
 import pwd
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import psutil
@@ -40,28 +39,12 @@ from proctop.kernel.protocol import (
 from proctop.model.events import Event, decode_wait_status
 from proctop.model.kinds import EVENT_NAMES
 from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, TICK, Snapshot, live_pids, read_cgroup, snapshot
+from proctop.model.proctable import ProcessTable, ProcInfo
 from proctop.model.reasons import SystemFacts, exit_reason
 from proctop.model.units import unit_of
 
 _PSUTIL_ERRORS = (psutil.Error, OSError, ValueError)
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class ProcInfo:
-    """The cached description of one live process."""
-
-    pid: int
-    start: float | None  # epoch seconds; None when unknown
-    #: ``start`` is a kernel timestamp (its fork or exec was seen, nanoseconds),
-    #: not /proc's start time, which counts clock ticks (10 ms here).
-    exact: bool = False
-    comm: str | None = None
-    cmdline: list[str] | None = None
-    exe: str | None = None
-    uid: int | None = None
-    ppid: int | None = None
-    cgroup: str | None = None  # /proc/PID/cgroup, read at exec (the unit it runs in)
 
 
 class UserNames:
@@ -130,7 +113,8 @@ class Enricher:
     """Turns ``RawEvent`` into ``Event`` with names, owners and lifetimes."""
 
     def __init__(self, *, scan: bool = True, clock_offset: float | None = None) -> None:
-        self.procs: dict[int, ProcInfo] = {}
+        #: The process table (proctop.model.proctable): owned by the thread that calls ``enrich``.
+        self.table = ProcessTable()
         self._missing: dict[int, float] = {}  # pid -> when /proc first stopped listing it
         self._units: dict[str, str | None] = {}
         self.facts = SystemFacts()
@@ -139,6 +123,15 @@ class Enricher:
         self.clock_offset = clock_offset if clock_offset is not None else time.time() - time.monotonic()
         if scan:
             self.resync()
+
+    @property
+    def procs(self) -> dict[int, ProcInfo]:
+        """The live processes (``table.live``)."""
+        return self.table.live
+
+    @procs.setter
+    def procs(self, live: dict[int, ProcInfo]) -> None:
+        self.table.live = live
 
     def resync(self, settled: float = math.inf) -> int:
         """Rebuild the table from /proc (start-up, and after the kernel dropped events).
@@ -199,7 +192,7 @@ class Enricher:
             if pid in live:
                 missing.pop(pid, None)
             elif missing.setdefault(pid, now) < settled:
-                procs.pop(pid, None)
+                self.table.retire(pid)
                 del missing[pid]
         for pid in [pid for pid in missing if pid not in procs]:
             del missing[pid]
@@ -263,7 +256,7 @@ class Enricher:
             ev.exit_code, ev.signal, ev.core_dumped = code, sig, core
             ev.ppid = raw.ptgid
             if raw.pid == raw.tgid:
-                info = self.procs.pop(subject, None)
+                info = self.table.retire(subject)
                 if snap is not None:  # a zombie still has comm, ppid and owner
                     if info is None:
                         info = _from_snapshot(subject, snap)
@@ -345,15 +338,3 @@ class Enricher:
 
     def close(self) -> None:
         self.facts.close()
-
-    def ancestry(self, pid: int, limit: int = 32) -> list[ProcInfo]:
-        """Parent, grandparent, ... as far as known (for the details panel)."""
-        chain: list[ProcInfo] = []
-        seen = {pid}
-        info = self.procs.get(pid)
-        while info is not None and info.ppid and info.ppid not in seen and len(chain) < limit:
-            seen.add(info.ppid)
-            info = self.procs.get(info.ppid) or self.lookup(info.ppid)
-            if info is not None:
-                chain.append(info)
-        return chain

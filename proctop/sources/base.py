@@ -5,9 +5,11 @@ Threads, the contract every source keeps and every consumer relies on:
 
 * ``start``, ``close``: the thread that made the source (the CLI's main thread);
   ``close`` may also be called from another thread and is idempotent.
-* ``poll``: one consumer thread at a time (the UI's reader worker, or the
-  ``--json``/``--summary``/``--record`` loop); it is where enrichment runs.
-* ``set_mask``, ``shows``, ``describe``, ``ancestry``, ``finished``, ``stats``,
+* ``poll`` and ``ancestry``: the consumer thread only (the UI's reader
+  worker, or the ``--json``/``--summary``/``--record`` loop). Enrichment runs
+  there and the process table (``proctop.model.proctable``) is its alone:
+  the UI asks for an ancestry by handing the question to that thread.
+* ``set_mask``, ``shows``, ``describe``, ``finished``, ``stats``,
   ``error``, ``hidden``, ``command_status``: any thread (the UI's event loop
   calls them while the worker polls); they only read or write a word or send
   one message.
@@ -115,10 +117,11 @@ class Source(ABC):
         """The first line of ``--json`` and the UI header's source part."""
         return {"source": self.kind, "label": self.label}
 
-    def ancestry(self, pid: int) -> list[tuple[int, str]]:
-        """``[(pid, command), ...]`` of the parent, grandparent, ... of ``pid`` as this source knows them.
+    def ancestry(self, ev: Event) -> list[tuple[int, str]]:
+        """``[(pid, command), ...]``: the parent, grandparent, ... of ``ev``'s process, as known.
 
-        For the UI's details panel. A source with a process table (the connector)
-        answers from it; others know nothing beyond their events: ``[]``.
+        For the UI's details panel; called on the consumer thread (see above),
+        which owns the process table. The commands are raw (untrusted) text.
+        A source that keeps no table knows nothing: ``[]``.
         """
         return []

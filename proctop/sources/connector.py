@@ -32,7 +32,7 @@ from proctop.kernel.protocol import (
 )
 from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
 from proctop.model.enrich import Enricher
-from proctop.model.events import Event, command_line
+from proctop.model.events import Event
 from proctop.model.kinds import EVENT_NAMES
 from proctop.model.procfs import GONE, Snapshot, snapshot
 from proctop.sources.base import Source, SourceDescription
@@ -238,8 +238,9 @@ class ConnectorSource(Source):
             self._sock = None
         self.enricher.close()
 
-    def ancestry(self, pid: int) -> list[tuple[int, str]]:
-        return [(info.pid, command_line(info.cmdline, info.comm)) for info in self.enricher.ancestry(pid)]
+    def ancestry(self, ev: Event) -> list[tuple[int, str]]:
+        """From the enricher's table, reading /proc for a live ancestor it has not met."""
+        return self.enricher.table.ancestry(ev, self.enricher.lookup)
 
     def describe(self) -> SourceDescription:
         return {

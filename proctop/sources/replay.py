@@ -33,6 +33,7 @@ from proctop.errors import ProctopError
 from proctop.kernel.probe import SOURCE_LABELS
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_EXIT, mask_accepts
 from proctop.model.events import Event
+from proctop.model.proctable import ProcessTable
 from proctop.sources.base import Source, SourceDescription
 from proctop.sources.stored import RecordError, is_stored, stored_segments
 
@@ -286,6 +287,8 @@ class ReplaySource(Source):
         self.header: Header = {}
         self.batch = batch
         self.since, self.until = since, until  # --since/--until: events outside are skipped
+        #: What the recorded events tell of each process (for ``ancestry``): the consumer's, learnt in ``poll``.
+        self.table = ProcessTable()
         #: A record directory or a gzip file: regular files, read through ``stored.stored_segments``.
         self._segments: Generator[tuple[Path, bool, Iterator[bytes]]] | None = None
         self._fd: int | None
@@ -416,12 +419,18 @@ class ReplaySource(Source):
         stats = self.stats
         stats.delivered += len(out)
         kinds = self._kinds
+        learn = self.table.learn
         for ev in out:
+            learn(ev)
             kinds[(ev.event, ev.failed)] += 1
             stats.by_type[ev.event] = stats.by_type.get(ev.event, 0) + 1
             if ev.event == "lost":
                 stats.lost += ev.count or 1
         return out
+
+    def ancestry(self, ev: Event) -> list[tuple[int, str]]:
+        """From the events delivered so far (a capture has no /proc to ask)."""
+        return self.table.ancestry(ev)
 
     def shows(self, ev: Event) -> bool:
         """Whether the current mask shows ``ev`` (``event_passes``); hidden events are kept."""

@@ -70,8 +70,8 @@ class CommandTree(Source):
     def error(self, value: str | None) -> None:
         self.inner.error = value
 
-    def ancestry(self, pid: int) -> list[tuple[int, str]]:
-        return self.inner.ancestry(pid)
+    def ancestry(self, ev: Event) -> list[tuple[int, str]]:
+        return self.inner.ancestry(ev)
 
     def start(self) -> None:
         self.inner.set_mask(self.mask | FOLLOW)

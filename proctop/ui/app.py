@@ -5,12 +5,23 @@ the UI: it accumulates events and posts at most one ``Batch`` message every
 ``1 / BATCH_HZ`` seconds, and only when the previous batch has been taken, so
 a storm of events costs one message per frame, not one per event. The UI
 touches the source only through the ``Source`` interface.
+
+Threads: the worker is the source's consumer, so it alone touches the process
+table (``proctop.model.proctable``). The details panel's ancestry is a question
+put on ``_questions``; the worker answers it between polls with an
+``AncestryFound`` message.
+
+State: the app's reactives (paused, rows, filter, mask, lost, ...) are bound
+into the header and the timeline (``data_bind``); children report up with
+messages (``Timeline.ViewChanged``, ``FollowChanged``, ``CursorMoved``,
+``FailuresView.Open``). Nothing is refreshed by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import queue
 import sys
 import threading
 import time
@@ -23,16 +34,17 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.notifications import SeverityLevel
+from textual.reactive import reactive
 from textual.widgets import ContentSwitcher, Footer, Input
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from proctop.errors import ProctopError
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
-from proctop.model.kinds import MASK_BITS, PARENT_KINDS, PROC_EVENT_ALL
+from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
 from proctop.sources.base import Source
 from proctop.ui.board import FailuresView
-from proctop.ui.rows import ProcTable, Row
+from proctop.ui.rows import Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
 from proctop.ui.timeline import Timeline
@@ -58,6 +70,15 @@ class Batch(Message):
         super().__init__()
         self.events = events
         self.overflow = overflow
+
+
+class AncestryFound(Message):
+    """The worker's answer: the ancestry of ``row``'s process (raw text, made safe when shown)."""
+
+    def __init__(self, row: Row, chain: list[tuple[int, str]]) -> None:
+        super().__init__()
+        self.row = row
+        self.chain = chain
 
 
 class ReaderStopped(Message):
@@ -101,6 +122,22 @@ class ProctopApp(App[int]):
         *_mask_bindings(),
     ]
 
+    # The app's state; the header and the timeline are bound to it (see compose).
+    paused: reactive[bool] = reactive(False, init=False)
+    waiting: reactive[int] = reactive(0, init=False)  # events held while paused
+    state: reactive[str] = reactive("live", init=False)
+    shown_rows: reactive[int] = reactive(0, init=False)
+    hidden_rows: reactive[int] = reactive(0, init=False)
+    view_filter: reactive[str] = reactive("", init=False)
+    lost: reactive[int] = reactive(0, init=False)
+    error: reactive[str] = reactive("", init=False)
+    mask: reactive[int] = reactive(0, init=False)
+    rates: reactive[dict[str, float]] = reactive(dict, init=False)
+    following: reactive[bool] = reactive(True, init=False)
+    filter_open: reactive[bool] = reactive(False, init=False)
+    details_open: reactive[bool] = reactive(False, init=False)
+    failures: reactive[int] = reactive(0, init=False)  # failed exits fed to the boards
+
     def __init__(
         self,
         source: Source,
@@ -120,9 +157,9 @@ class ProctopApp(App[int]):
         self.theme = theme or DEFAULT_THEME
         self.source = source
         self.history = history
-        self.paused = False
         self.pending: deque[Row] = deque(maxlen=history)
-        self.procs = ProcTable()
+        #: Rows whose ancestry the details panel asks the worker for (it owns the process table).
+        self._questions: queue.SimpleQueue[Row] = queue.SimpleQueue()
         #: The failures board's model, one per grouping, fed every failed exit received.
         self.boards = {
             by: FailureBoard(by=by, loop_burst=loop_burst, loop_interval=loop_interval) for by in ("command", "unit")
@@ -141,6 +178,7 @@ class ProctopApp(App[int]):
         #: Signal handlers and exit watchdog of a real run (run_app); None under a test pilot.
         self.terminal_guard: TerminalGuard | None = None
         self.fatal: str | None = None  # the one line an error that ended the run leaves on stderr
+        self._details_row: Row | None = None  # the row the details panel shows
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(EVENT_DEFAULTS)
@@ -148,13 +186,25 @@ class ProctopApp(App[int]):
     # --- layout ------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        self.header_bar = HeaderBar(id="header")
-        self.timeline = Timeline(self.history, id="timeline")
+        app = ProctopApp
+        self.header_bar = HeaderBar(self.source.label, self.source.supported, id="header").data_bind(
+            app.paused,
+            app.waiting,
+            app.state,
+            app.shown_rows,
+            app.hidden_rows,
+            app.view_filter,
+            app.lost,
+            app.error,
+            app.mask,
+            app.rates,
+        )
+        self.timeline = Timeline(self.history, id="timeline").data_bind(app.view_filter, app.filter_open)
         self.details_body = DetailsPanel(id="details-body")
         self.filter_input = Input(
             placeholder="filter rows (Enter keeps, Escape clears)", id="filter", select_on_focus=False
         )
-        self.board_view = FailuresView(self.boards, id="board")
+        self.board_view = FailuresView(self.boards, id="board").data_bind(app.failures)
         self.views = ContentSwitcher(initial="timeline", id="views")
         yield self.header_bar
         with self.views:
@@ -167,6 +217,7 @@ class ProctopApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._sync_source()
         self.timeline.focus()
         if self.source.recorded:  # the mask keys hide recorded rows instead of discarding them
             self.timeline.set_shows(self.source.shows)
@@ -199,14 +250,36 @@ class ProctopApp(App[int]):
 
     @work(thread=True, exclusive=True, group="reader", name="proctop-reader")
     def _read_loop(self) -> None:
+        """Poll the source and post batches; then, once it is done, keep answering questions."""
         worker = get_current_worker()
+        self._read_events(worker)
+        while not (worker.is_cancelled or self._stop.is_set()):
+            try:
+                row = self._questions.get(timeout=POLL_TIMEOUT)
+            except queue.Empty:
+                continue
+            self._answer(row)
+
+    def _answer(self, row: Row) -> None:
+        """The ancestry of ``row``, from the source's process table (this thread's own)."""
+        try:
+            chain = self.source.ancestry(row.ev)
+        except Exception:  # /proc races, a broken source: the panel shows what the row tells
+            chain = []
+        self.post_message(AncestryFound(row, chain))
+
+    def _read_events(self, worker: Worker[None]) -> None:
+        """The reader proper, until the source is done (then it posts ``ReaderStopped``) or the app ends."""
         source = self.source
         buf: deque[Event] = deque(maxlen=self.history)
         overflow = 0
         interval = 1.0 / BATCH_HZ
         last = 0.0
         error: str | None = None
+        questions = self._questions
         while not (worker.is_cancelled or self._stop.is_set()):
+            while not questions.empty():
+                self._answer(questions.get())
             try:
                 events = source.poll(POLL_TIMEOUT)
             except Exception as exc:  # a broken source must not take the UI down
@@ -245,20 +318,21 @@ class ProctopApp(App[int]):
         self.batches += 1
         self.overflow += message.overflow
         self.events_seen += len(events)
-        learn = self.procs.learn
-        rows = [Row(ev, learn(ev)) for ev in events]
+        rows = [Row(ev) for ev in events]
         boards = self.boards.values()
+        failures = self.failures
         for ev in events:
             if ev.failed:
+                failures += 1
                 for board in boards:
                     board.add(ev)
-        if self.views.current == "board":
-            self.board_view.update_rows()
+        self.failures = failures
         if self.paused:
             self.pending.extend(rows)
+            self.waiting = len(self.pending)
         else:
             self.timeline.add(rows)
-        self.header_bar.refresh()
+        self._sync_source()
         if self.count is not None and self.events_seen >= self.count:
             self._stop.set()
             self.call_after_refresh(self.exit, 0)  # the last events are drawn first
@@ -271,7 +345,19 @@ class ProctopApp(App[int]):
             return
         if message.error:
             self.say(message.error, severity="error", timeout=10)
-        self.header_bar.refresh()
+        self._sync_source()
+
+    def _sync_source(self) -> None:
+        """Copy what the source says of itself into the app's state (and so into the header)."""
+        source = self.source
+        self.mask = source.mask
+        self.lost = source.stats.lost
+        self.error = str(source.error or "")
+        seen = source.stats.by_type
+        if any(kind not in self.rates for kind in seen):  # a kind seen is listed from its first event on
+            self.rates = {**dict.fromkeys(seen, 0.0), **self.rates}
+        if self.reader_done or source.finished:
+            self.state = "end of capture" if source.kind == "replay" else "stopped"
 
     def say(self, message: str, *, severity: SeverityLevel = "information", timeout: float | None = None) -> None:
         """A notification; the only way the app shows one, so its text is always made safe."""
@@ -284,8 +370,10 @@ class ProctopApp(App[int]):
             then, before = self._rate_prev
             span = max(now - then, 1e-3)
             self.rates = {k: (v - before.get(k, 0)) / span for k, v in counts.items()}
+        else:
+            self.rates = dict.fromkeys(counts, 0.0)
         self._rate_prev = (now, counts)
-        self.header_bar.refresh()
+        self._sync_source()
 
     # --- actions ---------------------------------------------------------------
 
@@ -316,7 +404,7 @@ class ProctopApp(App[int]):
             self.say(f"cannot change the mask: {error}", severity="error")
         if self.source.recorded:
             self.timeline.set_shows(self.source.shows)
-        self.header_bar.refresh()
+        self._sync_source()
 
     def action_toggle_board(self) -> None:
         """Tab: the failures board, and back to the timeline."""
@@ -325,7 +413,6 @@ class ProctopApp(App[int]):
             self.timeline.focus()
         else:
             self.views.current = "board"
-            self.board_view.update_rows()
             self.board_view.focus()
 
     def on_failures_view_open(self, message: FailuresView.Open) -> None:
@@ -339,8 +426,17 @@ class ProctopApp(App[int]):
         if not self.paused and self.pending:
             rows = list(self.pending)
             self.pending.clear()
+            self.waiting = 0
             self.timeline.add(rows)
-        self.header_bar.refresh()
+
+    def on_timeline_view_changed(self, message: Timeline.ViewChanged) -> None:
+        self.shown_rows, self.hidden_rows = message.shown, message.hidden
+
+    def on_timeline_follow_changed(self, message: Timeline.FollowChanged) -> None:
+        self.following = message.follow
+
+    def on_timeline_typed_ahead(self, message: Timeline.TypedAhead) -> None:
+        self.filter_input.insert_text_at_cursor(message.character)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While the filter input is open, letters are text, not commands.
@@ -348,60 +444,53 @@ class ProctopApp(App[int]):
         Keys typed right after ``/`` may reach us before the input has focus
         (focus moves on the next message loop turn); the timeline forwards them.
         """
-        field = getattr(self, "filter_input", None)
-        return not (field is not None and field.has_class("-open") and action in _TEXT_KEY_ACTIONS)
+        return not (self.filter_open and action in _TEXT_KEY_ACTIONS)
 
-    def action_filter(self) -> None:
-        self.filter_input.add_class("-open")
-        self.filter_input.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self.timeline.set_filter(event.value)
-        self.header_bar.refresh()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.filter_input.remove_class("-open")
-        self.timeline.focus()
-
-    def action_details(self) -> None:
-        details = self.details
-        if details.has_class("-open"):
-            details.remove_class("-open")
+    def watch_filter_open(self, open_: bool) -> None:
+        self.filter_input.set_class(open_, "-open")
+        if open_:
+            self.filter_input.focus()
         else:
-            details.add_class("-open")
+            self.timeline.focus()
+
+    def watch_details_open(self, open_: bool) -> None:
+        self.details.set_class(open_, "-open")
+        if open_:
             self._show_details(self.timeline.selected)
 
+    def action_filter(self) -> None:
+        self.filter_open = True
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.view_filter = event.value
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.filter_open = False
+
+    def action_details(self) -> None:
+        self.details_open = not self.details_open
+
     def action_close(self) -> None:
-        if self.filter_input.has_class("-open"):
+        if self.filter_open:
             self.filter_input.value = ""
-            self.filter_input.remove_class("-open")
-            self.timeline.focus()
+            self.filter_open = False
         else:
-            self.details.remove_class("-open")
+            self.details_open = False
 
     def on_timeline_cursor_moved(self, message: Timeline.CursorMoved) -> None:
-        if self.details.has_class("-open"):
+        if self.details_open:
             self._show_details(message.row)
 
     def _show_details(self, row: Row | None) -> None:
-        ancestry: list[tuple[int, str]] = []
+        """The row at once, its ancestry when the worker has answered (``on_ancestry_found``)."""
+        self._details_row = row
+        self.details_body.show(row, None if row is not None and row.ev.event != "lost" else [])
         if row is not None and row.ev.event != "lost":
-            ancestry = self.procs.ancestry(row.ev, self._source_ancestry(row))
-        self.details_body.show(row, ancestry)
+            self._questions.put(row)
 
-    def _source_ancestry(self, row: Row) -> list[tuple[int, str]]:
-        """What the source knows of the row's ancestors (live processes, from /proc).
-
-        A process that has exited is unknown to the source; its parent may not be.
-        """
-        ev = row.ev
-        try:
-            chain = self.source.ancestry(ev.tgid or ev.pid)
-            if not chain and ev.ppid and ev.event in PARENT_KINDS:
-                chain = [(ev.ppid, "?"), *self.source.ancestry(ev.ppid)]  # the events may name it
-        except Exception:  # /proc races: the panel shows what the events told
-            return []
-        return chain
+    def on_ancestry_found(self, message: AncestryFound) -> None:
+        if self.details_open and message.row is self._details_row:
+            self.details_body.show(message.row, message.chain)
 
 
 def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = False) -> int:

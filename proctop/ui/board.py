@@ -15,6 +15,7 @@ from rich.style import Style
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
+from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -103,6 +104,9 @@ class FailuresView(ScrollView, can_focus=True):
 
     COMPONENT_CLASSES = {"board--header", "board--cursor", "event--loop", "event--failed"}
 
+    #: Failures the app has fed the boards (bound from the app's): the rows are re-sorted when it grows.
+    failures: reactive[int] = reactive(0, init=False)
+
     class Open(Message):
         """Show the timeline filtered to this group's command (or unit)."""
 
@@ -118,8 +122,15 @@ class FailuresView(ScrollView, can_focus=True):
         self.rows: list[FailureGroup] = []
         self.cursor = 0
 
+    def watch_failures(self) -> None:
+        if self.display:  # the hidden board is brought up to date when shown (on_show)
+            self.update_rows()
+
+    def on_show(self) -> None:
+        self.update_rows()
+
     def update_rows(self) -> None:
-        """Re-sort from the model (the app calls it after each batch while the board is shown)."""
+        """Re-sort from the model (at most once per batch, and only while the board is shown)."""
         selected = self.selected
         self.rows = self.board.rows(self.sort)
         if selected is not None and selected in self.rows:

@@ -1,12 +1,11 @@
-"""What the UI keeps per event and per process: display strings made safe once, on arrival."""
+"""What the UI keeps per event: display strings made safe once, when first drawn."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from proctop.model.events import Event
-from proctop.model.kinds import PARENT_KINDS, ROW_LABELS
+from proctop.model.kinds import ROW_LABELS
 from proctop.ui.sanitize import Shown, bounded, safe
 
 #: Characters of a command or detail kept for the timeline: wider than any terminal,
@@ -66,15 +65,18 @@ def command_of(ev: Event, limit: int = ROW_TEXT_LIMIT) -> Shown:
     return safe(bounded(f"? (child of {parent})", limit)) if parent else Shown("?")
 
 
-def detail_of(ev: Event, old_uid: int | None = None, short: bool = False) -> str:
-    """The detail column: exit status and lifetime, uid/gid change, new comm, tracer, ..."""
+def detail_of(ev: Event, short: bool = False) -> str:
+    """The detail column: exit status and lifetime, uid/gid change, new comm, tracer, ...
+
+    A uid event's ``uid`` is the uid before the change (the enricher sets it so).
+    """
     kind = ev.event
     if kind == "exit":
         text = ev.status_text
         life = format_lifetime(ev.lifetime, ev.lifetime_resolution)
         return f"{text} after {life}" if life and not short else text
     if kind == "uid":
-        old = old_uid if old_uid is not None else ev.uid
+        old = ev.uid
         if old == ev.ruid:
             old = None
         text = f"uid {'?' if old is None else old}\u2192{_n(ev.ruid)}"
@@ -111,11 +113,10 @@ class Row:
     (most of a 100,000-row history) costs only the event and this small object.
     """
 
-    __slots__ = ("_command", "_detail", "_short", "_time", "ev", "old_uid")
+    __slots__ = ("_command", "_detail", "_short", "_time", "ev")
 
-    def __init__(self, ev: Event, old_uid: int | None = None) -> None:
+    def __init__(self, ev: Event) -> None:
         self.ev = ev
-        self.old_uid = old_uid  # the uid before a uid event (from the events seen)
         self._time: str | None = None
         self._command: str | None = None
         self._detail: str | None = None
@@ -149,14 +150,14 @@ class Row:
     @property
     def detail(self) -> str:
         if self._detail is None:
-            self._detail = safe(bounded(detail_of(self.ev, self.old_uid), ROW_TEXT_LIMIT))
+            self._detail = safe(bounded(detail_of(self.ev), ROW_TEXT_LIMIT))
         return self._detail
 
     @property
     def short(self) -> str:
         """The detail without the lifetime, for narrow terminals."""
         if self._short is None:
-            short = detail_of(self.ev, self.old_uid, short=True) if self.ev.event == "exit" else self.detail
+            short = detail_of(self.ev, short=True) if self.ev.event == "exit" else self.detail
             self._short = safe(bounded(short, ROW_TEXT_LIMIT))
         return self._short
 
@@ -165,86 +166,3 @@ class Row:
         ev = self.ev
         hay = f"{self.label} {ev.pid} {ev.ppid or ''} {self.user} {ev.unit or ''} {self.command} {self.detail}"
         return needle in hay.lower()
-
-
-def _shown(command: list[str] | str) -> str:
-    """A remembered argv or comm, safe to display."""
-    return safe(bounded(" ".join(command) if isinstance(command, list) else command, ROW_TEXT_LIMIT))
-
-
-@dataclass(slots=True)
-class Known:
-    """What the events told about one process (``None``: not told yet)."""
-
-    ppid: int | None = None
-    command: list[str] | str | None = None  # argv, else comm; raw (made safe when shown)
-    uid: int | None = None
-
-
-class ProcTable:
-    """pid -> ``Known`` (ppid, argv or comm, uid) learnt from the events seen, for the ancestry chain.
-
-    Exited processes stay (they are what a failed exit's ancestry is made of);
-    the table is bounded by dropping the oldest entries.
-    """
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self.limit = limit
-        self.procs: dict[int, Known] = {}
-
-    def learn(self, ev: Event) -> int | None:
-        """Record what ``ev`` says about its process; returns the uid known before it."""
-        if ev.event == "lost" or not ev.pid:
-            return None
-        pid = ev.tgid or ev.pid
-        entry = self.procs.get(pid)
-        old_uid = entry.uid if entry is not None else None
-        command = ev.cmdline or ev.comm  # raw; made safe when shown (ancestry)
-        if entry is None:
-            if len(self.procs) >= self.limit:
-                for key in list(self.procs)[: self.limit // 2]:
-                    del self.procs[key]
-            entry = self.procs[pid] = Known()
-        if ev.ppid and ev.event != "ptrace":
-            entry.ppid = ev.ppid
-        if command is not None:
-            entry.command = command
-        if ev.event == "uid" and ev.ruid is not None:
-            entry.uid = ev.ruid
-        elif ev.uid is not None and entry.uid is None:
-            entry.uid = ev.uid
-        if ev.event == "exit" and ev.ppid and (ev.parent_cmdline or ev.parent_comm):
-            parent = self.procs.setdefault(ev.ppid, Known())
-            if parent.command is None:
-                parent.command = ev.parent_cmdline or ev.parent_comm
-        return old_uid
-
-    def ancestry(self, ev: Event, extra: list[tuple[int, str]] | None = None, limit: int = 32) -> list[tuple[int, str]]:
-        """``[(pid, command), ...]`` for the parent, grandparent, ... of ``ev``'s process.
-
-        ``extra`` is the source's own chain for the same process (live /proc
-        knowledge), used where the events seen say nothing.
-        """
-        parent_of: dict[int, int] = {}
-        commands: dict[int, str] = {}
-        child = ev.tgid or ev.pid
-        for pid, command in extra or []:
-            parent_of[child] = pid
-            commands[pid] = safe(bounded(command, ROW_TEXT_LIMIT))  # as untrusted as the events'
-
-            child = pid
-        chain: list[tuple[int, str]] = []
-        pid = ev.tgid or ev.pid
-        seen = {pid}
-        ppid = ev.ppid if ev.event in PARENT_KINDS and ev.ppid else None
-        if ppid is None:
-            entry = self.procs.get(pid)
-            ppid = entry.ppid if entry and entry.ppid else parent_of.get(pid)
-        while ppid and ppid not in seen and len(chain) < limit:
-            seen.add(ppid)
-            entry = self.procs.get(ppid)
-            command = _shown(entry.command) if entry and entry.command else (commands.get(ppid) or "?")
-            chain.append((ppid, command))
-            nxt = entry.ppid if entry and entry.ppid else None
-            ppid = nxt or parent_of.get(ppid)
-        return chain

@@ -78,6 +78,10 @@ class Timeline(ScrollView, can_focus=True):
 
     #: True while the view sticks to the newest row.
     follow: reactive[bool] = reactive(True, init=False)
+    #: The filter text (bound from the app's); rows are refiltered when it changes.
+    view_filter: reactive[str] = reactive("", init=False)
+    #: True while the filter input is open (bound from the app's): typed text goes there.
+    filter_open: reactive[bool] = reactive(False, init=False)
 
     class CursorMoved(Message):
         """The selected row changed (the details panel follows it)."""
@@ -85,6 +89,28 @@ class Timeline(ScrollView, can_focus=True):
         def __init__(self, row: Row | None) -> None:
             super().__init__()
             self.row = row
+
+    class ViewChanged(Message):
+        """How many rows the view shows, and how many the event keys hide (the header shows both)."""
+
+        def __init__(self, shown: int, hidden: int) -> None:
+            super().__init__()
+            self.shown = shown
+            self.hidden = hidden
+
+    class FollowChanged(Message):
+        """The view started or stopped following the newest row."""
+
+        def __init__(self, follow: bool) -> None:
+            super().__init__()
+            self.follow = follow
+
+    class TypedAhead(Message):
+        """A character typed before the just-opened filter input had the focus (it belongs there)."""
+
+        def __init__(self, character: str) -> None:
+            super().__init__()
+            self.character = character
 
     def __init__(self, history: int = 100_000, **kwargs: Any) -> None:  # kwargs: Widget's (id, classes)
         super().__init__(**kwargs)
@@ -134,6 +160,12 @@ class Timeline(ScrollView, can_focus=True):
     def _visible(self, row: Row) -> bool:
         return (self.shows is None or self.shows(row.ev)) and (not self.needle or row.matches(self.needle))
 
+    def watch_view_filter(self, text: str) -> None:
+        self.set_filter(text)
+
+    def watch_follow(self, follow: bool) -> None:
+        self.post_message(self.FollowChanged(follow))
+
     def set_filter(self, text: str) -> None:
         """Show only rows whose text contains ``text`` (case-insensitive); empty shows all."""
         needle = text.strip().lower()
@@ -159,7 +191,7 @@ class Timeline(ScrollView, can_focus=True):
             self.cursor = len(view) - 1
         else:
             self.cursor = self._index_of(selected, view)
-        self._after_change(0, force_scroll=True)
+        self._after_change(0, force_scroll=True, counted=True)
 
     def _index_of(self, row: Row, view: deque[Row]) -> int:
         for i in range(len(view) - 1, -1, -1):
@@ -167,8 +199,10 @@ class Timeline(ScrollView, can_focus=True):
                 return i
         return len(view) - 1
 
-    def _after_change(self, dropped: int, force_scroll: bool = False) -> None:
+    def _after_change(self, dropped: int, force_scroll: bool = False, counted: bool = True) -> None:
         view = self.view
+        if counted:
+            self.post_message(self.ViewChanged(len(view), self.hidden))
         self.virtual_size = Size(self.size.width, len(view) + 1)
         if self.follow:
             self.cursor = len(view) - 1
@@ -251,13 +285,12 @@ class Timeline(ScrollView, can_focus=True):
 
     def action_follow(self) -> None:
         self.follow = True
-        self._after_change(0)
+        self._after_change(0, counted=False)
 
     def on_key(self, event: events.Key) -> None:
         """Text typed before the just-opened filter input has focus goes to that input."""
-        field = getattr(self.app, "filter_input", None)
-        if field is not None and field.has_class("-open") and event.is_printable and event.character:
-            field.insert_text_at_cursor(event.character)
+        if self.filter_open and event.is_printable and event.character:
+            self.post_message(self.TypedAhead(event.character))
             event.prevent_default()
             event.stop()
 

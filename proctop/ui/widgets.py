@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -13,9 +14,6 @@ from proctop.ui.rows import Row, format_lifetime, format_time
 from proctop.ui.sanitize import ScreenText, bounded
 from proctop.ui.timeline import EVENT_CLASSES
 
-if TYPE_CHECKING:
-    from proctop.ui.app import ProctopApp
-
 #: (key, mask name, shown name) of the mask toggles, in the order of the header.
 TOGGLES = kinds.TOGGLES
 
@@ -24,7 +22,11 @@ RATE_TYPES = kinds.RATE_LABELS
 
 
 class HeaderBar(Widget):
-    """Three lines: source and state; the mask toggles; events/s per type."""
+    """Three lines: source and state; the mask toggles; events/s per type.
+
+    It draws its own attributes only: the app binds its state into them
+    (``data_bind``), so a change anywhere redraws the header without a call.
+    """
 
     COMPONENT_CLASSES = {
         "header--title",
@@ -36,57 +38,66 @@ class HeaderBar(Widget):
         *(f"event--{name}" for name in EVENT_CLASSES),
     }
 
+    paused: reactive[bool] = reactive(False)
+    waiting: reactive[int] = reactive(0)  # events held while paused
+    state: reactive[str] = reactive("live")  # "live", "stopped", "end of capture"
+    shown_rows: reactive[int] = reactive(0)
+    hidden_rows: reactive[int] = reactive(0)  # recorded rows the event keys hide (replay)
+    view_filter: reactive[str] = reactive("")
+    lost: reactive[int] = reactive(0)
+    error: reactive[str] = reactive("")
+    mask: reactive[int] = reactive(0)
+    rates: reactive[dict[str, float]] = reactive(dict)  # events/s of every kind seen so far
+
+    def __init__(self, label: str, supported: int, **kwargs: Any) -> None:  # kwargs: Widget's (id, classes)
+        super().__init__(**kwargs)
+        self.label = label  # the source's label
+        self.supported = supported  # mask bits the source can deliver at all
+
     def render(self) -> ScreenText:
-        app: ProctopApp = self.app  # type: ignore[assignment]  # Textual types it App; only ProctopApp mounts this
-        source = app.source
         style = self.get_component_rich_style
         text = ScreenText(no_wrap=False, overflow="fold")
         text.append(" proctop ", style("header--title"))
-        text.append(f" {source.label} ")
-        if app.paused:
-            text.append(f" PAUSED ({len(app.pending)} waiting) ", style("header--paused"))
-        elif source.finished:
-            ended = "end of capture" if source.kind == "replay" else "stopped"
-            text.append(f" {ended} ", style("header--lost" if source.error else "header--dim"))
+        text.append(f" {self.label} ")
+        if self.paused:
+            text.append(f" PAUSED ({self.waiting} waiting) ", style("header--paused"))
         else:
-            text.append(" live ", style("header--dim"))
-        text.append(f" rows {len(app.timeline.view)}")
-        if app.timeline.hidden:
-            text.append(f" ({app.timeline.hidden} hidden by the event keys)", style("header--dim"))
-        if app.timeline.needle:
+            failed = self.error and self.state != "live"
+            text.append(f" {self.state} ", style("header--lost" if failed else "header--dim"))
+        text.append(f" rows {self.shown_rows}")
+        if self.hidden_rows:
+            text.append(f" ({self.hidden_rows} hidden by the event keys)", style("header--dim"))
+        needle = self.view_filter.strip()
+        if needle:
             text.append(" filter: ")
-            text.append(app.timeline.needle, style("header--paused"))
-        lost = source.stats.lost
+            text.append(needle, style("header--paused"))
         text.append("  ")
-        if lost:
-            text.append(f" LOST {lost} ", style("header--lost"))
+        if self.lost:
+            text.append(f" LOST {self.lost} ", style("header--lost"))
         else:
             text.append("lost 0", style("header--dim"))
-        error = source.error
-        if error:
+        if self.error:
             text.append("  ")
-            text.append(str(error), style("header--lost"))
+            text.append(self.error, style("header--lost"))
         text.newline()
-        supported = source.supported
         for i, (key, name, label) in enumerate(TOGGLES):
             bit = MASK_BITS[name]
             if i:
                 text.append(" ")
-            on = bool(source.mask & bit)
-            mark = "-" if not supported & bit else ("x" if on else " ")
+            on = bool(self.mask & bit)
+            mark = "-" if not self.supported & bit else ("x" if on else " ")
             text.append(f"{key}[{mark}]{label}", style("header--on" if on else "header--off"))
         text.newline()
-        by_type = source.stats.by_type
-        rates = app.rates
+        rates = self.rates
         text.append("events/s", style("header--dim"))
         shown = False
         for kind, kind_label in RATE_TYPES:
-            if kind not in by_type and kind not in rates:
+            if kind not in rates:
                 continue
             shown = True
             text.append("  ")
             text.append(kind_label, style(f"event--{kind}"))
-            text.append(f" {rates.get(kind, 0.0):.0f}")
+            text.append(f" {rates[kind]:.0f}")
         if not shown:
             text.append("  none yet", style("header--dim"))
         return text
@@ -99,12 +110,15 @@ DETAIL_LIMIT = 8192
 class DetailsPanel(Static):
     """Everything known about the selected row, and its ancestry."""
 
-    def show(self, row: Row | None, ancestry: list[tuple[int, str]]) -> None:
+    def show(self, row: Row | None, ancestry: list[tuple[int, str]] | None) -> None:
         self.update(details_text(row, ancestry))
 
 
-def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> ScreenText:
-    """The details panel's text; every value goes through ``ScreenText``, so it is made safe."""
+def details_text(row: Row | None, ancestry: list[tuple[int, str]] | None) -> ScreenText:
+    """The details panel's text; every value goes through ``ScreenText``, so it is made safe.
+
+    ``ancestry`` None: not known yet (the reader thread is asked; see ``ProctopApp._show_details``).
+    """
     text = ScreenText(no_wrap=False, overflow="fold")
     if row is None:
         text.append("no event selected")
@@ -140,15 +154,19 @@ def details_text(row: Row | None, ancestry: list[tuple[int, str]]) -> ScreenText
     if ev.unit:
         field("unit", ev.unit)
     parent = ancestry[0][1] if ancestry else None
+    if parent == "?":
+        parent = None
     if ev.parent_cmdline:
         parent = " ".join(ev.parent_cmdline)
-    elif ev.parent_comm and parent in (None, "?"):
+    elif ev.parent_comm and parent is None:
         parent = ev.parent_comm
     field("parent", parent or "?")
     text.append(f"{'ancestry':<10}", style="bold")
-    if not ancestry:
+    if ancestry is None:
+        text.append("\u2026").newline()
+    elif not ancestry:
         text.append("unknown").newline()
-    for i, (pid, command) in enumerate(ancestry):
+    for i, (pid, command) in enumerate(ancestry or ()):
         if i:
             text.append(" " * 10)
         text.append(f"{'  ' * i}\u2514 {pid} ")

@@ -7,7 +7,7 @@ import threading
 import time
 
 from textual import events
-from ui_helpers import SAMPLE, screen_text, wait_for
+from ui_helpers import SAMPLE, details_body, screen_text, wait_for
 
 from proctop.kernel.protocol import (
     MASK_BITS,
@@ -87,8 +87,7 @@ async def test_details_show_the_ancestry(sample_source):
             await pilot.press("up")
         assert app.timeline.follow is False
         await pilot.press("enter")
-        await pilot.pause()
-        body = str(app.details_body.render())
+        body = await details_body(pilot, app)
         assert "command   ./crashme --now" in body
         assert "exe       /home/alice/src/crashme" in body
         assert "status    SIGSEGV (core dumped)" in body
@@ -197,9 +196,9 @@ async def test_filter_matches_detail_and_user(sample_source):
     app = make_app(sample_source)
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(pilot, app)
-        app.timeline.set_filter("SIGSEGV")
+        app.view_filter = "SIGSEGV"
         assert [r.ev.pid for r in app.timeline.view] == [1400]
-        app.timeline.set_filter("root")
+        app.view_filter = "root"
         assert {r.ev.pid for r in app.timeline.view} == {800, 1000, 1500}
 
 

@@ -84,7 +84,7 @@ async def test_the_timeline_shows_units_when_wide_and_the_filter_matches_them():
     async with app.run_test(size=(130, 30)) as pilot:
         assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) == 14)
         assert "backup.service" in screen_text(app)
-        app.timeline.set_filter("flaky.service")
+        app.view_filter = "flaky.service"
         await pilot.pause()
         assert len(app.timeline.view) == 7
     app = make_app()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 
 import pytest
-from ui_helpers import screen_text, wait_for
+from ui_helpers import details_body, screen_text, wait_for
 
 from proctop.kernel.probe import probe
 from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_NONZERO_EXIT
@@ -44,10 +45,9 @@ async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
         row = failed_exits(app, first)[0]
         assert row.detail.startswith("exit 7")
         # the details panel: this test process is the parent, with its own ancestors from /proc
-        app.timeline.set_filter(f"exit {first} ")  # the row's label and pid
+        app.view_filter = f"exit {first} "  # the row's label and pid
         await pilot.press("end", "enter")
-        await pilot.pause()
-        body = str(app.details_body.render())
+        body = await details_body(pilot, app)
         assert [r.ev.pid for r in app.timeline.view] == [first]
         assert "status    exit 7" in body
         me = os.getpid()
@@ -55,7 +55,7 @@ async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
         assert any(line.startswith(f"\u2514 {me} ") and "pytest" in line for line in chain[:1]), body
         assert len(chain) >= 2, body  # and beyond it, whatever started pytest
         await pilot.press("escape")
-        app.timeline.set_filter("")
+        app.view_filter = ""
 
         await pilot.press("x")
         await pilot.pause()
@@ -78,3 +78,29 @@ async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
         assert await wait_for(pilot, lambda: failed_exits(app, shown), timeout=5), "failed exit did not come back"
         assert failed_exits(app, shown)[0].detail.startswith("exit 7")
         assert failed_exits(app, hidden) == []
+
+
+async def test_the_process_table_is_touched_by_the_reader_thread_only(connector, monkeypatch):
+    """Enrichment and the details panel's ancestry run on one thread, the reader's, never the UI's."""
+    threads: dict[str, set[int]] = {"enrich": set(), "ancestry": set()}
+
+    def spy(name, method):
+        def spied(*args, **kwargs):
+            threads[name].add(threading.get_ident())
+            return method(*args, **kwargs)
+
+        return spied
+
+    monkeypatch.setattr(connector.enricher, "enrich", spy("enrich", connector.enricher.enrich))
+    monkeypatch.setattr(connector, "ancestry", spy("ancestry", connector.ancestry))
+    app = ProctopApp(connector, rate_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pid = run_failing(5)
+        assert await wait_for(pilot, lambda: failed_exits(app, pid), timeout=5), "failed exit never arrived"
+        app.view_filter = f"exit {pid} "
+        await pilot.press("end", "enter")
+        body = await details_body(pilot, app)
+        assert f"\u2514 {os.getpid()} " in body  # the ancestry was answered
+    assert threads["ancestry"] and threads["enrich"]
+    assert threads["ancestry"] == threads["enrich"], threads
+    assert threading.main_thread().ident not in threads["enrich"]

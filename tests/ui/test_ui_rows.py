@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from proctop.model.events import Event
-from proctop.ui.rows import ProcTable, Row, detail_of, format_lifetime, format_time
+from proctop.ui.rows import Row, detail_of, format_lifetime, format_time
 from proctop.ui.sanitize import safe, safe_argv
 
 
@@ -41,7 +41,7 @@ def test_detail_column():
     segv = Event(ts=0, event="exit", signal="SIGSEGV", core_dumped=True)
     assert detail_of(segv) == "SIGSEGV (core dumped)"
     assert detail_of(Event(ts=0, event="uid", uid=1000, ruid=0, euid=0)) == "uid 1000\u21920"
-    assert detail_of(Event(ts=0, event="uid", ruid=0, euid=1000), old_uid=1000) == "uid 1000\u21920 euid 1000"
+    assert detail_of(Event(ts=0, event="uid", uid=1000, ruid=0, euid=1000)) == "uid 1000\u21920 euid 1000"
     assert detail_of(Event(ts=0, event="gid", rgid=100, egid=100)) == "gid \u2192100"
     assert Row(Event(ts=0, event="comm", comm="x\x1by")).detail == "comm \u2192 x\\x1by"  # made safe in the row
     assert detail_of(Event(ts=0, event="ptrace", tracer_pid=42)) == "traced by 42"
@@ -56,23 +56,6 @@ def test_row_command_falls_back_to_comm_then_question_mark():
     assert Row(Event(ts=0, event="exit", exit_code=1)).cls == "failed"
     assert Row(Event(ts=0, event="exit", signal="SIGKILL")).cls == "signal"
     assert Row(Event(ts=0, event="exit", exit_code=0)).cls == "exit"
-
-
-def test_ancestry_from_events_and_from_the_source():
-    table = ProcTable()
-    table.learn(Event(ts=0, event="fork", pid=20, tgid=20, ppid=10, cmdline=["make"]))
-    table.learn(Event(ts=0, event="exec", pid=30, tgid=30, ppid=20, cmdline=["cc", "x.c"]))
-    crash = Event(ts=0, event="exit", pid=40, tgid=40, ppid=30, signal="SIGSEGV")
-    table.learn(crash)
-    # 10 is unknown to the events; the source knows it and its parent
-    chain = table.ancestry(crash, extra=[(30, "cc"), (20, "make"), (10, "bash"), (1, "init")])
-    assert chain == [(30, "cc x.c"), (20, "make"), (10, "bash"), (1, "init")]
-    assert table.ancestry(crash) == [(30, "cc x.c"), (20, "make"), (10, "?")]
-    evil = table.ancestry(crash, extra=[(30, "cc"), (20, "make"), (10, "\x1b]0;x\x07")])
-    assert evil[2] == (10, r"\x1b]0;x\x07")
-    # uid changes: the table remembers the uid before
-    table.learn(Event(ts=0, event="exec", pid=50, tgid=50, ppid=1, uid=1000, cmdline=["sudo"]))
-    assert table.learn(Event(ts=0, event="uid", pid=50, tgid=50, ruid=0, euid=0, uid=0)) == 1000
 
 
 def test_a_nameless_row_names_what_is_known():

@@ -145,8 +145,7 @@ async def test_the_header_draws_hostile_source_strings_literally():
     app = ProctopApp(_HostileSource(), rate_interval=None)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("slash", "a", "b")
-        app.timeline.set_filter("\x1b[31m\u200b")
-        app.header_bar.refresh()
+        app.view_filter = "\x1b[31m\u200b"  # the app's state, bound into the header
         await pilot.pause()
         header = app.header_bar.render().plain
         assert r"broken \x1b[2J\u202e" in header

@@ -23,3 +23,9 @@ async def wait_for(pilot, predicate, timeout: float = 5.0, step: float = 0.05) -
             return True
         await pilot.pause(step)
     return predicate()
+
+
+async def details_body(pilot, app, timeout: float = 5.0) -> str:
+    """The details panel's text once the reader thread has answered its ancestry question."""
+    assert await wait_for(pilot, lambda: "ancestry  \u2026" not in str(app.details_body.render()), timeout)
+    return str(app.details_body.render())

@@ -1,0 +1,137 @@
+"""The one process table: what proctop knows of every process, live or recently exited.
+
+One table, one owner. It belongs to the thread that consumes its source
+(the thread that calls ``Source.poll``: the UI's reader worker, or the
+``--json`` loop). Enrichment fills it there, and the details panel's
+ancestry is computed there too: the UI sends the question to that thread and
+gets the answer back as a message (``proctop.ui.app``), so no other thread
+ever reads or writes it. There is no lock because there is nothing to share.
+
+Live processes are kept as long as they live. Exited ones are kept too, up to
+``EXITED_LIMIT`` (the oldest go first), because they are what the ancestry of
+an old row is made of: the ``make`` whose compiler crashed may be gone by the
+time the user opens the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proctop.model.events import Event, command_line
+from proctop.model.kinds import PARENT_KINDS
+
+#: Exited processes remembered for ancestry: about 150-500 bytes each
+#: (a forked child shares its parent's argv list), so 5-10 MB at most.
+EXITED_LIMIT = 20_000
+#: Ancestors shown at most (a fork bomb's chain is not worth walking to the end).
+ANCESTRY_LIMIT = 32
+
+
+@dataclass(slots=True)
+class ProcInfo:
+    """What is known of one process (``None``: not known)."""
+
+    pid: int
+    start: float | None  # epoch seconds; None when unknown
+    #: ``start`` is a kernel timestamp (its fork or exec was seen, nanoseconds),
+    #: not /proc's start time, which counts clock ticks (10 ms here).
+    exact: bool = False
+    comm: str | None = None
+    cmdline: list[str] | None = None
+    exe: str | None = None
+    uid: int | None = None
+    ppid: int | None = None
+    cgroup: str | None = None  # /proc/PID/cgroup, read at exec (the unit it runs in)
+
+
+#: Reads a live process the table does not know yet (the enricher's /proc read); None if gone.
+Lookup = Callable[[int], "ProcInfo | None"]
+
+
+class ProcessTable:
+    """pid -> ``ProcInfo`` of live processes, and of the last ``EXITED_LIMIT`` exited ones."""
+
+    def __init__(self, exited_limit: int = EXITED_LIMIT) -> None:
+        self.live: dict[int, ProcInfo] = {}
+        self.exited: dict[int, ProcInfo] = {}  # in exit order (oldest first)
+        self.exited_limit = exited_limit
+
+    def retire(self, pid: int) -> ProcInfo | None:
+        """The process ended (or left /proc): its entry moves to the exited ones and is returned."""
+        info = self.live.pop(pid, None)
+        if info is not None and self.exited_limit:
+            exited = self.exited
+            exited.pop(pid, None)  # a reused pid: the newest is kept, at the end
+            if len(exited) >= self.exited_limit:
+                del exited[next(iter(exited))]
+            exited[pid] = info
+        return info
+
+    def known(self, pid: int, at: float | None = None) -> ProcInfo | None:
+        """The entry of ``pid`` as it was at time ``at`` (epoch seconds; None: now).
+
+        A live process that started after ``at`` is a reuse of the pid: the
+        exited entry is the one meant.
+        """
+        info = self.live.get(pid)
+        if info is not None and (at is None or info.start is None or info.start <= at):
+            return info
+        return self.exited.get(pid) or info
+
+    def learn(self, ev: Event) -> None:
+        """Record what an event says of its process (sources without /proc: a replay).
+
+        The connector's enricher fills the table itself, with more than the events say.
+        """
+        if ev.event == "lost" or not ev.pid:
+            return
+        pid = ev.tgid or ev.pid
+        if ev.event == "fork" and ev.pid == (ev.tgid or ev.pid):  # a new process
+            self.retire(pid)
+            parent = self.live.get(ev.ppid or 0)
+            info = self.live[pid] = ProcInfo(pid=pid, start=ev.ts, exact=True)
+            if parent is not None:
+                info.comm, info.cmdline, info.uid = parent.comm, parent.cmdline, parent.uid
+        else:
+            info = self.live.get(pid) or self.live.setdefault(pid, ProcInfo(pid=pid, start=None))
+        if ev.ppid and ev.event != "ptrace":  # a tracer is not a parent
+            info.ppid = ev.ppid
+        if ev.cmdline is not None:
+            info.cmdline = ev.cmdline
+        if ev.comm is not None:
+            info.comm = ev.comm
+        if ev.event == "uid" and ev.ruid is not None:
+            info.uid = ev.ruid
+        elif ev.uid is not None and info.uid is None:
+            info.uid = ev.uid
+        if ev.event == "exit" and ev.ppid and (ev.parent_cmdline or ev.parent_comm):
+            parent = self.live.setdefault(ev.ppid, ProcInfo(pid=ev.ppid, start=None))
+            if parent.cmdline is None and parent.comm is None:
+                parent.cmdline, parent.comm = ev.parent_cmdline, ev.parent_comm
+        if ev.event == "exit" and ev.pid == (ev.tgid or ev.pid):
+            self.retire(pid)
+
+    def ancestry(self, ev: Event, lookup: Lookup | None = None, limit: int = ANCESTRY_LIMIT) -> list[tuple[int, str]]:
+        """``[(pid, command), ...]``: the parent, grandparent, ... of ``ev``'s process.
+
+        The event's own ``ppid`` starts the chain when it names the parent at
+        the time of the event (fork, exit, coredump); then the table; ``lookup``
+        reads a live ancestor the table has not met. The commands are raw text
+        (untrusted: the UI makes them safe).
+        """
+        pid = ev.tgid or ev.pid
+        ppid = ev.ppid if ev.event in PARENT_KINDS and ev.ppid else None
+        if ppid is None:
+            info = self.known(pid, ev.ts)
+            ppid = info.ppid if info is not None else None
+        chain: list[tuple[int, str]] = []
+        seen = {pid}
+        while ppid and ppid not in seen and len(chain) < limit:
+            seen.add(ppid)
+            info = self.known(ppid, ev.ts)
+            if info is None and lookup is not None:
+                info = lookup(ppid)
+            chain.append((ppid, command_line(info.cmdline, info.comm) if info is not None else "?"))
+            ppid = info.ppid if info is not None else None
+        return chain
