@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import queue
 import sys
 import threading
@@ -44,7 +45,7 @@ from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
 from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
 from proctop.sources.base import Source
 from proctop.ui.board import FailuresView
-from proctop.ui.rows import Row
+from proctop.ui.rows import Row, format_time
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
 from proctop.ui.timeline import Timeline
@@ -137,6 +138,9 @@ class ProctopApp(App[int]):
     filter_open: reactive[bool] = reactive(False, init=False)
     details_open: reactive[bool] = reactive(False, init=False)
     failures: reactive[int] = reactive(0, init=False)  # failed exits fed to the boards
+    since: reactive[float] = reactive(0.0, init=False)  # when the kernel filter was last set
+    span: reactive[tuple[float, float] | None] = reactive(None, init=False)  # first and last event's time
+    empty_note: reactive[str] = reactive("", init=False)  # what an empty timeline says
 
     def __init__(
         self,
@@ -187,10 +191,20 @@ class ProctopApp(App[int]):
 
     def compose(self) -> ComposeResult:
         app = ProctopApp
-        self.header_bar = HeaderBar(self.source.label, self.source.supported, id="header").data_bind(
+        recorded = self.source.describe().get("file") if self.source.recorded else None
+        header = HeaderBar(
+            self.source.label,
+            self.source.supported,
+            recorded=os.path.basename(recorded) if recorded else None,
+            id="header",
+        )
+        self.header_bar = header.data_bind(
             app.paused,
             app.waiting,
             app.state,
+            app.following,
+            app.since,
+            app.span,
             app.shown_rows,
             app.hidden_rows,
             app.view_filter,
@@ -199,7 +213,9 @@ class ProctopApp(App[int]):
             app.mask,
             app.rates,
         )
-        self.timeline = Timeline(self.history, id="timeline").data_bind(app.view_filter, app.filter_open)
+        self.timeline = Timeline(self.history, id="timeline").data_bind(
+            app.view_filter, app.filter_open, app.empty_note
+        )
         self.details_body = DetailsPanel(id="details-body")
         self.filter_input = Input(
             placeholder="filter rows (Enter keeps, Escape clears)", id="filter", select_on_focus=False
@@ -217,6 +233,7 @@ class ProctopApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.since = time.time()
         self._sync_source()
         self.timeline.focus()
         if self.source.recorded:  # the mask keys hide recorded rows instead of discarding them
@@ -319,6 +336,9 @@ class ProctopApp(App[int]):
         self.overflow += message.overflow
         self.events_seen += len(events)
         rows = [Row(ev) for ev in events]
+        if events and self.source.recorded:
+            first = self.span[0] if self.span else events[0].ts
+            self.span = (first, events[-1].ts)
         boards = self.boards.values()
         failures = self.failures
         for ev in events:
@@ -358,6 +378,19 @@ class ProctopApp(App[int]):
             self.rates = {**dict.fromkeys(seen, 0.0), **self.rates}
         if self.reader_done or source.finished:
             self.state = "end of capture" if source.kind == "replay" else "stopped"
+        self.empty_note = self._empty_note()
+
+    def _empty_note(self) -> str:
+        """What an empty timeline says: what is watched and since when, or why nothing comes."""
+        if self.source.recorded:
+            return "no events in this capture" if self.state != "live" else "reading the capture\u2026"
+        if self.state != "live":
+            return "stopped: no more events will come"
+        names = [name for _, name, _ in TOGGLES if self.mask & MASK_BITS[name]]
+        if not names:
+            return "every kind is off in the kernel filter: nothing can arrive (press a)"
+        since = format_time(self.since)[:8]
+        return f"watching {', '.join(names)} since {since} \u2014 none yet"
 
     def say(self, message: str, *, severity: SeverityLevel = "information", timeout: float | None = None) -> None:
         """A notification; the only way the app shows one, so its text is always made safe."""
@@ -397,6 +430,7 @@ class ProctopApp(App[int]):
         """
         try:
             self.source.set_mask(mask)
+            self.since = time.time()
             error = self.source.error
         except Exception as exc:  # a failed write must not take the UI down
             error = str(exc)

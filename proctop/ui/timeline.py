@@ -73,6 +73,7 @@ class Timeline(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {
         "timeline--header",
         "timeline--cursor",
+        "timeline--empty",
         *(f"event--{name}" for name in EVENT_CLASSES),
     }
 
@@ -82,6 +83,8 @@ class Timeline(ScrollView, can_focus=True):
     view_filter: reactive[str] = reactive("", init=False)
     #: True while the filter input is open (bound from the app's): typed text goes there.
     filter_open: reactive[bool] = reactive(False, init=False)
+    #: What an empty timeline says (bound from the app's): what is watched, since when.
+    empty_note: reactive[str] = reactive("", init=False)
 
     class CursorMoved(Message):
         """The selected row changed (the details panel follows it)."""
@@ -320,8 +323,19 @@ class Timeline(ScrollView, can_focus=True):
         index = self._top() + y - 1
         view = self.view
         if index < 0 or index >= len(view):
+            if y == 1 and not view:
+                style = base + self.get_component_rich_style("timeline--empty", partial=True)
+                return Strip([Segment(fit(" " + self._empty_text(), width), style)])
             return Strip.blank(width, base)
         return self._row_strip(view[index], width, base, index == self.cursor)
+
+    def _empty_text(self) -> str:
+        """Why there is no row: nothing received yet (the app's note), or the filters hide them all."""
+        if not self.rows:
+            return self.empty_note or "no events yet"
+        if self.needle:
+            return f"no row matches the view filter ({len(self.rows)} received; Escape clears it)"
+        return f"the event keys hide all {len(self.rows)} rows"
 
     def _header_strip(self, width: int, base: Style) -> Strip:
         style = base + self.get_component_rich_style("timeline--header", partial=True)

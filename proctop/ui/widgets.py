@@ -1,9 +1,10 @@
-"""The header (source, mask toggles, rates, lost counter) and the details panel."""
+"""The header (what is watched, its state, the kernel filter the keys set) and the details panel."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
@@ -21,11 +22,21 @@ TOGGLES = kinds.TOGGLES
 RATE_TYPES = kinds.RATE_LABELS
 
 
+#: Mask bits that name processes: without exec (or fork, whose child is a copy of its parent),
+#: a process that runs a new program is seen only at its exit, by then often nameless.
+NAMING_BITS = MASK_BITS["exec"]
+
+Chunk = tuple[str, str | None]  # (text, component class or None), one piece of a header line
+
+
 class HeaderBar(Widget):
-    """Three lines: source and state; the mask toggles; events/s per type.
+    """Two lines: what is watched and its state; the kernel filter the keys set.
 
     It draws its own attributes only: the app binds its state into them
     (``data_bind``), so a change anywhere redraws the header without a call.
+    Both lines are fitted to the width: what matters least is shortened or
+    dropped first (the rates, then the source's long name, then the list of
+    kinds switched off), so at 80 columns the header is two lines.
     """
 
     COMPONENT_CLASSES = {
@@ -41,6 +52,9 @@ class HeaderBar(Widget):
     paused: reactive[bool] = reactive(False)
     waiting: reactive[int] = reactive(0)  # events held while paused
     state: reactive[str] = reactive("live")  # "live", "stopped", "end of capture"
+    following: reactive[bool] = reactive(True)  # the view sticks to the newest row
+    since: reactive[float] = reactive(0.0)  # live: when the current kernel filter was set
+    span: reactive[tuple[float, float] | None] = reactive(None)  # replay: first and last event's time
     shown_rows: reactive[int] = reactive(0)
     hidden_rows: reactive[int] = reactive(0)  # recorded rows the event keys hide (replay)
     view_filter: reactive[str] = reactive("")
@@ -49,58 +63,111 @@ class HeaderBar(Widget):
     mask: reactive[int] = reactive(0)
     rates: reactive[dict[str, float]] = reactive(dict)  # events/s of every kind seen so far
 
-    def __init__(self, label: str, supported: int, **kwargs: Any) -> None:  # kwargs: Widget's (id, classes)
-        super().__init__(**kwargs)
+    def __init__(self, label: str, supported: int, *, recorded: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # kwargs: Widget's (id, classes)
         self.label = label  # the source's label
         self.supported = supported  # mask bits the source can deliver at all
+        self.recorded = recorded  # a replay: the capture's file name; None when live
 
     def render(self) -> ScreenText:
+        width = self.size.width or 80
         style = self.get_component_rich_style
         text = ScreenText(no_wrap=False, overflow="fold")
-        text.append(" proctop ", style("header--title"))
-        text.append(f" {self.label} ")
+        for i, line in enumerate((self._state_line(width), self._filter_line(width))):
+            if i:
+                text.newline()
+            for chunk, cls in line:
+                text.append(chunk, style(cls) if cls else None)
+        return text
+
+    def _state_line(self, width: int) -> list[Chunk]:
+        """What is watched, whether it moves, how many rows, lost events, errors; then the rates."""
+        head: list[Chunk] = [(" proctop ", "header--title")]
+        if self.recorded is not None:
+            source = f" replay {self.recorded}"
+            if self.span:
+                source += f" {format_time(self.span[0])[:8]}\u2013{format_time(self.span[1])[:8]}"
+            short = f" replay {self.recorded}"
+        else:
+            source = f" {self.label}"
+            short = ""
         if self.paused:
-            text.append(f" PAUSED ({self.waiting} waiting) ", style("header--paused"))
+            state: Chunk = (f" PAUSED: {self.waiting} new held, none lost (space resumes) ", "header--paused")
+            brief: Chunk = (f" PAUSED {self.waiting} held ", "header--paused")
+        elif self.state == "live" and self.recorded is None:
+            state = brief = (f" live since {format_time(self.since)[:8]} " if self.since else " live ", "header--dim")
         else:
             failed = self.error and self.state != "live"
-            text.append(f" {self.state} ", style("header--lost" if failed else "header--dim"))
-        text.append(f" rows {self.shown_rows}")
-        if self.hidden_rows:
-            text.append(f" ({self.hidden_rows} hidden by the event keys)", style("header--dim"))
+            state = brief = (f" {self.state} ", "header--lost" if failed else "header--dim")
+        follow: Chunk = ("following", "header--dim") if self.following else ("held (End follows)", "header--paused")
+        rows = f"  rows {self.shown_rows}"
+        hidden = f" ({self.hidden_rows} hidden by the event keys)" if self.hidden_rows else ""
         needle = self.view_filter.strip()
+        tail: list[Chunk] = []
         if needle:
-            text.append(" filter: ")
-            text.append(needle, style("header--paused"))
-        text.append("  ")
-        if self.lost:
-            text.append(f" LOST {self.lost} ", style("header--lost"))
-        else:
-            text.append("lost 0", style("header--dim"))
+            tail += [("  view filter: ", None), (needle, "header--paused")]
+        tail.append(("  ", None))
+        tail.append((f" LOST {self.lost} ", "header--lost") if self.lost else ("lost 0", "header--dim"))
         if self.error:
-            text.append("  ")
-            text.append(self.error, style("header--lost"))
-        text.newline()
-        for i, (key, name, label) in enumerate(TOGGLES):
+            tail += [("  ", None), (self.error, "header--lost")]
+        rates: list[Chunk] = [("  events/s", "header--dim")]
+        for kind, kind_label in RATE_TYPES:
+            if kind in self.rates:
+                rates += [("  ", None), (kind_label, f"event--{kind}"), (f" {self.rates[kind]:.0f}", None)]
+        if len(rates) == 1:
+            rates.append(("  none yet", "header--dim"))
+        # from the fullest to the barest; the first that fits is drawn (the last one always is)
+        short_hidden = f" ({self.hidden_rows} hidden)" if hidden else ""
+        spaced: Chunk = (" ", None)
+        full = [(source, None), state, spaced, follow, (rows + hidden, None), *tail]
+        shorter = [(short, None), state, spaced, follow, (rows + short_hidden, None), *tail]
+        candidates = [
+            [*head, *full, *rates],
+            [*head, *full],
+            [*head, *shorter],
+            [*head, (short, None), brief, spaced, follow, (rows + short_hidden, None), *tail],
+            [*head, brief, spaced, (follow[0].split(" ")[0], follow[1]), (rows + short_hidden, None), *tail],
+        ]
+        return _first_fitting(candidates, width)
+
+    def _filter_line(self, width: int) -> list[Chunk]:
+        """The kernel filter: the keys toggle what the kernel sends from now on (not rows already here)."""
+        on_names = [name for _, name, _ in TOGGLES if self.mask & MASK_BITS[name]]
+        warning: list[Chunk] = []
+        if not self.mask:
+            warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
+        elif self.recorded is None and not self.mask & NAMING_BITS and on_names:
+            warning = [("  exec off: new programs go unnamed", "header--paused")]
+        prefix: Chunk = ("kernel filter ", "header--dim")
+
+        def toggle(key: str, name: str, label: str, *, keys_only: bool = False) -> list[Chunk]:
             bit = MASK_BITS[name]
-            if i:
-                text.append(" ")
             on = bool(self.mask & bit)
             mark = "-" if not self.supported & bit else ("x" if on else " ")
-            text.append(f"{key}[{mark}]{label}", style("header--on" if on else "header--off"))
-        text.newline()
-        rates = self.rates
-        text.append("events/s", style("header--dim"))
-        shown = False
-        for kind, kind_label in RATE_TYPES:
-            if kind not in rates:
-                continue
-            shown = True
-            text.append("  ")
-            text.append(kind_label, style(f"event--{kind}"))
-            text.append(f" {rates[kind]:.0f}")
-        if not shown:
-            text.append("  none yet", style("header--dim"))
-        return text
+            shown = f"{key}[{mark}]" + ("" if keys_only else label)
+            return [(" ", None), (shown, "header--on" if on else "header--off")]
+
+        every = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label)]
+        on_only = [chunk for key, name, label in TOGGLES if name in on_names for chunk in toggle(key, name, label)]
+        off = len(TOGGLES) - len(on_names)
+        keys = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label, keys_only=True)]
+        candidates = [
+            [prefix, *every, *warning],
+            [prefix, *on_only, (f"  {off} more off (? keys)", "header--dim"), *warning],
+            [prefix, *on_only, (f"  +{off} off", "header--dim"), *warning],
+            [prefix, *keys, *warning],
+        ]
+        if not on_names:
+            candidates = [candidates[0], candidates[3]]
+        return _first_fitting(candidates, width)
+
+
+def _first_fitting(candidates: list[list[Chunk]], width: int) -> list[Chunk]:
+    """The first candidate line that fits in ``width`` cells (the last one if none does)."""
+    for line in candidates:
+        if sum(cell_len(chunk) for chunk, _ in line) <= width:
+            return line
+    return candidates[-1]
 
 
 #: Characters of one field of the details panel: a megabyte argv is cut, with the bytes left out named.

@@ -154,7 +154,7 @@ async def test_pause_keeps_counting_and_catches_up():
         assert len(app.timeline.rows) == 0
         assert len(app.pending) == len(SAMPLE_EVENTS)
         assert sum(source.stats.by_type.values()) == len(SAMPLE_EVENTS)
-        assert f"PAUSED ({len(SAMPLE_EVENTS)} waiting)" in screen_text(app)
+        assert f"PAUSED: {len(SAMPLE_EVENTS)} new held, none lost" in screen_text(app)
         await pilot.press("space")
         await pilot.pause()
         assert not app.paused
@@ -205,8 +205,8 @@ async def test_filter_matches_detail_and_user(sample_source):
 async def test_mask_keys_change_the_source_mask(sample_source):
     sample_source.set_mask(PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT)
     app = make_app(sample_source)
-    async with app.run_test(size=(100, 30)) as pilot:
-        assert "f[x]fork e[ ]exec x[x]nonzero-exit X[ ]exit" in screen_text(app)
+    async with app.run_test(size=(130, 30)) as pilot:  # wide: every toggle is listed, on or off
+        assert "kernel filter  f[x]fork e[ ]exec x[x]nonzero-exit X[ ]exit" in screen_text(app)
         for key, name in MASK_KEYS.items():
             before = app.source.mask
             await pilot.press(key)
@@ -222,7 +222,9 @@ async def test_mask_keys_change_the_source_mask(sample_source):
         await pilot.press("a")
         assert app.source.mask == 0
         await pilot.pause()
-        assert "f[ ]fork e[ ]exec x[ ]nonzero-exit X[ ]exit u[ ]uid" in screen_text(app)
+        # nothing on: the keys alone, and a warning that nothing can arrive
+        assert "f[ ] e[ ] x[ ] X[ ] u[ ]" in screen_text(app)
+        assert "nothing can arrive: every kind is off (a: all on)" in screen_text(app)
 
 
 async def test_mask_hides_replayed_events_without_discarding_them():
@@ -238,7 +240,7 @@ async def test_mask_hides_replayed_events_without_discarding_them():
         assert kinds == [("exit", 1301), ("exit", 1400), ("exit", 1200), ("lost", 0), ("exit", 1600)]
         hidden = len(SAMPLE_EVENTS) - 5
         assert app.timeline.hidden == hidden
-        assert f"({hidden} hidden by the event keys)" in screen_text(app).splitlines()[0]
+        assert f"rows 5 ({hidden} hidden" in screen_text(app).splitlines()[0]
         await pilot.press("X")  # every exit, the clean ones too
         await pilot.pause()
         clean = [r.ev.pid for r in app.timeline.view if r.ev.event == "exit" and not r.ev.failed]

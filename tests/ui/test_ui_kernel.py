@@ -38,7 +38,7 @@ def connector():
 
 async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
     app = ProctopApp(connector, rate_interval=None)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(130, 30)) as pilot:  # wide: the header lists the toggles that are off too
         # the UI is live: a failing command shows up with its status
         first = run_failing(7)
         assert await wait_for(pilot, lambda: failed_exits(app, first), timeout=5), "failed exit never arrived"
