@@ -39,8 +39,17 @@ def test_unknown_theme_is_one_line_with_status_2():
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("unknown theme 'nope' (choose from: ")
+    choices = message.split("(choose from: ", 1)[1].rstrip(")").split(", ")
+    assert set(choices) == {name.removeprefix("proctop-") for name in NAMES}  # short names, as --theme takes them
+
+
+def test_short_and_full_names_are_the_same_theme():
     for name in NAMES:
-        assert name in message
+        short = name.removeprefix("proctop-")
+        assert themes.resolve_theme_name(short) == themes.resolve_theme_name(name) == name
+        assert load_theme_by_name(short).name == name
+    assert themes.resolve_theme_name("nord") == "nord"  # Textual's own themes: the palette offers them
+    assert sorted(themes.short_names()) == sorted(n.removeprefix("proctop-") for n in NAMES)
 
 
 @pytest.mark.parametrize(
