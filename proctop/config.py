@@ -14,6 +14,8 @@ checked whole before anything starts: a wrong file is one line naming the file
 and the key, exit status 2 (``ConfigError``), never a half-applied config.
 ``events`` sets the kernel filter of a live run only: a replay still shows
 everything it recorded unless ``--only`` says otherwise (README, "Using it").
+The default path under a home we may not enter (``setpriv`` keeps HOME=/root)
+is no config at all; a file named by ``--config`` must be readable.
 
 ``[keys]`` is checked for its shape only (a binding id, a comma list of key
 names): which ids exist is the app's business, which applies the table with
@@ -31,8 +33,6 @@ import argparse
 import functools
 import os
 import re
-import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,9 @@ KEYS = {
     "history": "a whole number of rows",
     "keys": "a table of binding id = key string",
 }
+
+#: A config file is a few lines; anything this big is a mistake (``--config /dev/zero``).
+MAX_SIZE = 1 << 20
 
 #: Modifier prefixes of a Textual key string (``ctrl+shift+up``).
 MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
@@ -94,13 +97,20 @@ def load(path: Path | None, *, required: bool = False) -> Config:
     if path is None:
         return Config()
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        with path.open("rb") as file:
+            raw = file.read(MAX_SIZE + 1)  # --config /dev/zero must not fill memory
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        # The default path under a home that is not ours (setpriv, su without -, HOME=/root kept)
+        # is no config of ours: run without one. A file named on the command line must be read.
         if required:
-            raise ConfigError(f"config file {path}: no such file") from None
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         return Config()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SIZE:
+        raise ConfigError(f"config file {path}: larger than {MAX_SIZE // 1024} KiB, not a config file")
+    import tomllib  # here, not at the top: most runs have no config file (and --json starts sooner)
+
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)
@@ -265,6 +275,8 @@ def save_theme(path: Path | None, theme: str) -> str | None:
     file that does not parse is left alone. Proctop's themes are written by
     their short name.
     """
+    import tomllib
+
     from proctop.ui.themes import short_name
 
     if path is None:
@@ -300,6 +312,8 @@ def _with_theme(text: str, data: dict[str, Any], theme: str) -> str:
     hidden in a multi-line string, say) is written out whole instead: the
     settings are kept, the comments are not.
     """
+    import tomllib
+
     line = f"theme = {_toml_string(theme)}\n"
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
@@ -390,6 +404,8 @@ def _replace(target: Path, text: str) -> None:
         mode: int | None = target.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = None
+    import tempfile
+
     fd, temporary = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
