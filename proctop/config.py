@@ -233,9 +233,10 @@ def apply(args: argparse.Namespace, *, history_default: int) -> Config:
     Sets ``args.theme`` (full name, resolved, or None), ``args.only`` (from
     ``events`` for a live run), ``args.history``, ``args.keymap`` (a dict for
     ``App.set_keymap``), ``args.config_path`` (where ``save_theme`` writes;
-    None under ``--no-config``) and ``args.save_theme`` (``save_theme`` bound to
-    that path, for the UI; None when there is nowhere to save). A ``--theme`` given on the command line is
-    resolved and checked here too, in every mode.
+    None under ``--no-config``) and ``args.save_theme`` (``save_theme`` bound
+    to that path, for the UI; None when there is nowhere to save). A
+    ``--theme`` given on the command line is resolved and checked here too, in
+    every mode.
     """
     from proctop.ui.themes import resolve_theme_name
 
