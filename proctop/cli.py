@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from proctop import __version__, always_on
+from proctop import __version__, always_on, config
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", metavar="N", type=_count, help="stop after N events")
     p.add_argument("--replay", metavar="FILE", help="read a capture written by --json instead of the kernel")
     p.add_argument("--threads", action="store_true", help="keep per-thread events (pid != tgid)")
-    p.add_argument("--theme", metavar="NAME", help="UI theme (see themes/)")
-    p.add_argument("--history", metavar="N", type=_history, default=100_000, help="rows the UI keeps (default 100000)")
+    p.add_argument("--theme", metavar="NAME", help=_theme_help())
+    p.add_argument(
+        "--history", metavar="N", type=_history, default=None, help=f"rows the UI keeps (default {DEFAULT_HISTORY})"
+    )
     p.add_argument(
         "--source",
         choices=("auto", "native", "kmod", "userspace"),
@@ -86,7 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__}")
     always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/always_on.py)
+    config.add_options(p)  # --config, --no-config (proctop/config.py)
     return p
+
+
+def _theme_help() -> str:
+    from proctop.ui.themes import DEFAULT_THEME, short_name, short_names
+
+    names = ", ".join(short_names()) or "none installed"
+    return f"UI theme: {names} (default {short_name(DEFAULT_THEME)}), or one of Textual's such as nord"
 
 
 #: Upper bounds of the numeric options: far above any real use, far below what
@@ -94,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 MAX_DURATION = 10 * 365 * 86400  # ten years, in seconds
 MAX_COUNT = 10**12
 MAX_HISTORY = 10_000_000  # rows of ~1 KiB each in the UI: 10 GB is already too many
+DEFAULT_HISTORY = 100_000
 
 
 def _number(text: str, convert: Callable[[str], N], noun: str, minimum: float, maximum: float) -> N:
@@ -198,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command = command
         if command and args.replay:
             raise UsageError("-- COMMAND watches a live command; it cannot go with --replay")
+        config.apply(args, history_default=DEFAULT_HISTORY)  # the config file fills what argv left unset
         # A replay shows everything recorded unless --only says otherwise.
         default = PROC_EVENT_ALL if args.replay else DEFAULT_MASK
         mask = parse_mask(args.only) if args.only is not None else default
@@ -279,11 +291,10 @@ def _run_ui(args: argparse.Namespace, mask: int) -> int:
     from proctop.ui.app import run_app
 
     if args.theme is not None:
-        from proctop.ui.themes import (
-            load_theme_by_name,  # validates before the screen opens
-        )
+        from proctop.ui.themes import load_theme_by_name, theme_files
 
-        load_theme_by_name(args.theme)
+        if args.theme in theme_files():  # resolved by config.apply; a Textual theme needs no file
+            load_theme_by_name(args.theme)  # the file itself is checked before the screen opens
     _need_terminal()
     source = make_source(args, mask)
     return run_app(source, args, exit_process=True)

@@ -8,6 +8,13 @@ from collections.abc import Callable
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_config(tmp_path_factory):
+    """No test reads or writes the real ~/.config/proctop: every proctop the tests start,
+    in process or as a subprocess, looks in an empty XDG_CONFIG_HOME of its own."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+
+
 @pytest.fixture
 def nonroot_child():
     """Run ``fn`` in a forked child that dropped to uid/gid 65534; returns its result.

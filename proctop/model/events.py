@@ -114,6 +114,10 @@ class Event:
         for key in _OPTIONAL_KEYS:
             if d[key] is None:
                 del d[key]
+        if self.event == "exit":
+            # Derived, for jq: under --only all a failure is not just `event == "exit"`, and
+            # `exit_code != 0` misses deaths by signal (exit_code null). from_dict ignores it.
+            d["failed"] = self.failed
         return d
 
     def to_json(self) -> str:

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -53,6 +54,7 @@ from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
 if TYPE_CHECKING:
     from textual.driver import Driver
+    from textual.theme import Theme
 
     from proctop.ui.terminal import TerminalGuard
 
@@ -153,12 +155,19 @@ class ProctopApp(App[int]):
         loop_interval: float = LOOP_INTERVAL,
         duration: float | None = None,
         count: int | None = None,
+        keymap: Mapping[str, str] | None = None,
+        save_theme: Callable[[str], str | None] | None = None,
     ) -> None:
         self._themes = load_themes()
         super().__init__()
         for t in self._themes.values():
             self.register_theme(t)
         self.theme = theme or DEFAULT_THEME
+        if keymap:  # the config file's [keys] (proctop/config.py checked their shape)
+            self.set_keymap(keymap)
+        #: Remembers a theme chosen in the palette (the config file's, via proctop/config.py).
+        self._save_theme = save_theme
+        self._saved_theme = self.theme
         self.source = source
         self.history = history
         self.pending: deque[Row] = deque(maxlen=history)
@@ -183,6 +192,15 @@ class ProctopApp(App[int]):
         self.terminal_guard: TerminalGuard | None = None
         self.fatal: str | None = None  # the one line an error that ended the run leaves on stderr
         self._details_row: Row | None = None  # the row the details panel shows
+
+    def _remember_theme(self, theme: Theme) -> None:
+        """The theme changed (the palette): save it, or say in a notification why it was not."""
+        if self._save_theme is None or theme.name == self._saved_theme:
+            return
+        self._saved_theme = theme.name
+        problem = self._save_theme(theme.name)
+        if problem:
+            self.notify(problem, severity="warning")
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(EVENT_DEFAULTS)
@@ -236,6 +254,7 @@ class ProctopApp(App[int]):
         self.since = time.time()
         self._sync_source()
         self.timeline.focus()
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.source.recorded:  # the mask keys hide recorded rows instead of discarding them
             self.timeline.set_shows(self.source.shows)
         if self.terminal_guard is not None:
@@ -546,6 +565,8 @@ def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = Fa
         loop_interval=getattr(args, "loop_interval", LOOP_INTERVAL),
         duration=getattr(args, "duration", None),
         count=getattr(args, "count", None),
+        keymap=getattr(args, "keymap", None),
+        save_theme=getattr(args, "save_theme", None),
     )
     guard = TerminalGuard()
     app.terminal_guard = guard

@@ -13,6 +13,13 @@ A theme file::
 
 Every problem (unknown name, TOML syntax, unknown key, a colour Textual cannot
 parse) is a ``ThemeError``: one line, exit status 2 from the CLI.
+
+A theme answers to its short name (``dark`` for ``proctop-dark``) as well as
+its full one, and Textual's own themes (``nord``, ``textual-light``) are
+accepted too: the command palette offers them, so the config file may name
+one. Names are checked without importing Textual (``resolve_theme_name``
+looks at file names only), because ``--json --theme dark`` must be validated
+and must not pay Textual's import time for it.
 """
 
 from __future__ import annotations
@@ -20,15 +27,18 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Required, TypedDict, cast
-
-from textual.color import Color, ColorParseError
-from textual.theme import Theme
+from typing import TYPE_CHECKING, Required, TypedDict, cast
 
 from proctop.errors import ProctopError
 from proctop.model.kinds import COLOURS
 
+if TYPE_CHECKING:  # Textual is imported where a theme is built, not to check a name (see above)
+    from textual.theme import Theme
+
 DEFAULT_THEME = "proctop-dark"
+
+#: The prefix a theme's short name leaves out (``dark`` is ``proctop-dark``).
+PREFIX = "proctop-"
 
 
 class ThemeColors(TypedDict, total=False):
@@ -98,6 +108,8 @@ def theme_files() -> dict[str, Path]:
 
 def parse_theme(text: str, origin: str) -> Theme:
     """A Textual ``Theme`` from the text of a theme file (``origin`` names it in errors)."""
+    from textual.theme import Theme
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -121,6 +133,8 @@ def parse_theme(text: str, origin: str) -> Theme:
 
 
 def _color_table(table: object, keys: tuple[str, ...], origin: str, section: str) -> dict[str, str]:
+    from textual.color import Color, ColorParseError
+
     if not isinstance(table, dict):
         raise ThemeError(f"theme file {origin}: [{section}] must be a table")
     out = {}
@@ -160,12 +174,47 @@ def theme_names() -> list[str]:
     return list(theme_files())
 
 
-def load_theme_by_name(name: str) -> Theme:
-    """The theme called ``name`` (``--theme``), validated; ``ThemeError`` otherwise."""
+def short_name(name: str) -> str:
+    """``dark`` for ``proctop-dark``; any other name as it is."""
+    return name[len(PREFIX) :] if name.startswith(PREFIX) else name
+
+
+def short_names() -> list[str]:
+    """The shipped themes' short names, for ``--help`` and error messages."""
+    return [short_name(name) for name in theme_files()]
+
+
+def textual_theme_names() -> list[str]:
+    """Textual's built-in themes (the palette offers them beside proctop's)."""
+    from textual.theme import BUILTIN_THEMES
+
+    return list(BUILTIN_THEMES)
+
+
+def resolve_theme_name(name: str) -> str:
+    """The full name of the theme ``name`` means (``dark`` -> ``proctop-dark``); ``ThemeError`` if none.
+
+    Only file names are looked at (no theme is parsed, Textual is not imported)
+    unless ``name`` is none of proctop's: then Textual's built-in themes are
+    asked, since the palette offers them and the config file may remember one.
+    """
     files = theme_files()
+    for candidate in (name, PREFIX + name):
+        if candidate in files:
+            return candidate
+    if name in textual_theme_names():
+        return name
+    choices = ", ".join(short_name(n) for n in files) or "none installed"
+    raise ThemeError(f"unknown theme {name!r} (choose from: {choices}, or one of Textual's such as textual-dark)")
+
+
+def load_theme_by_name(name: str) -> Theme:
+    """The shipped theme called ``name`` (full or short), validated; ``ThemeError`` otherwise."""
+    files = theme_files()
+    name = name if name in files else PREFIX + name
     path = files.get(name)
     if path is None:
-        raise ThemeError(f"unknown theme {name!r} (choose from: {', '.join(files) or 'none installed'})")
+        raise ThemeError(f"unknown theme {short_name(name)!r} (choose from: {', '.join(short_names()) or 'none'})")
     theme = load_theme_file(path)
     if theme.name != name:
         raise ThemeError(f"theme file {path.name}: its name is {theme.name!r}, expected {name!r}")

@@ -39,8 +39,17 @@ def test_unknown_theme_is_one_line_with_status_2():
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("unknown theme 'nope' (choose from: ")
+    choices = message.split("(choose from: ", 1)[1].rstrip(")").split(", ")
+    assert set(choices) == {name.removeprefix("proctop-") for name in NAMES}  # short names, as --theme takes them
+
+
+def test_short_and_full_names_are_the_same_theme():
     for name in NAMES:
-        assert name in message
+        short = name.removeprefix("proctop-")
+        assert themes.resolve_theme_name(short) == themes.resolve_theme_name(name) == name
+        assert load_theme_by_name(short).name == name
+    assert themes.resolve_theme_name("nord") == "nord"  # Textual's own themes: the palette offers them
+    assert sorted(themes.short_names()) == sorted(n.removeprefix("proctop-") for n in NAMES)
 
 
 @pytest.mark.parametrize(
@@ -153,3 +162,69 @@ async def test_selected_rows_are_readable_in_every_theme(theme):
         for widget, component in ((app.timeline, "timeline--cursor"), (app.board_view, "board--cursor")):
             style = widget.rich_style + widget.get_component_rich_style(component, partial=True)
             assert _contrast(style.color, style.bgcolor) >= 4.5, (theme, component, style)
+
+
+async def test_a_theme_chosen_in_the_palette_is_saved_in_the_config_file(sample_source, tmp_path):
+    from functools import partial
+
+    from proctop.config import load, save_theme
+
+    path = tmp_path / "proctop" / "config.toml"
+    path.parent.mkdir()
+    path.write_text("# mine\nhistory = 500\n")
+    app = ProctopApp(sample_source, theme="proctop-dark", rate_interval=None, save_theme=partial(save_theme, path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert path.read_text() == "# mine\nhistory = 500\n"  # the starting theme is no choice
+        app.search_themes()
+        assert await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"proctop-cb-safe")
+        assert await wait_for(pilot, lambda: app.screen.query_one(OptionList).option_count > 0)
+        await pilot.press("enter")
+        assert await wait_for(pilot, lambda: app.theme == "proctop-cb-safe")
+        assert await wait_for(pilot, lambda: 'theme = "cb-safe"' in path.read_text())
+    assert path.read_text() == 'theme = "cb-safe"\n# mine\nhistory = 500\n'
+    assert load(path).theme == "proctop-cb-safe"  # the next start opens in it
+
+
+async def test_a_theme_that_cannot_be_saved_is_a_notification_not_a_crash(sample_source, tmp_path):
+    from functools import partial
+
+    from proctop.config import save_theme
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    save = partial(save_theme, not_a_dir / "config.toml")
+    app = ProctopApp(sample_source, theme="proctop-dark", rate_interval=None, save_theme=save)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.theme = "proctop-light"
+        assert await wait_for(pilot, lambda: len(app._notifications) == 1)
+        (note,) = app._notifications
+        assert note.message == f"theme not saved in {not_a_dir / 'config.toml'}: Not a directory"
+        assert note.severity == "warning"
+        assert app.is_running and app.theme == "proctop-light"
+
+
+async def test_the_config_keymap_reaches_textual(sample_source):
+    """``keymap=`` (the config file's [keys]) goes to ``App.set_keymap``: a binding with an id
+    answers to the new key and no longer to its own. (A subclass gives a binding an id here;
+    proctop's own bindings carry theirs.)"""
+    from pathlib import Path
+
+    from textual.binding import Binding
+
+    import proctop.ui.app
+
+    class Keyed(ProctopApp):
+        CSS_PATH = Path(proctop.ui.app.__file__).parent / "proctop.tcss"  # relative to the class's module
+        BINDINGS = [*ProctopApp.BINDINGS, Binding("z", "pause", "Pause", id="test-pause")]
+
+    app = Keyed(sample_source, rate_interval=None, keymap={"test-pause": "k,f5"})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("z")
+        await pilot.pause()
+        assert not app.paused
+        await pilot.press("k")
+        assert await wait_for(pilot, lambda: app.paused)
+        await pilot.press("f5")
+        assert await wait_for(pilot, lambda: not app.paused)

@@ -1,0 +1,425 @@
+"""The config file, ``$XDG_CONFIG_HOME/proctop/config.toml``: defaults a user sets once.
+
+What htoprc and btop.conf are to those tools::
+
+    theme = "dark"                      # a short or full theme name (--theme)
+    events = "fork,exec,nonzero-exit"   # or a list; the --only vocabulary
+    history = 100000                    # --history
+    [keys]                              # binding id = key string (Textual's keymap)
+    pause = "p"
+    quit = "q,ctrl+q"
+
+Command-line options win over the file. The file is read with ``tomllib`` and
+checked whole before anything starts: a wrong file is one line naming the file
+and the key, exit status 2 (``ConfigError``), never a half-applied config.
+``events`` sets the kernel filter of a live run only: a replay still shows
+everything it recorded unless ``--only`` says otherwise (README, "Using it").
+The default path under a home we may not enter (``setpriv`` keeps HOME=/root)
+is no config at all; a file named by ``--config`` must be readable.
+
+``[keys]`` is checked for its shape only (a binding id, a comma list of key
+names): which ids exist is the app's business, which applies the table with
+Textual's ``App.set_keymap``.
+
+The UI remembers the theme chosen in its command palette with ``save_theme``:
+the one ``theme = ...`` line is rewritten in place, so the user's other
+settings and comments stay, and the file is replaced atomically. Saving never
+raises: a read-only or missing home is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proctop.errors import ProctopError
+from proctop.kernel.protocol import MaskError, parse_mask
+
+#: The top-level keys a config file may have, and what each one is (for error messages).
+KEYS = {
+    "theme": "a theme name",
+    "events": "an --only event list",
+    "history": "a whole number of rows",
+    "keys": "a table of binding id = key string",
+}
+
+#: A config file is a few lines; anything this big is a mistake (``--config /dev/zero``).
+MAX_SIZE = 1 << 20
+
+#: Modifier prefixes of a Textual key string (``ctrl+shift+up``).
+MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
+_KEY_NAME = re.compile(r"[A-Za-z0-9_]+")
+_BINDING_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_THEME_LINE = re.compile(r"\s*theme\s*=")
+_TABLE_LINE = re.compile(r"\s*\[")
+
+
+class ConfigError(ProctopError):
+    """The config file cannot be read or says something wrong (bad input: status 2)."""
+
+    status = 2
+
+
+@dataclass
+class Config:
+    """A config file's settings, checked; ``None`` where the file says nothing."""
+
+    path: Path | None = None  # the file read, or None (no file, or --no-config)
+    theme: str | None = None  # full theme name (``proctop-dark``), resolved
+    events: str | None = None  # an --only specification, normalised to a comma list
+    history: int | None = None
+    keymap: dict[str, str] = field(default_factory=dict)
+
+
+def default_path() -> Path | None:
+    """``$XDG_CONFIG_HOME/proctop/config.toml``, else ``~/.config/proctop/config.toml``.
+
+    The XDG spec says a relative ``XDG_CONFIG_HOME`` is to be ignored. None when
+    there is no home to look in (no ``HOME`` and no passwd entry).
+    """
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "proctop" / "config.toml"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):
+        return None
+    return home / ".config" / "proctop" / "config.toml"
+
+
+def load(path: Path | None, *, required: bool = False) -> Config:
+    """Read and check ``path``; a missing file is an empty config unless ``required`` (``--config``)."""
+    if path is None:
+        return Config()
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_SIZE + 1)  # --config /dev/zero must not fill memory
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        # The default path under a home that is not ours (setpriv, su without -, HOME=/root kept)
+        # is no config of ours: run without one. A file named on the command line must be read.
+        if required:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SIZE:
+        raise ConfigError(f"config file {path}: larger than {MAX_SIZE // 1024} KiB, not a config file")
+    import tomllib  # here, not at the top: most runs have no config file (and --json starts sooner)
+
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    config = parse(data, str(path))
+    config.path = path
+    return config
+
+
+def parse(data: dict[str, Any], origin: str) -> Config:
+    """Check a parsed config table; ``origin`` names the file in errors."""
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"config file {origin}: {message}")
+
+    config = Config()
+    for key in data:
+        if key not in KEYS:
+            raise fail(f"unknown key {key!r} (choose from: {', '.join(KEYS)})")
+    if "theme" in data:
+        config.theme = _theme(data["theme"], fail)
+    if "events" in data:
+        config.events = _events(data["events"], fail)
+    if "history" in data:
+        config.history = _history(data["history"], fail)
+    if "keys" in data:
+        config.keymap = _keymap(data["keys"], fail)
+    return config
+
+
+def _theme(value: object, fail: Any) -> str:
+    from proctop.ui.themes import ThemeError, resolve_theme_name
+
+    if not isinstance(value, str):
+        raise fail(f"theme must be a string (a theme name), got {_kind(value)}")
+    try:
+        return resolve_theme_name(value)
+    except ThemeError as exc:
+        raise fail(f"theme: {exc}") from None
+
+
+def _events(value: object, fail: Any) -> str:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        spec = ",".join(value)
+    elif isinstance(value, str):
+        spec = value
+    else:
+        raise fail(f"events must be a string or a list of strings (as --only takes), got {_kind(value)}")
+    try:
+        parse_mask(spec)
+    except MaskError as exc:
+        raise fail(f"events: {exc}") from None
+    return ",".join(part.strip().lower() for part in spec.split(","))
+
+
+def _history(value: object, fail: Any) -> int:
+    from proctop.cli import MAX_HISTORY
+
+    if type(value) is not int:  # exact: TOML's true is no number of rows
+        raise fail(f"history must be a whole number, got {_kind(value)}")
+    if not 1 <= value <= MAX_HISTORY:
+        raise fail(f"history must be from 1 to {MAX_HISTORY}, got {value}")
+    return value
+
+
+def _keymap(value: object, fail: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise fail(f"keys must be a table ([keys]), got {_kind(value)}")
+    keymap = {}
+    for binding_id, keys in value.items():
+        if not _BINDING_ID.fullmatch(binding_id):
+            raise fail(f"keys: {binding_id!r} is not a binding id (letters, digits, _ . -)")
+        if not isinstance(keys, str):
+            raise fail(f"keys.{binding_id} must be a key string such as \"p\" or \"ctrl+p,f5\", got {_kind(keys)}")
+        parts = [part.strip() for part in keys.split(",")]
+        for part in parts:
+            if not _is_key(part):
+                raise fail(f"keys.{binding_id}: {part!r} is not a key (examples: \"p\", \"ctrl+p\", \"f5\", \"?\")")
+        keymap[binding_id] = ",".join(parts)
+    return keymap
+
+
+def _is_key(text: str) -> bool:
+    """A Textual key string: modifiers joined by ``+`` to one printable character or a key name."""
+    if len(text) == 1:
+        return text.isprintable() and not text.isspace()
+    *modifiers, name = text.split("+")
+    if not all(modifier in MODIFIERS for modifier in modifiers):
+        return False
+    return bool(_KEY_NAME.fullmatch(name)) or (len(name) == 1 and name.isprintable() and not name.isspace())
+
+
+def _kind(value: object) -> str:
+    """What a TOML value is, in TOML's words, for an error message."""
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+# --- the command line ---------------------------------------------------------
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``--config PATH`` and ``--no-config``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the config file to read (default: $XDG_CONFIG_HOME/proctop/config.toml, "
+        "else ~/.config/proctop/config.toml)",
+    )
+    group.add_argument("--no-config", action="store_true", help="read no config file (nor save the theme in one)")
+
+
+def apply(args: argparse.Namespace, *, history_default: int) -> Config:
+    """Fill the options the command line left unset from the config file; the config read.
+
+    Sets ``args.theme`` (full name, resolved, or None), ``args.only`` (from
+    ``events`` for a live run), ``args.history``, ``args.keymap`` (a dict for
+    ``App.set_keymap``), ``args.config_path`` (where ``save_theme`` writes;
+    None under ``--no-config``) and ``args.save_theme`` (``save_theme`` bound
+    to that path, for the UI; None when there is nowhere to save). A
+    ``--theme`` given on the command line is resolved and checked here too, in
+    every mode.
+    """
+    from proctop.ui.themes import resolve_theme_name
+
+    if args.no_config:
+        config = Config()
+        args.config_path = None
+    elif args.config is not None:
+        args.config_path = Path(args.config)
+        config = load(args.config_path, required=True)
+    else:
+        args.config_path = default_path()
+        config = load(args.config_path)
+    if args.theme is not None:
+        args.theme = resolve_theme_name(args.theme)
+    else:
+        args.theme = config.theme
+    if args.only is None and not args.replay:
+        args.only = config.events
+    if args.history is None:
+        args.history = config.history if config.history is not None else history_default
+    args.keymap = dict(config.keymap)
+    # The UI calls it with the theme picked in its palette. A callable, not the module: the UI
+    # layer does not import the top layer (tests/test_layers.py).
+    args.save_theme = None if args.config_path is None else functools.partial(save_theme, args.config_path)
+    return config
+
+
+# --- saving the theme ---------------------------------------------------------
+
+
+def save_theme(path: Path | None, theme: str) -> str | None:
+    """Remember ``theme`` in the config file at ``path``; None when saved, else one line saying why not.
+
+    Never raises: the UI calls it when the palette changes the theme, and a
+    read-only or missing home must not end the session. The file's other
+    settings and comments are kept (only the ``theme`` line is rewritten); a
+    file that does not parse is left alone. Proctop's themes are written by
+    their short name.
+    """
+    import tomllib
+
+    from proctop.ui.themes import short_name
+
+    if path is None:
+        return "theme not saved: no config file (--no-config, or no home directory)"
+    target = Path(os.path.realpath(path))  # a symlinked config (dotfiles) stays a symlink
+    try:
+        try:
+            old = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = ""
+        data = tomllib.loads(old)
+        new = _with_theme(old, data, short_name(theme))
+        if new == old:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _replace(target, new)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"theme not saved in {path}: {reason}"
+    except tomllib.TOMLDecodeError:
+        return f"theme not saved: config file {path} is not valid TOML"
+    except ValueError as exc:  # a value _dump cannot write (a date, in a file edited meanwhile)
+        return f"theme not saved in {path}: {exc}"
+    return None
+
+
+def _with_theme(text: str, data: dict[str, Any], theme: str) -> str:
+    """``text`` with its top-level ``theme`` set to ``theme``, everything else as it was.
+
+    Rewrites the one ``theme = ...`` line before the first table (or adds one at
+    the top) and checks the result parses to the same settings with only the
+    theme changed. A file where a line edit cannot be sure of that (a ``theme``
+    hidden in a multi-line string, say) is written out whole instead: the
+    settings are kept, the comments are not.
+    """
+    import tomllib
+
+    line = f"theme = {_toml_string(theme)}\n"
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    edited = None
+    for number, old in enumerate(lines):
+        if _TABLE_LINE.match(old):
+            break
+        if _THEME_LINE.match(old):
+            edited = [*lines[:number], line, *lines[number + 1 :]]
+            break
+    if edited is None:
+        edited = [line, *lines]
+    new = "".join(edited)
+    expected = {**data, "theme": theme}
+    try:
+        if tomllib.loads(new) == expected:
+            return new
+    except tomllib.TOMLDecodeError:
+        pass
+    return _dump(expected)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    """The settings ``parse`` accepts, as TOML (strings, integers, lists of strings, one table)."""
+    out = []
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            out.append(f"{_toml_key(key)} = {_toml_value(value)}\n")
+    for name, table in tables:
+        out.append(f"\n[{_toml_key(name)}]\n")
+        out.extend(f"{_toml_key(key)} = {_toml_value(value)}\n" for key, value in table.items())
+    return "".join(out)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise ValueError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, except that TOML has no ``\\/``."""
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def _umask() -> int:
+    """The process umask, read from /proc: ``os.umask`` can only read it by changing it,
+    which would race with the threads of a running UI."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _replace(target: Path, text: str) -> None:
+    """Write ``target`` atomically: a temporary file beside it, flushed, renamed over it.
+
+    A crash or a full disk leaves the old file whole; the mode of the old file
+    is kept (a new one gets the umask's default, as any editor would give).
+    """
+    try:
+        mode: int | None = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    import tempfile
+
+    fd, temporary = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        if mode is None:
+            mode = 0o666 & ~_umask()
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
