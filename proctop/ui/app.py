@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from textual import work
-from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.notifications import SeverityLevel
@@ -31,7 +31,9 @@ from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
 from proctop.model.kinds import MASK_BITS, PARENT_KINDS, PROC_EVENT_ALL
 from proctop.sources.base import Source
+from proctop.ui import keys
 from proctop.ui.board import FailuresView
+from proctop.ui.help import HelpScreen, palette_commands
 from proctop.ui.rows import ProcTable, Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
@@ -40,6 +42,7 @@ from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
 if TYPE_CHECKING:
     from textual.driver import Driver
+    from textual.screen import Screen
 
     from proctop.ui.terminal import TerminalGuard
 
@@ -70,14 +73,9 @@ class ReaderStopped(Message):
 
 
 #: Actions bound to printable keys (disabled while the filter input is open).
-_TEXT_KEY_ACTIONS = {"toggle_mask", "toggle_all", "pause", "filter", "quit", "details"}
-
-
-def _mask_bindings() -> list[Binding]:
-    out = []
-    for key, name in MASK_KEYS.items():
-        out.append(Binding(key, f"toggle_mask('{name}')", f"{name}", show=False))
-    return out
+_TEXT_KEY_ACTIONS = {"toggle_mask", "toggle_all", "pause", "filter", "quit", "details", "help"}
+#: Priority actions that would change the view under a screen on top (the help, the palette).
+_VIEW_ACTIONS = {"filter", "toggle_board"}
 
 
 class ProctopApp(App[int]):
@@ -88,18 +86,7 @@ class ProctopApp(App[int]):
     TITLE = "proctop"
     ENABLE_COMMAND_PALETTE = True
 
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
-        Binding("space", "pause", "Pause"),
-        # priority: handled as the key arrives, so the keys typed after it already see the open input
-        Binding("slash", "filter", "Filter", priority=True),
-        Binding("enter", "details", "Details"),
-        Binding("escape", "close", "Close", show=False),
-        Binding("a", "toggle_all", "All on/off"),
-        Binding("tab", "toggle_board", "Board", priority=True),
-        *_mask_bindings(),
-    ]
+    BINDINGS = keys.bindings("app")  # every key, its id and its help: proctop/ui/keys.py
 
     def __init__(
         self,
@@ -112,6 +99,7 @@ class ProctopApp(App[int]):
         loop_interval: float = LOOP_INTERVAL,
         duration: float | None = None,
         count: int | None = None,
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         self._themes = load_themes()
         super().__init__()
@@ -141,6 +129,9 @@ class ProctopApp(App[int]):
         #: Signal handlers and exit watchdog of a real run (run_app); None under a test pilot.
         self.terminal_guard: TerminalGuard | None = None
         self.fatal: str | None = None  # the one line an error that ended the run leaves on stderr
+        self.keymap: dict[str, str] = {}  # binding id -> keys, from a config file (apply_keymap)
+        if keymap:
+            self.apply_keymap(keymap)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(EVENT_DEFAULTS)
@@ -289,6 +280,36 @@ class ProctopApp(App[int]):
 
     # --- actions ---------------------------------------------------------------
 
+    def apply_keymap(self, keymap: Mapping[str, str]) -> None:
+        """Remap keys by binding id (``proctop.pause = "p"``); ids and defaults: proctop/ui/keys.py.
+
+        Raises ValueError for an unknown id: the config reader checks first
+        (``keys.check_keymap``) and reports the file and key.
+        """
+        problem = keys.check_keymap(keymap)
+        if problem:
+            raise ValueError(problem)
+        self.keymap = dict(keymap)
+        self.set_keymap(self.keymap)
+
+    def action_help(self) -> None:
+        """? and F1: proctop's keys, as bound now."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.keymap))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """proctop's actions with their keys first, then Textual's but its generic "Keys" and "Quit"."""
+        yield from palette_commands(self, self.keymap, self._run_spec, self._palette_title)
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Keys", "Quit"):
+                yield command
+
+    def _palette_title(self, spec: keys.KeySpec) -> str:
+        return "Resume" if spec.action == "pause" and self.paused else spec.description
+
+    async def _run_spec(self, spec: keys.KeySpec) -> None:
+        await self.run_action(spec.action, self.timeline if spec.scope == "timeline" else self)
+
     def action_interrupt(self) -> None:
         """ctrl+c quits, whatever has the focus."""
         self.exit(0)
@@ -348,6 +369,8 @@ class ProctopApp(App[int]):
         Keys typed right after ``/`` may reach us before the input has focus
         (focus moves on the next message loop turn); the timeline forwards them.
         """
+        if action in _VIEW_ACTIONS and len(self.screen_stack) > 1:
+            return False
         field = getattr(self, "filter_input", None)
         return not (field is not None and field.has_class("-open") and action in _TEXT_KEY_ACTIONS)
 
@@ -423,6 +446,7 @@ def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = Fa
         loop_interval=getattr(args, "loop_interval", LOOP_INTERVAL),
         duration=getattr(args, "duration", None),
         count=getattr(args, "count", None),
+        keymap=getattr(args, "keymap", None),
     )
     guard = TerminalGuard()
     app.terminal_guard = guard
