@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from textual.binding import Binding, BindingType
+from textual.keys import _character_to_key
 
 from proctop.model.kinds import TOGGLES
 
@@ -153,17 +154,35 @@ def spec(binding_id: str, scope: Scope = "app") -> KeySpec:
     raise KeyError(binding_id)
 
 
+def normalize_key(key: str) -> str:
+    """A key as Textual names it in bindings: ``?`` is ``question_mark``, ``ctrl+p`` stays ``ctrl+p``."""
+    key = key.strip()
+    return _character_to_key(key) if len(key) == 1 else key
+
+
 def check_keymap(keymap: Mapping[str, str]) -> str | None:
     """What is wrong with a keymap (binding id -> keys), in one line; None if nothing.
 
-    For the config file's reader: an unknown id or an empty key is an error to
-    report naming the file and the key, not something to ignore.
+    For the config file's reader, which reports it naming the file and the
+    key: an unknown id, an empty key, or a key that two bindings of one place
+    would share after the remapping (Textual would silently drop one of them,
+    e.g. ``proctop.pause = "p"`` would switch off the ptrace toggle's key).
     """
-    for binding_id, keys in keymap.items():
+    for binding_id, value in keymap.items():
         if binding_id not in IDS:
             return f"unknown key binding id {binding_id!r}"
-        if not isinstance(keys, str) or not all(k.strip() for k in keys.split(",")):
+        if not isinstance(value, str) or not all(k.strip() for k in value.split(",")):
             return f"{binding_id}: keys must be a non-empty string of comma-separated key names"
+    for scope in ("app", "timeline", "board", "help"):
+        owner: dict[str, str] = {}
+        for item in KEYS:
+            if item.scope != scope:
+                continue
+            for key in current_keys(item, keymap):
+                other = owner.setdefault(normalize_key(key), item.id)
+                if other != item.id:
+                    first, second = sorted((other, item.id), key=lambda i: i not in keymap)
+                    return f"{first}: key {key!r} is also {second}'s (remap that one too)"
     return None
 
 

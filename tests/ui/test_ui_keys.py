@@ -127,10 +127,20 @@ def test_the_table_is_consistent():
 
 
 def test_check_keymap():
-    assert keys.check_keymap({"proctop.pause": "p", "proctop.help": "h,f1"}) is None
+    assert keys.check_keymap({"proctop.pause": "z", "proctop.help": "h,f1"}) is None
     assert keys.check_keymap({"proctop.nope": "p"}) == "unknown key binding id 'proctop.nope'"
     assert "non-empty" in keys.check_keymap({"proctop.pause": " "})
     assert "non-empty" in keys.check_keymap({"proctop.pause": "p,"})
+    # a key two bindings of one place would share: Textual would drop one silently
+    assert keys.check_keymap({"proctop.pause": "p"}) == (
+        "proctop.pause: key 'p' is also proctop.toggle.ptrace's (remap that one too)"
+    )
+    assert keys.check_keymap({"proctop.help": "?"}) is None  # "?" is question_mark, its own key
+    assert "proctop.quit" in keys.check_keymap({"proctop.filter": "q"})
+    swapped = {"proctop.pause": "p", "proctop.toggle.ptrace": "P", "proctop.toggle.exit": "ctrl+x"}
+    assert keys.check_keymap(swapped) is None
+    assert keys.check_keymap({"proctop.board.sort": "s"}) is None  # the board's own keys are its own
+    assert keys.check_keymap({}) is None
     with pytest.raises(ValueError, match=r"proctop\.nope"):
         make_app(keymap={"proctop.nope": "p"})
 
