@@ -88,7 +88,7 @@ class HelpScreen(ModalScreen[None]):
         box = Vertical(id="help-box")
         box.border_title = "proctop keys"
         close = "/".join(
-            key_text(self.app, keys.spec(i, "help"), self.keymap) for i in ("proctop.close", "proctop.help")
+            key_text(self.app, keys.lookup(i, "help"), self.keymap) for i in ("proctop.close", "proctop.help")
         )
         box.border_subtitle = f"{close} closes"
         with box:

@@ -123,6 +123,14 @@ KEYS: tuple[KeySpec, ...] = (
 )
 # fmt: on
 
+#: Scopes whose bindings are live at once: a key two of them share is a clash. The timeline's and the
+#: board's bindings shadow the app's while they have the focus (nearly always); the help screen is alone.
+CLASH_SCOPES: tuple[frozenset[Scope], ...] = (
+    frozenset({"app", "timeline"}),
+    frozenset({"app", "board"}),
+    frozenset({"help"}),
+)
+
 #: Every binding id.
 IDS: frozenset[str] = frozenset(spec.id for spec in KEYS)
 
@@ -146,7 +154,7 @@ def bindings(scope: Scope) -> list[BindingType]:
     ]
 
 
-def spec(binding_id: str, scope: Scope = "app") -> KeySpec:
+def lookup(binding_id: str, scope: Scope = "app") -> KeySpec:
     """The spec of ``binding_id`` in ``scope`` (KeyError if there is none)."""
     for item in KEYS:
         if item.id == binding_id and item.scope == scope:
@@ -164,23 +172,24 @@ def check_keymap(keymap: Mapping[str, str]) -> str | None:
     """What is wrong with a keymap (binding id -> keys), in one line; None if nothing.
 
     For the config file's reader, which reports it naming the file and the
-    key: an unknown id, an empty key, or a key that two bindings of one place
-    would share after the remapping (Textual would silently drop one of them,
-    e.g. ``proctop.pause = "p"`` would switch off the ptrace toggle's key).
+    key: an unknown id, an empty key, or a remapped key that another binding
+    live at the same time already has (Textual would silently drop or shadow
+    one: ``proctop.pause = "p"`` would switch off the ptrace toggle's key,
+    ``proctop.follow = "f"`` the fork toggle's while the timeline has the focus).
     """
     for binding_id, value in keymap.items():
         if binding_id not in IDS:
             return f"unknown key binding id {binding_id!r}"
         if not isinstance(value, str) or not all(k.strip() for k in value.split(",")):
             return f"{binding_id}: keys must be a non-empty string of comma-separated key names"
-    for scope in ("app", "timeline", "board", "help"):
+    for places in CLASH_SCOPES:
         owner: dict[str, str] = {}
         for item in KEYS:
-            if item.scope != scope:
+            if item.scope not in places:
                 continue
             for key in current_keys(item, keymap):
                 other = owner.setdefault(normalize_key(key), item.id)
-                if other != item.id:
+                if other != item.id and (other in keymap or item.id in keymap):  # the defaults' overlaps are meant
                     first, second = sorted((other, item.id), key=lambda i: i not in keymap)
                     return f"{first}: key {key!r} is also {second}'s (remap that one too)"
     return None

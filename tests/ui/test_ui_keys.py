@@ -139,7 +139,13 @@ def test_check_keymap():
     assert "proctop.quit" in keys.check_keymap({"proctop.filter": "q"})
     swapped = {"proctop.pause": "p", "proctop.toggle.ptrace": "P", "proctop.toggle.exit": "ctrl+x"}
     assert keys.check_keymap(swapped) is None
-    assert keys.check_keymap({"proctop.board.sort": "s"}) is None  # the board's own keys are its own
+    assert keys.check_keymap({"proctop.board.sort": "t"}) is None
+    # the timeline's keys shadow the app's while it has the focus
+    assert keys.check_keymap({"proctop.follow": "f"}) == (
+        "proctop.follow: key 'f' is also proctop.toggle.fork's (remap that one too)"
+    )
+    assert "proctop.toggle.sid" in keys.check_keymap({"proctop.board.sort": "s"})
+    assert keys.check_keymap({"proctop.details": "enter"}) is None  # the board's Enter over it is by design
     assert keys.check_keymap({}) is None
     with pytest.raises(ValueError, match=r"proctop\.nope"):
         make_app(keymap={"proctop.nope": "p"})
@@ -172,7 +178,7 @@ async def test_a_keymap_applied_while_running_reaches_the_board():
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(pilot)
-        app.apply_keymap({"proctop.board.sort": "s", "proctop.toggle.sid": "S"})
+        app.apply_keymap({"proctop.board.sort": "s", "proctop.toggle.sid": "S"})  # sid moves: no clash
         await pilot.press("tab")
         assert app.views.current == "board"
         await pilot.press("s")
