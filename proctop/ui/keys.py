@@ -182,6 +182,12 @@ def check_keymap(keymap: Mapping[str, str]) -> str | None:
             return f"unknown key binding id {binding_id!r}"
         if not isinstance(value, str) or not all(k.strip() for k in value.split(",")):
             return f"{binding_id}: keys must be a non-empty string of comma-separated key names"
+    moved = {  # ids bound to other keys than their defaults
+        item.id
+        for item in KEYS
+        if item.id in keymap
+        and {normalize_key(k) for k in current_keys(item, keymap)} != {normalize_key(k) for k in current_keys(item, {})}
+    }
     for places in CLASH_SCOPES:
         owner: dict[str, str] = {}
         for item in KEYS:
@@ -189,8 +195,8 @@ def check_keymap(keymap: Mapping[str, str]) -> str | None:
                 continue
             for key in current_keys(item, keymap):
                 other = owner.setdefault(normalize_key(key), item.id)
-                if other != item.id and (other in keymap or item.id in keymap):  # the defaults' overlaps are meant
-                    first, second = sorted((other, item.id), key=lambda i: i not in keymap)
+                if other != item.id and (other in moved or item.id in moved):  # the defaults' overlaps are meant
+                    first, second = sorted((other, item.id), key=lambda i: i not in moved)
                     return f"{first}: key {key!r} is also {second}'s (remap that one too)"
     return None
 
