@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from proctop.ui import keys
-from proctop.ui.keys import GROUPS, HELP, KeySpec
+from proctop.ui.keys import HELP, KeySpec
 from proctop.ui.sanitize import ScreenText
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: Width of the key column on the help screen.
 KEY_WIDTH = 6
 #: Groups in the left and the right column (two columns fit 80x24).
-COLUMNS = (GROUPS[0::3], GROUPS[1:3])
+COLUMNS: tuple[tuple[keys.Group, ...], ...] = (("kernel filter", "general"), ("view", "navigation"))
 
 #: Said once at the top: the kernel filter keys change what arrives, not what is shown.
 KERNEL_NOTE = "kernel filter: what the kernel sends from now on; / hides rows received"

@@ -21,6 +21,7 @@ from proctop.sources.replay import ReplaySource
 from proctop.ui import keys
 from proctop.ui.app import ProctopApp
 from proctop.ui.board import FailuresView
+from proctop.ui.help import COLUMNS as help_columns
 from proctop.ui.help import HelpScreen
 from proctop.ui.keys import GROUPS, HELP, KEYS
 from proctop.ui.timeline import Timeline
@@ -122,6 +123,7 @@ def test_the_table_is_consistent():
         same = [other for other in KEYS if other.id == spec.id]
         assert {(other.key, other.help, other.group) for other in same} == {(spec.key, spec.help, spec.group)}
     assert all(HELP[group] for group in GROUPS)
+    assert sorted(group for column in help_columns for group in column) == sorted(GROUPS)  # every group on screen
     navigation = {spec.key for spec in HELP["navigation"]}
     assert navigation == {"up", "down", "pageup", "pagedown", "home", "end"}
 
