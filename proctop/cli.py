@@ -295,6 +295,13 @@ def _run_ui(args: argparse.Namespace, mask: int) -> int:
 
         if args.theme in theme_files():  # resolved by config.apply; a Textual theme needs no file
             load_theme_by_name(args.theme)  # the file itself is checked before the screen opens
+    keymap = getattr(args, "keymap", None)
+    if keymap:  # the config file's [keys]: checked against the real bindings before the screen opens
+        from proctop.ui.keys import check_keymap
+
+        problem = check_keymap(keymap)
+        if problem:
+            raise config.ConfigError(f"config file {args.config_path}: [keys] {problem}")
     _need_terminal()
     source = make_source(args, mask)
     return run_app(source, args, exit_process=True)

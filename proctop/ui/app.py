@@ -27,12 +27,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from textual import work
-from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.notifications import SeverityLevel
@@ -45,7 +44,9 @@ from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
 from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
 from proctop.sources.base import Source
+from proctop.ui import keys
 from proctop.ui.board import FailuresView
+from proctop.ui.help import HelpScreen, palette_commands
 from proctop.ui.rows import Row, format_time
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
@@ -54,6 +55,7 @@ from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
 if TYPE_CHECKING:
     from textual.driver import Driver
+    from textual.screen import Screen
     from textual.theme import Theme
 
     from proctop.ui.terminal import TerminalGuard
@@ -94,14 +96,9 @@ class ReaderStopped(Message):
 
 
 #: Actions bound to printable keys (disabled while the filter input is open).
-_TEXT_KEY_ACTIONS = {"toggle_mask", "toggle_all", "pause", "filter", "quit", "details"}
-
-
-def _mask_bindings() -> list[Binding]:
-    out = []
-    for key, name in MASK_KEYS.items():
-        out.append(Binding(key, f"toggle_mask('{name}')", f"{name}", show=False))
-    return out
+_TEXT_KEY_ACTIONS = {"toggle_mask", "toggle_all", "pause", "filter", "quit", "details", "help"}
+#: Priority actions that would change the view under a screen on top (the help, the palette).
+_VIEW_ACTIONS = {"filter", "toggle_board"}
 
 
 class ProctopApp(App[int]):
@@ -112,18 +109,7 @@ class ProctopApp(App[int]):
     TITLE = "proctop"
     ENABLE_COMMAND_PALETTE = True
 
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
-        Binding("space", "pause", "Pause"),
-        # priority: handled as the key arrives, so the keys typed after it already see the open input
-        Binding("slash", "filter", "Filter", priority=True),
-        Binding("enter", "details", "Details"),
-        Binding("escape", "close", "Close", show=False),
-        Binding("a", "toggle_all", "All on/off"),
-        Binding("tab", "toggle_board", "Board", priority=True),
-        *_mask_bindings(),
-    ]
+    BINDINGS = keys.bindings("app")  # every key, its id and its help: proctop/ui/keys.py
 
     # The app's state; the header and the timeline are bound to it (see compose).
     paused: reactive[bool] = reactive(False, init=False)
@@ -163,8 +149,6 @@ class ProctopApp(App[int]):
         for t in self._themes.values():
             self.register_theme(t)
         self.theme = theme or DEFAULT_THEME
-        if keymap:  # the config file's [keys] (proctop/config.py checked their shape)
-            self.set_keymap(keymap)
         #: Remembers a theme chosen in the palette (the config file's, via proctop/config.py).
         self._save_theme = save_theme
         self._saved_theme = self.theme
@@ -191,6 +175,9 @@ class ProctopApp(App[int]):
         #: Signal handlers and exit watchdog of a real run (run_app); None under a test pilot.
         self.terminal_guard: TerminalGuard | None = None
         self.fatal: str | None = None  # the one line an error that ended the run leaves on stderr
+        self.keymap: dict[str, str] = {}  # binding id -> keys, from a config file (apply_keymap)
+        if keymap:
+            self.apply_keymap(keymap)
         self._details_row: Row | None = None  # the row the details panel shows
 
     def _remember_theme(self, theme: Theme) -> None:
@@ -429,6 +416,36 @@ class ProctopApp(App[int]):
 
     # --- actions ---------------------------------------------------------------
 
+    def apply_keymap(self, keymap: Mapping[str, str]) -> None:
+        """Remap keys by binding id (``pause = "p"``); ids and defaults: proctop/ui/keys.py.
+
+        Raises ValueError for an unknown id: the config reader checks first
+        (``keys.check_keymap``) and reports the file and key.
+        """
+        problem = keys.check_keymap(keymap)
+        if problem:
+            raise ValueError(problem)
+        self.keymap = dict(keymap)
+        self.set_keymap(self.keymap)
+
+    def action_help(self) -> None:
+        """? and F1: proctop's keys, as bound now."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.keymap))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """proctop's actions with their keys first, then Textual's but its generic "Keys" and "Quit"."""
+        yield from palette_commands(self, self.keymap, self._run_spec, self._palette_title)
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Keys", "Quit"):
+                yield command
+
+    def _palette_title(self, spec: keys.KeySpec) -> str:
+        return "Resume" if spec.action == "pause" and self.paused else spec.description
+
+    async def _run_spec(self, spec: keys.KeySpec) -> None:
+        await self.run_action(spec.action, self.timeline if spec.scope == "timeline" else self)
+
     def action_interrupt(self) -> None:
         """ctrl+c quits, whatever has the focus."""
         self.exit(0)
@@ -497,6 +514,8 @@ class ProctopApp(App[int]):
         Keys typed right after ``/`` may reach us before the input has focus
         (focus moves on the next message loop turn); the timeline forwards them.
         """
+        if action in _VIEW_ACTIONS and len(self.screen_stack) > 1:
+            return False
         return not (self.filter_open and action in _TEXT_KEY_ACTIONS)
 
     def watch_filter_open(self, open_: bool) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -20,6 +19,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proctop.model.failures import FailureBoard, FailureGroup
+from proctop.ui import keys
 from proctop.ui.rows import format_time
 from proctop.ui.timeline import fit
 
@@ -92,15 +92,7 @@ def board_segments(
 class FailuresView(ScrollView, can_focus=True):
     """What fails, how often, why and where."""
 
-    BINDINGS = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("o", "sort", "Sort"),
-        Binding("b", "group", "By unit"),
-        Binding("enter", "open", "Its events", priority=True),
-    ]
+    BINDINGS = keys.bindings("board")  # ids, keys and help: proctop/ui/keys.py
 
     COMPONENT_CLASSES = {"board--header", "board--cursor", "event--loop", "event--failed"}
 

@@ -16,7 +16,6 @@ from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -24,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proctop.model.events import Event
+from proctop.ui import keys
 from proctop.ui.rows import Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import EVENT_KEYS
@@ -61,14 +61,7 @@ def fit(text: str, width: int) -> str:
 class Timeline(ScrollView, can_focus=True):
     """Process events, one per line."""
 
-    BINDINGS = [
-        Binding("up", "cursor_up", "Up", show=False),
-        Binding("down", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home", "first", "First", show=False),
-        Binding("end", "follow", "Follow", show=False),
-    ]
+    BINDINGS = keys.bindings("timeline")  # ids, keys and help: proctop/ui/keys.py
 
     COMPONENT_CLASSES = {
         "timeline--header",

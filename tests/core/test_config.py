@@ -299,3 +299,16 @@ def test_save_theme_never_raises(tmp_path, nonroot_child):
         shutil.rmtree(read_only)
     assert missing_home.startswith("theme not saved in /nonexistent/.config/proctop/config.toml: ")
     assert denied == f"theme not saved in {read_only / 'config.toml'}: Permission denied"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[keys]\nnope = "p"\n', "[keys] unknown key binding id 'nope'"),
+        ('[keys]\npause = "p"\n', "key 'p' is also toggle-ptrace's"),  # would silently steal ptrace's toggle
+    ],
+)
+def test_the_ui_checks_the_keymap_against_its_bindings_before_it_starts(tmp_path, text, needle):
+    """The UI (no terminal here) refuses a [keys] table its bindings cannot take, before it looks for a terminal."""
+    path = write_config(tmp_path, text)
+    assert_one_line(proctop(xdg=tmp_path), f"proctop: config file {path}: ", needle)
