@@ -10,7 +10,7 @@ Threads, the contract every source keeps and every consumer relies on:
   there and the process table (``proctop.model.proctable``) is its alone:
   the UI asks for an ancestry by handing the question to that thread.
 * ``set_mask``, ``shows``, ``describe``, ``finished``, ``stats``,
-  ``error``, ``hidden``, ``command_status``: any thread (the UI's event loop
+  ``error``, ``command_status``: any thread (the UI's event loop
   calls them while the worker polls); they only read or write a word or send
   one message.
 """
@@ -91,11 +91,6 @@ class Source(ABC):
         deliver is shown. A replay delivers every recorded event and decides here.
         """
         return True
-
-    @property
-    def hidden(self) -> int:
-        """Events delivered so far that ``shows`` hides under the current mask (replay only)."""
-        return 0
 
     @property
     def command_status(self) -> int | None:

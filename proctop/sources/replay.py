@@ -11,8 +11,8 @@ and the line.
 
 A replay shows what was recorded: ``ReplaySource.poll`` delivers every event.
 The mask decides only what is *shown* (``ReplaySource.shows``) and how many
-are hidden (``ReplaySource.hidden``), so a key that widens the mask brings
-hidden events back.
+are hidden (``ReplaySource.shows``; the timeline counts them), so a key that
+widens the mask brings hidden events back.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 import select
 import stat
 import threading
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -313,7 +313,6 @@ class ReplaySource(Source):
             self._poller.register(self._fd, select.POLLIN)
         self._lock = threading.Lock()
         #: Events delivered so far, by what the mask decides on: (event, failed).
-        self._kinds: Counter[tuple[str, bool]] = Counter()
 
     def start(self) -> None:
         """Read the first lines of a regular file now, so its header is known to ``describe``.
@@ -418,11 +417,9 @@ class ReplaySource(Source):
         out = [self._pending.popleft() for _ in range(take)]
         stats = self.stats
         stats.delivered += len(out)
-        kinds = self._kinds
         learn = self.table.learn
         for ev in out:
             learn(ev)
-            kinds[(ev.event, ev.failed)] += 1
             stats.by_type[ev.event] = stats.by_type.get(ev.event, 0) + 1
             if ev.event == "lost":
                 stats.lost += ev.count or 1
@@ -436,11 +433,6 @@ class ReplaySource(Source):
         """Whether the current mask shows ``ev`` (``event_passes``); hidden events are kept."""
         return event_passes(self.mask, ev)
 
-    @property
-    def hidden(self) -> int:
-        """Events delivered so far that the current mask hides (recounted when the mask changes)."""
-        mask = self.mask
-        return sum(n for (kind, failed), n in self._kinds.items() if not kind_passes(mask, kind, failed))
 
     @property
     def finished(self) -> bool:

@@ -96,7 +96,7 @@ class ReaderStopped(Message):
 
 
 #: Actions bound to printable keys (disabled while the filter input is open).
-_TEXT_KEY_ACTIONS = {"toggle_mask", "toggle_all", "pause", "filter", "quit", "details", "help"}
+_TEXT_KEY_ACTIONS = {"toggle_mask", "toggle_all", "pause", "resume", "filter", "quit", "details", "help"}
 #: Priority actions that would change the view under a screen on top (the help, the palette).
 _VIEW_ACTIONS = {"filter", "toggle_board"}
 
@@ -112,7 +112,7 @@ class ProctopApp(App[int]):
     BINDINGS = keys.bindings("app")  # every key, its id and its help: proctop/ui/keys.py
 
     # The app's state; the header and the timeline are bound to it (see compose).
-    paused: reactive[bool] = reactive(False, init=False)
+    paused: reactive[bool] = reactive(False, init=False, bindings=True)
     waiting: reactive[int] = reactive(0, init=False)  # events held while paused
     state: reactive[str] = reactive("live", init=False)
     shown_rows: reactive[int] = reactive(0, init=False)
@@ -491,6 +491,9 @@ class ProctopApp(App[int]):
         self.timeline.focus()
         self.filter_input.value = message.text  # the filter follows (on_input_changed)
 
+    def action_resume(self) -> None:
+        self.action_pause()
+
     def action_pause(self) -> None:
         self.paused = not self.paused
         if not self.paused and self.pending:
@@ -516,7 +519,11 @@ class ProctopApp(App[int]):
         """
         if action in _VIEW_ACTIONS and len(self.screen_stack) > 1:
             return False
-        return not (self.filter_open and action in _TEXT_KEY_ACTIONS)
+        if self.filter_open and action in _TEXT_KEY_ACTIONS:
+            return False
+        if action in ("pause", "resume"):  # one key, and the footer names what it does now
+            return self.paused == (action == "resume")
+        return True
 
     def watch_filter_open(self, open_: bool) -> None:
         self.filter_input.set_class(open_, "-open")

@@ -72,8 +72,9 @@ def _mask_keys() -> tuple[KeySpec, ...]:
 KEYS: tuple[KeySpec, ...] = (
     # kernel filter: what the kernel sends from now on (a replay hides recorded rows instead)
     *_mask_keys(),
+    # not in the footer: at 80 columns it would cut the footer's last entries (it is in the help and palette)
     KeySpec("toggle-all", "a", "toggle_all", "app", "All on/off",
-            "every event kind on/off", "kernel filter", footer=7, palette=True),
+            "every event kind on/off", "kernel filter", palette=True),
     # view: what is on screen of what was received
     # slash: priority, handled as the key arrives, so the keys typed after it already see the open input
     KeySpec("filter", "slash", "filter", "app", "Filter",
@@ -84,6 +85,9 @@ KEYS: tuple[KeySpec, ...] = (
             "close the filter or details", "view"),
     KeySpec("pause", "space", "pause", "app", "Pause",
             "hold new rows (still counted)", "view", footer=2, palette=True),
+    # the same key (and id) while paused: the footer names what space does now
+    KeySpec("pause", "space", "resume", "app", "Resume",
+            "show the held rows", "view", footer=2),
     KeySpec("board", "tab", "toggle_board", "app", "Board",
             "failures board / timeline", "view", footer=5, priority=True, palette=True),
     KeySpec("board-sort", "o", "sort", "board", "Sort",
@@ -99,8 +103,9 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("page-down", "pagedown", "page_down", "timeline", "Page down", "cursor down a page",
             "navigation"),
     KeySpec("first", "home", "first", "timeline", "First", "oldest row (holds the view)", "navigation"),
+    # in the footer only while the view is held (Timeline.check_action)
     KeySpec("follow", "end", "follow", "timeline", "Follow",
-            "follow the newest row", "navigation", palette=True),
+            "follow the newest row", "navigation", footer=1, palette=True),
     KeySpec("cursor-up", "up", "cursor(-1)", "board", "Up", "cursor up a row", "navigation"),
     KeySpec("cursor-down", "down", "cursor(1)", "board", "Down", "cursor down a row", "navigation"),
     KeySpec("page-up", "pageup", "page(-1)", "board", "Page up", "cursor up a page", "navigation"),

@@ -71,7 +71,7 @@ class Timeline(ScrollView, can_focus=True):
     }
 
     #: True while the view sticks to the newest row.
-    follow: reactive[bool] = reactive(True, init=False)
+    follow: reactive[bool] = reactive(True, init=False, bindings=True)
     #: The filter text (bound from the app's); rows are refiltered when it changes.
     view_filter: reactive[str] = reactive("", init=False)
     #: True while the filter input is open (bound from the app's): typed text goes there.
@@ -161,6 +161,10 @@ class Timeline(ScrollView, can_focus=True):
 
     def watch_follow(self, follow: bool) -> None:
         self.post_message(self.FollowChanged(follow))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """End is offered (in the footer) only while the view is held."""
+        return not (action == "follow" and self.follow)
 
     def set_filter(self, text: str) -> None:
         """Show only rows whose text contains ``text`` (case-insensitive); empty shows all."""

@@ -155,10 +155,11 @@ class HeaderBar(Widget):
             [prefix, *every, *warning],
             [prefix, *on_only, (f"  {off} more off (? keys)", "header--dim"), *warning],
             [prefix, *on_only, (f"  +{off} off", "header--dim"), *warning],
+            [prefix, (" on: " + " ".join(on_names), "header--on"), (f"  +{off} off" if off else "", None), *warning],
             [prefix, *keys, *warning],
         ]
         if not on_names:
-            candidates = [candidates[0], candidates[3]]
+            candidates = [candidates[0], candidates[-1]]
         return _first_fitting(candidates, width)
 
 

@@ -33,7 +33,7 @@ from proctop.ui.app import ProctopApp
 from proctop.ui.terminal import EXIT_DEADLINE
 
 NOBODY = "setpriv --reuid=65534 --regid=65534 --clear-groups"
-HEADER = "x[x]nonzero-exit"
+HEADER = "kernel filter "  # the header's second line, at every width and mask
 #: Drop states: what the TUI is doing when its terminal goes away.
 STATES = ("idle", "storm", "details", "render", "no-sighup")
 
