@@ -17,6 +17,7 @@ works wherever proctop runs.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,14 +102,21 @@ def manpage(parser: argparse.ArgumentParser) -> str:
     """The roff man page for ``parser`` (argparse-manpage), with the sections options cannot say."""
     from argparse_manpage.manpage import Manpage
 
-    page: Any = Manpage(parser)
-    page.source = f"proctop {__version__}"
-    page.manual = "User Commands"
-    page.date = ""  # no build date: the shipped file must equal a fresh one (tests/core/test_manual.py)
-    page.description = "watch forks, execs and abnormal process deaths live"
-    for heading, content in _SECTIONS:
-        page.add_section(heading, ">", content)
-    text: str = str(page)
+    # One line per paragraph, whatever $COLUMNS says: roff fills the lines itself, and a
+    # line break argparse put inside "nonzero-exit" would show as "nonzero- exit".
+    formatter_class = parser.formatter_class
+    parser.formatter_class = functools.partial(formatter_class, width=100_000)  # type: ignore[call-arg]
+    try:
+        page: Any = Manpage(parser)
+        page.source = f"proctop {__version__}"
+        page.manual = "User Commands"
+        page.date = ""  # no build date: the shipped file must equal a fresh one (tests/core/test_manual.py)
+        page.description = "watch forks, execs and abnormal process deaths live"
+        for heading, content in _SECTIONS:
+            page.add_section(heading, ">", content)
+        text: str = str(page)
+    finally:
+        parser.formatter_class = formatter_class
     return "\n".join(_as_text(line) for line in text.split("\n"))
 
 
