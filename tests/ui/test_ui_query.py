@@ -6,9 +6,12 @@ import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ui_helpers import SAMPLE, wait_for
 
 from proctop.model.events import Event
 from proctop.model.kinds import EVENT_KINDS
+from proctop.sources.replay import load_capture
+from proctop.ui.app import ProctopApp
 from proctop.ui.query import COLUMNS, EVENT_VALUES, compile_filter, row_text
 from proctop.ui.rows import ROW_TEXT_LIMIT, Row
 
@@ -194,3 +197,20 @@ def test_one_plain_word_is_the_old_substring_match(word):
 def test_the_regex_escape_classes_are_not_lower_cased():
     """\\S is not \\s: the compiler must see the text as typed (the timeline must not lower() it)."""
     assert shown(r"/^\S/") == list(ROWS)  # lower-cased, ^\s would match none
+
+
+async def test_the_filter_typed_in_the_ui_thinks(sample_source):
+    """Typed after ``/``: columns, alternatives and a regex narrow the timeline of a replay."""
+    app = ProctopApp(sample_source, rate_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        events = len(load_capture(SAMPLE)[1])
+        assert await wait_for(pilot, lambda: app.reader_done and len(app.timeline.rows) == events)
+        await pilot.press("slash", *"event:exit")
+        await pilot.pause()
+        assert {r.ev.event for r in app.timeline.view} == {"exit"} and len(app.timeline.view) == 6
+        await pilot.press(*" status:0|SIGSEGV")
+        await pilot.pause()
+        assert sorted(r.ev.pid for r in app.timeline.view) == [1300, 1400, 1500]
+        app.filter_input.value = "cmd:/^cc\\b/ event:failed"
+        await pilot.pause()
+        assert [r.ev.pid for r in app.timeline.view] == [1301]
