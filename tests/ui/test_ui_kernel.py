@@ -44,7 +44,7 @@ async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
         row = failed_exits(app, first)[0]
         assert row.detail.startswith("exit 7")
         # the details panel: this test process is the parent, with its own ancestors from /proc
-        app.timeline.set_filter(f"exit {first} ")  # the row's label and pid
+        app.timeline.set_filter(f"event:exit pid:{first}")  # the exit row, not `sh -c exit 7`'s exec row
         await pilot.press("end", "enter")
         await pilot.pause()
         body = str(app.details_body.render())
