@@ -45,16 +45,18 @@ line for the input to show, and that filter matches no row. An empty view with
 the error beside it tells the truth; keeping the previous filter would show
 rows the input no longer describes.
 
-Hostile text: the rows' strings come from other processes. Python's ``re`` has no
-timeout, so two things bound a regex's cost: every string matched is a row's
-shown string, already cut at ``rows.ROW_TEXT_LIMIT`` (2048) characters, which
-bounds the polynomial cases (``.*a.*b``); and regexes whose backtracking is
-exponential in that length (a repetition inside a repetition, ``(a+)+``,
-``(a|ab)*``) are refused with an error before they run, since no length bound
-saves those, as are regexes with more than one open-ended repetition (``a.*a.*b``
-took 53 s on one 2048-character row; a leading or trailing ``.*`` is dropped
-first, as it changes nothing). What remains is at worst quadratic in the bounded
-text: tens of milliseconds for one hostile row.
+Hostile text: the rows' strings come from other processes, and Python's ``re``
+backtracks with no timeout. Two things bound a regex's cost. Every string it
+searches is a row's shown string, cut at ``rows.ROW_TEXT_LIMIT`` (2048)
+characters: keep it so. And before a regex runs, the shapes whose cost grows
+faster than the square of that length are refused with an error: a repetition
+or a choice inside a loop (``(a+)+``, ``(a|ab)*``: exponential, no length bound
+saves them) and more than one open-ended repetition (``a.*a.*b`` took 53 s on
+one 2048-character row of ``a``). A leading or trailing ``.*`` is dropped first:
+it changes no answer and would make every search walk the whole row. What is
+accepted costs at worst tens of milliseconds on one hostile row
+(tests/ui/test_ui_query.py). The text must reach ``compile_filter`` as typed:
+lower-cased, ``\\S`` would become ``\\s``.
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ _KEY = re.compile(r"([A-Za-z]+):")
 
 def _event_names(row: Row) -> tuple[str, ...]:
     ev = row.ev
-    names = (ev.event, row.cls)
-    return (*names, "failed") if ev.failed and "failed" not in names else names
+    if ev.event != "exit":
+        return (ev.event,)
+    return (ev.event, row.cls, "failed") if ev.failed else (ev.event,)
 
 
 def _pids(row: Row) -> tuple[str, ...]:
@@ -131,7 +134,8 @@ def _status(row: Row) -> str:
 def row_text(row: Row) -> str:
     """Everything the row shows, one space between columns: what a plain term searches."""
     ev = row.ev
-    return f"{row.label} {ev.pid} {ev.ppid or ''} {row.user} {_unit(row)} {row.command} {row.detail}"
+    unit = _unit(row) if ev.unit else ""
+    return f"{row.label} {ev.pid} {ev.ppid or ''} {row.user} {unit} {row.command} {row.detail}"
 
 
 #: Columns matched exactly (identities: the value is the whole field), and what their fields are.
@@ -169,7 +173,12 @@ class Filter:
     def matches(self, row: Row) -> bool:
         if self.error is not None:
             return False
-        return all(test(row) for test in self.tests)
+        # Loops, not all()/any() over a generator, here and below: they run per row of a
+        # 100,000-row history on every keystroke, and the generators cost a third more.
+        for test in self.tests:  # noqa: SIM110
+            if not test(row):
+                return False
+        return True
 
 
 class FilterError(ValueError):
@@ -187,7 +196,15 @@ def compile_filter(text: str) -> Filter:
     on_text = tuple(term for term in terms if isinstance(term, TextTest))
     tests = [term for term in terms if not isinstance(term, TextTest)]
     if on_text:
-        tests.insert(0, lambda row: all(term.test(hay) for hay in (row_text(row).lower(),) for term in on_text))
+
+        def plain(row: Row) -> bool:
+            hay = row_text(row).lower()
+            for term in on_text:  # noqa: SIM110
+                if not term.test(hay):
+                    return False
+            return True
+
+        tests.insert(0, plain)
     return Filter(text, tuple(tests))
 
 
@@ -254,6 +271,9 @@ def _term(column: str | None, value: str, literal: bool) -> Test | TextTest | No
     if not needles:
         return None
     if column is None:
+        if len(needles) == 1:
+            (needle,) = needles
+            return TextTest(lambda hay: needle in hay)
         return TextTest(lambda hay: _any_in(needles, hay))
     if column in EXACT:
         return _exact_term(column, frozenset(needles))
@@ -271,7 +291,10 @@ def _status_term(needles: tuple[str, ...]) -> Test:
 
 
 def _any_in(needles: tuple[str, ...], hay: str) -> bool:
-    return any(needle in hay for needle in needles)
+    for needle in needles:  # noqa: SIM110
+        if needle in hay:
+            return True
+    return False
 
 
 def _exact_term(column: str, values: frozenset[str]) -> Test:
@@ -285,6 +308,8 @@ def _exact_term(column: str, values: frozenset[str]) -> Test:
             raise FilterError(f"{column}: needs a number, got {_quote(bad[0])}")
         values = frozenset(value.lstrip("0") or "0" for value in values)  # no int(): 5000 digits
     fields_of = EXACT[column]
+    if column != "user":  # the others are lower case or digits already
+        return lambda row: not values.isdisjoint(fields_of(row))
     return lambda row: any(field.lower() in values for field in fields_of(row))
 
 
