@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from proctop import __version__
 
@@ -141,8 +143,7 @@ class CompletionAction(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        print(completion(parser, str(values)), end="")
-        parser.exit(0)
+        _emit(parser, completion(parser, str(values)))
 
 
 class ManpageAction(argparse.Action):
@@ -158,8 +159,18 @@ class ManpageAction(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        print(manpage(parser), end="")
-        parser.exit(0)
+        _emit(parser, manpage(parser))
+
+
+def _emit(parser: argparse.ArgumentParser, text: str) -> NoReturn:
+    """Print and exit 0; a reader that went away (``| head``) or a closed stdout is no error."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except BrokenPipeError:  # nobody reads: point stdout at /dev/null so the exit's flush is quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    parser.exit(0)
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

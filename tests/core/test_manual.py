@@ -66,6 +66,22 @@ def test_an_unknown_shell_is_one_line_and_exit_2():
     assert proc.stderr.count("\n") == 1 and "invalid choice: 'tcsh'" in proc.stderr
 
 
+@pytest.mark.parametrize("option", [("--completion", "bash"), ("--manpage",)])
+def test_a_reader_that_went_away_is_no_error(option):
+    """``proctop --completion bash | head -1``: exit 0 and nothing on stderr, as for the other outputs."""
+    r, w = os.pipe()
+    os.close(r)  # gone before proctop writes
+    try:
+        proc = subprocess.run(proctop_cmd(*option), stdout=w, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
+                              timeout=60)
+    finally:
+        os.close(w)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    closed = subprocess.run([*proctop_cmd(*option)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=NEUTRAL, timeout=60, text=True, preexec_fn=lambda: os.close(1))
+    assert (closed.returncode, closed.stderr) == (0, "")
+
+
 def test_bash_completes_every_option_and_the_choices(tmp_path):
     script = script_file(tmp_path, "bash")
 
