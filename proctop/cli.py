@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from proctop import __version__, always_on, config
+from proctop import __version__, always_on, config, manual
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"proctop {__version__}")
     always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/always_on.py)
     config.add_options(p)  # --config, --no-config (proctop/config.py)
+    manual.add_options(p)  # --completion SHELL, --manpage (proctop/manual.py)
     return p
 
 

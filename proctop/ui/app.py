@@ -47,6 +47,7 @@ from proctop.sources.base import Source
 from proctop.ui import keys
 from proctop.ui.board import FailuresView
 from proctop.ui.help import HelpScreen, palette_commands
+from proctop.ui.query import compile_filter
 from proctop.ui.rows import Row, format_time
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
@@ -542,6 +543,9 @@ class ProctopApp(App[int]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.view_filter = event.value
+        error = compile_filter(event.value.strip()).error  # cached: the timeline compiles the same text
+        self.filter_input.border_subtitle = safe(error) if error else None  # shown in the input, never raised
+        self.filter_input.set_class(error is not None, "-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.filter_open = False

@@ -6,6 +6,7 @@ import time
 
 from proctop.model.events import Event
 from proctop.model.kinds import ROW_LABELS
+from proctop.ui.query import Filter, compile_filter
 from proctop.ui.sanitize import Shown, bounded, safe
 
 #: Characters of a command or detail kept for the timeline: wider than any terminal,
@@ -161,8 +162,8 @@ class Row:
             self._short = safe(bounded(short, ROW_TEXT_LIMIT))
         return self._short
 
-    def matches(self, needle: str) -> bool:
-        """Case-insensitive substring match over what the row shows."""
-        ev = self.ev
-        hay = f"{self.label} {ev.pid} {ev.ppid or ''} {self.user} {ev.unit or ''} {self.command} {self.detail}"
-        return needle in hay.lower()
+    def matches(self, query: str | Filter) -> bool:
+        """True if the row passes the view filter (``proctop.ui.query``: terms, ``column:value``,
+        ``/regex/``); a string is compiled first (compiled filters are cached)."""
+        return (compile_filter(query) if isinstance(query, str) else query).matches(self)
+

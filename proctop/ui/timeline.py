@@ -24,6 +24,7 @@ from textual.strip import Strip
 
 from proctop.model.events import Event
 from proctop.ui import keys
+from proctop.ui.query import compile_filter
 from proctop.ui.rows import Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import EVENT_KEYS
@@ -113,7 +114,8 @@ class Timeline(ScrollView, can_focus=True):
         self.history = history
         self.rows: deque[Row] = deque(maxlen=history)
         self.filtered: deque[Row] | None = None
-        self.needle = ""
+        self.needle = ""  # the view filter's text, as typed (stripped)
+        self.row_filter = compile_filter("")  # and compiled (proctop.ui.query)
         #: The mask as a view filter (a replay's ``Source.shows``); None shows every event.
         self.shows: Callable[[Event], bool] | None = None
         self.hidden = 0  # rows kept but hidden by ``shows``
@@ -154,7 +156,8 @@ class Timeline(ScrollView, can_focus=True):
         self._after_change(dropped_from_view)
 
     def _visible(self, row: Row) -> bool:
-        return (self.shows is None or self.shows(row.ev)) and (not self.needle or row.matches(self.needle))
+        rows = self.row_filter
+        return (self.shows is None or self.shows(row.ev)) and (rows.everything or rows.matches(row))
 
     def watch_view_filter(self, text: str) -> None:
         self.set_filter(text)
@@ -167,11 +170,15 @@ class Timeline(ScrollView, can_focus=True):
         return not (action == "follow" and self.follow)
 
     def set_filter(self, text: str) -> None:
-        """Show only rows whose text contains ``text`` (case-insensitive); empty shows all."""
-        needle = text.strip().lower()
+        """Show only the rows the view filter ``text`` matches (``proctop.ui.query``); empty shows all.
+
+        Not lower-cased here: the query is case-insensitive itself, and a regex's ``\\S`` is not ``\\s``.
+        """
+        needle = text.strip()
         if needle == self.needle:
             return
         self.needle = needle
+        self.row_filter = compile_filter(needle)
         self._refilter()
 
     def set_shows(self, shows: Callable[[Event], bool] | None) -> None:
@@ -182,7 +189,7 @@ class Timeline(ScrollView, can_focus=True):
 
     def _refilter(self) -> None:
         selected = self.selected
-        if self.needle or self.shows is not None:
+        if not self.row_filter.everything or self.shows is not None:
             self.filtered = deque((r for r in self.rows if self._visible(r)), maxlen=self.history)
         else:
             self.filtered = None
@@ -330,6 +337,8 @@ class Timeline(ScrollView, can_focus=True):
         """Why there is no row: nothing received yet (the app's note), or the filters hide them all."""
         if not self.rows:
             return self.empty_note or "no events yet"
+        if self.row_filter.error:
+            return f"the view filter matches nothing: {self.row_filter.error}"
         if self.needle:
             return f"no row matches the view filter ({len(self.rows)} received; Escape clears it)"
         return f"the event keys hide all {len(self.rows)} rows"

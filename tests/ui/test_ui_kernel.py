@@ -45,7 +45,7 @@ async def test_nonzero_exit_key_turns_kernel_delivery_off_and_on(connector):
         row = failed_exits(app, first)[0]
         assert row.detail.startswith("exit 7")
         # the details panel: this test process is the parent, with its own ancestors from /proc
-        app.view_filter = f"exit {first} "  # the row's label and pid
+        app.view_filter = f"event:exit pid:{first}"  # the exit row, not `sh -c exit 7`'s exec row
         await pilot.press("end", "enter")
         body = await details_body(pilot, app)
         assert [r.ev.pid for r in app.timeline.view] == [first]
@@ -97,7 +97,7 @@ async def test_the_process_table_is_touched_by_the_reader_thread_only(connector,
     async with app.run_test(size=(100, 30)) as pilot:
         pid = run_failing(5)
         assert await wait_for(pilot, lambda: failed_exits(app, pid), timeout=5), "failed exit never arrived"
-        app.view_filter = f"exit {pid} "
+        app.view_filter = f"event:exit pid:{pid}"
         await pilot.press("end", "enter")
         body = await details_body(pilot, app)
         assert f"\u2514 {os.getpid()} " in body  # the ancestry was answered

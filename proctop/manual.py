@@ -1,0 +1,187 @@
+"""Shell completions and the man page, generated from the argparse parser itself.
+
+Written by hand, both would fall behind the options within a release; generated
+(shtab for bash, zsh and fish; argparse-manpage for roff) they list exactly what
+``cli.build_parser`` accepts. ``--completion SHELL`` and ``--manpage`` are
+argparse actions, like ``--version``: they print from the parser that parsed
+them and exit 0, whatever else is on the command line.
+
+The man page also ships as a file: ``man/proctop.1`` in the source tree is this
+module's output (tests/core/test_manual.py fails when it is stale), installed by
+the wheel as data to ``<prefix>/share/man/man1/proctop.1``. In a venv that is
+``<venv>/share/man/man1``, which ``man proctop`` finds once ``<venv>/bin`` is on
+``PATH`` (man-db derives the man path from ``PATH``); ``proctop --manpage | man -l -``
+works wherever proctop runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from proctop import __version__
+
+#: The shells ``--completion`` writes for.
+SHELLS = ("bash", "zsh", "fish")
+
+#: What a value of these options is, for the completion (the rest complete nothing).
+_FILE_OPTIONS = ("replay",)
+_DIRECTORY_OPTIONS = ("record",)
+
+# Sections the options cannot say; roff, shown as written by `man`.
+_SECTIONS: tuple[tuple[str, str], ...] = (
+    (
+        "view filter",
+        r"""In the UI, \fB/\fR opens the view filter: it hides rows already received and changes nothing
+the kernel sends. Space-separated terms must all match, case-insensitively:
+.TP
+\fBword\fR
+a substring of what the row shows (event, pid, ppid, user, unit, command, detail);
+\fBSIGSEGV|SIGTERM\fR is either.
+.TP
+\fB/regex/\fR
+a regular expression (Python syntax), searched in the same text; it ends at a space (write \fB\\s\fR).
+.TP
+\fB"two words"\fR
+literal text: no column, no \fB|\fR, no regex.
+.TP
+\fIcolumn\fB:\fIvalue\fR
+the term in one column: \fBevent:\fR (a kind, or \fBfailed\fR, \fBsignal\fR), \fBpid:\fR, \fBppid:\fR,
+\fBuser:\fR (exactly), \fBcmd:\fR, \fBunit:\fR (substrings), \fBstatus:\fR (a number is the exit code,
+other text a substring of the status, e.g. \fBstatus:SIGSEGV\fR). The value may be a \fB/regex/\fR.
+.PP
+A bad filter (a bad regex, an unknown column) is shown as an error in the input and matches no row.""",
+    ),
+    (
+        "exit status",
+        r""".TP
+\fB0\fR
+stopped by \fB--duration\fR, \fB--count\fR, \fBq\fR, SIGINT, SIGTERM or SIGHUP, or the end of a replay.
+.TP
+\fB2\fR
+bad command-line input, or the UI without a terminal: one line on stderr.
+.TP
+\fB3\fR
+this machine cannot deliver process events.
+.TP
+\fIN\fR
+with \fB-- COMMAND\fR: the command's exit status (128+N if signal N killed it;
+127 not found, 126 not executable).""",
+    ),
+    (
+        "examples",
+        r""".nf
+proctop --only nonzero-exit
+proctop --json --only all --duration 10 > capture.jsonl
+proctop --summary --replay capture.jsonl
+proctop --summary -- make -k -j8
+proctop --completion bash > /etc/bash_completion.d/proctop
+.fi""",
+    ),
+)
+
+
+def completion(parser: argparse.ArgumentParser, shell: str) -> str:
+    """The ``shell`` completion script for ``parser`` (shtab)."""
+    import shtab
+
+    for action in parser._actions:
+        if action.dest in _FILE_OPTIONS:
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
+        elif action.dest in _DIRECTORY_OPTIONS:
+            action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+        if shell == "zsh" and action.metavar and ":" in str(action.metavar):  # ADDR:PORT: a colon ends zsh's field
+            action.metavar = str(action.metavar).replace(":", "\\:")
+    script: str = shtab.complete(parser, shell=shell)
+    return script
+
+
+def manpage(parser: argparse.ArgumentParser) -> str:
+    """The roff man page for ``parser`` (argparse-manpage), with the sections options cannot say."""
+    from argparse_manpage.manpage import Manpage
+
+    # One line per paragraph, whatever $COLUMNS says: roff fills the lines itself, and a
+    # line break argparse put inside "nonzero-exit" would show as "nonzero- exit".
+    formatter_class = parser.formatter_class
+    parser.formatter_class = functools.partial(formatter_class, width=100_000)  # type: ignore[call-arg]
+    try:
+        page: Any = Manpage(parser)
+        page.source = f"proctop {__version__}"
+        page.manual = "User Commands"
+        page.date = ""  # no build date: the shipped file must equal a fresh one (tests/core/test_manual.py)
+        page.description = "watch forks, execs and abnormal process deaths live"
+        for heading, content in _SECTIONS:
+            page.add_section(heading, ">", content)
+        text: str = str(page)
+    finally:
+        parser.formatter_class = formatter_class
+    return "\n".join(_as_text(line) for line in text.split("\n"))
+
+
+#: The roff requests argparse-manpage and the sections above write; any other line that starts
+#: with ``.`` or ``'`` is help text (``...within N seconds``) that roff would take for a request.
+_REQUESTS = frozenset({"TH", "SH", "SS", "TP", "PP", "B", "I", "RS", "RE", "nf", "fi", "UR", "UE", "IP", "br"})
+
+
+def _as_text(line: str) -> str:
+    if line[:1] in (".", "'") and line[1:].split(" ", 1)[0] not in _REQUESTS:
+        return "\\&" + line
+    return line
+
+
+class CompletionAction(argparse.Action):
+    """``--completion SHELL``: print the script and exit 0 (as ``--version`` does)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        _emit(parser, completion(parser, str(values)))
+
+
+class ManpageAction(argparse.Action):
+    """``--manpage``: print the man page and exit 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        _emit(parser, manpage(parser))
+
+
+def _emit(parser: argparse.ArgumentParser, text: str) -> NoReturn:
+    """Print and exit 0; a reader that went away (``| head``) or a closed stdout is no error."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except BrokenPipeError:  # nobody reads: point stdout at /dev/null so the exit's flush is quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    parser.exit(0)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``--completion`` and ``--manpage``, for ``cli.build_parser``."""
+    parser.add_argument(
+        "--completion",
+        metavar="SHELL",
+        choices=SHELLS,
+        action=CompletionAction,
+        help=f"print the shell completion script ({', '.join(SHELLS)}) and exit",
+    )
+    parser.add_argument(
+        "--manpage", action=ManpageAction, default=argparse.SUPPRESS, help="print the man page (roff) and exit"
+    )
