@@ -445,7 +445,8 @@ class ProctopApp(App[int]):
         return "Resume" if spec.action == "pause" and self.paused else spec.description
 
     async def _run_spec(self, spec: keys.KeySpec) -> None:
-        await self.run_action(spec.action, self.timeline if spec.scope == "timeline" else self)
+        action = "resume" if spec.action == "pause" and self.paused else spec.action  # one entry, both states
+        await self.run_action(action, self.timeline if spec.scope == "timeline" else self)
 
     def action_interrupt(self) -> None:
         """ctrl+c quits, whatever has the focus."""

@@ -87,7 +87,7 @@ KEYS: tuple[KeySpec, ...] = (
             "hold new rows (still counted)", "view", footer=2, palette=True),
     # the same key (and id) while paused: the footer names what space does now
     KeySpec("pause", "space", "resume", "app", "Resume",
-            "show the held rows", "view", footer=2),
+            "hold new rows (still counted)", "view", footer=2),
     KeySpec("board", "tab", "toggle_board", "app", "Board",
             "failures board / timeline", "view", footer=5, priority=True, palette=True),
     KeySpec("board-sort", "o", "sort", "board", "Sort",

@@ -95,10 +95,12 @@ class HeaderBar(Widget):
             state: Chunk = (f" PAUSED: {self.waiting} new held, none lost (space resumes) ", "header--paused")
             brief: Chunk = (f" PAUSED {self.waiting} held ", "header--paused")
         elif self.state == "live" and self.recorded is None:
-            state = brief = (f" live since {format_time(self.since)[:8]} " if self.since else " live ", "header--dim")
+            state = (f" live since {format_time(self.since)[:8]} " if self.since else " live ", "header--dim")
+            brief = (" live ", "header--dim")
         else:
             failed = self.error and self.state != "live"
-            state = brief = (f" {self.state} ", "header--lost" if failed else "header--dim")
+            state = (f" {self.state} ", "header--lost" if failed else "header--dim")
+            brief = (" ended " if self.state == "end of capture" else f" {self.state} ", state[1])
         follow: Chunk = ("following", "header--dim") if self.following else ("held (End follows)", "header--paused")
         rows = f"  rows {self.shown_rows}"
         hidden = f" ({self.hidden_rows} hidden by the event keys)" if self.hidden_rows else ""
@@ -106,6 +108,7 @@ class HeaderBar(Widget):
         tail: list[Chunk] = []
         if needle:
             tail += [("  view filter: ", None), (needle, "header--paused")]
+        narrow_tail = [("  filter: ", None), *tail[1:]] if needle else tail
         tail.append(("  ", None))
         tail.append((f" LOST {self.lost} ", "header--lost") if self.lost else ("lost 0", "header--dim"))
         if self.error:
@@ -117,16 +120,18 @@ class HeaderBar(Widget):
         if len(rates) == 1:
             rates.append(("  none yet", "header--dim"))
         # from the fullest to the barest; the first that fits is drawn (the last one always is)
-        short_hidden = f" ({self.hidden_rows} hidden)" if hidden else ""
         spaced: Chunk = (" ", None)
+        short_hidden = f" ({self.hidden_rows} hidden)" if hidden else ""
+        held: list[Chunk] = [] if self.following else [spaced, ("held", "header--paused")]
         full = [(source, None), state, spaced, follow, (rows + hidden, None), *tail]
         shorter = [(short, None), state, spaced, follow, (rows + short_hidden, None), *tail]
         candidates = [
             [*head, *full, *rates],
             [*head, *full],
             [*head, *shorter],
-            [*head, (short, None), brief, spaced, follow, (rows + short_hidden, None), *tail],
-            [*head, brief, spaced, (follow[0].split(" ")[0], follow[1]), (rows + short_hidden, None), *tail],
+            # narrow: following is the usual state, so only "held" is said
+            [*head, (short, None), brief, *held, (rows + short_hidden, None), *narrow_tail],
+            [*head, brief, *held, (rows + short_hidden, None), *narrow_tail],
         ]
         return _first_fitting(candidates, width)
 
@@ -137,7 +142,7 @@ class HeaderBar(Widget):
         if not self.mask:
             warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
         elif self.recorded is None and not self.mask & NAMING_BITS and on_names:
-            warning = [("  exec off: new programs go unnamed", "header--paused")]
+            warning = [("  exec off: names may be lost (e)", "header--paused")]
         prefix: Chunk = ("kernel filter ", "header--dim")
 
         def toggle(key: str, name: str, label: str, *, keys_only: bool = False) -> list[Chunk]:
@@ -159,7 +164,8 @@ class HeaderBar(Widget):
             [prefix, *keys, *warning],
         ]
         if not on_names:
-            candidates = [candidates[0], candidates[-1]]
+            bare: list[Chunk] = [prefix, (" every kind off: nothing can arrive (a: all on)", "header--lost")]
+            candidates = [candidates[0], candidates[-1], bare]
         return _first_fitting(candidates, width)
 
 

@@ -290,7 +290,7 @@ async def test_no_color(sample_source, no_color):
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot, app)
         text = screen_text(app)
-        assert "f[x]fork" in text and "LOST 3" in text and "\u25b622:13:24.120 exit" in text
+        assert "kernel filter  on: fork exec" in text and "LOST 3" in text and "\u25b622:13:24.120 exit" in text
 
 
 class StormSource(Source):

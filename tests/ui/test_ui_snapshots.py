@@ -7,7 +7,7 @@ Regenerate after an intended change of the look with
 from __future__ import annotations
 
 import pytest
-from ui_helpers import SAMPLE, wait_for
+from ui_helpers import SAMPLE, details_body, wait_for
 
 from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.sources.replay import ReplaySource
@@ -47,6 +47,36 @@ def test_details_panel(snap_compare, size, theme):
                 break
             await pilot.press("up")
         await pilot.press("enter")
+        await details_body(pilot, app)  # the reader thread has answered the ancestry
         await pilot.pause()
 
     assert snap_compare(make_app(theme), terminal_size=size, run_before=select_crash)
+
+
+async def _filtered(pilot) -> None:
+    """The view filter open, with a column term: only the failed exits are left."""
+    await _loaded(pilot)
+    await pilot.press("slash", *"event:failed")
+    await pilot.pause()
+
+
+async def _bad_filter(pilot) -> None:
+    """A regex that cannot compile: said in the input, no row matches, nothing raised."""
+    await _loaded(pilot)
+    await pilot.press("slash", *"cmd:/(/")
+    await pilot.pause()
+
+
+async def _paused_and_held(pilot) -> None:
+    """Paused (space says Resume) and the view held three rows up (End follows, in the footer)."""
+    await _loaded(pilot)
+    await pilot.press("space", "up", "up", "up")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize(
+    "state", [_filtered, _bad_filter, _paused_and_held], ids=lambda f: f.__name__.strip("_").replace("_", "-")
+)
+def test_states_at_80x24(snap_compare, state):
+    """80x24 first: the header keeps to two lines and the footer to one in every state."""
+    assert snap_compare(make_app("proctop-dark"), terminal_size=(80, 24), run_before=state)

@@ -206,22 +206,11 @@ async def test_a_theme_that_cannot_be_saved_is_a_notification_not_a_crash(sample
 
 
 async def test_the_config_keymap_reaches_textual(sample_source):
-    """``keymap=`` (the config file's [keys]) goes to ``App.set_keymap``: a binding with an id
-    answers to the new key and no longer to its own. (A subclass gives a binding an id here;
-    proctop's own bindings carry theirs.)"""
-    from pathlib import Path
-
-    from textual.binding import Binding
-
-    import proctop.ui.app
-
-    class Keyed(ProctopApp):
-        CSS_PATH = Path(proctop.ui.app.__file__).parent / "proctop.tcss"  # relative to the class's module
-        BINDINGS = [*ProctopApp.BINDINGS, Binding("z", "pause", "Pause", id="test-pause")]
-
-    app = Keyed(sample_source, rate_interval=None, keymap={"test-pause": "k,f5"})
+    """``keymap=`` (the config file's [keys]) goes to ``App.set_keymap``: the binding ``pause``
+    answers to its new keys (both of them, pausing and resuming) and no longer to space."""
+    app = ProctopApp(sample_source, rate_interval=None, keymap={"pause": "k,f5"})
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("z")
+        await pilot.press("space")
         await pilot.pause()
         assert not app.paused
         await pilot.press("k")
