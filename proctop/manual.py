@@ -20,7 +20,7 @@ import argparse
 import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from proctop import __version__
@@ -133,8 +133,20 @@ def _as_text(line: str) -> str:
     return line
 
 
-class CompletionAction(argparse.Action):
-    """``--completion SHELL``: print the script and exit 0 (as ``--version`` does)."""
+class PrintAction(argparse.Action):
+    """``--completion SHELL``, ``--manpage``: print what ``render`` makes of the parser and exit 0,
+    as ``--version`` does (``render`` gets the option's value, None for ``--manpage``)."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        *,
+        render: Callable[[argparse.ArgumentParser, str | None], str],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.render = render
 
     def __call__(
         self,
@@ -143,23 +155,7 @@ class CompletionAction(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        _emit(parser, completion(parser, str(values)))
-
-
-class ManpageAction(argparse.Action):
-    """``--manpage``: print the man page and exit 0."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, **kwargs)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        _emit(parser, manpage(parser))
+        _emit(parser, self.render(parser, None if values is None or values == [] else str(values)))
 
 
 def _emit(parser: argparse.ArgumentParser, text: str) -> NoReturn:
@@ -179,9 +175,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--completion",
         metavar="SHELL",
         choices=SHELLS,
-        action=CompletionAction,
+        action=PrintAction,
+        render=lambda parser, shell: completion(parser, str(shell)),
         help=f"print the shell completion script ({', '.join(SHELLS)}) and exit",
     )
     parser.add_argument(
-        "--manpage", action=ManpageAction, default=argparse.SUPPRESS, help="print the man page (roff) and exit"
+        "--manpage",
+        action=PrintAction,
+        nargs=0,
+        render=lambda parser, _: manpage(parser),
+        default=argparse.SUPPRESS,
+        help="print the man page (roff) and exit",
     )
