@@ -20,6 +20,7 @@ from textual.strip import Strip
 
 from proctop.model.failures import FailureBoard, FailureGroup
 from proctop.ui import keys
+from proctop.ui.cursor import page_size, reveal
 from proctop.ui.rows import format_time
 from proctop.ui.timeline import fit
 
@@ -138,15 +139,11 @@ class FailuresView(ScrollView, can_focus=True):
     def action_cursor(self, delta: int) -> None:
         if self.rows:
             self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
-            page = max(1, self.scrollable_content_region.height - 1)
-            if self.cursor < self.scroll_y:
-                self.scroll_to(y=self.cursor, animate=False, immediate=True)
-            elif self.cursor >= self.scroll_y + page:
-                self.scroll_to(y=self.cursor - page + 1, animate=False, immediate=True)
+            reveal(self, self.cursor, int(self.scroll_y))
             self.refresh()
 
     def action_page(self, direction: int) -> None:
-        self.action_cursor(direction * max(1, self.size.height - 2))
+        self.action_cursor(direction * page_size(self))
 
     def action_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]

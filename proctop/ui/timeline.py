@@ -24,6 +24,7 @@ from textual.strip import Strip
 
 from proctop.model.events import Event
 from proctop.ui import keys
+from proctop.ui.cursor import page_size, reveal
 from proctop.ui.query import compile_filter
 from proctop.ui.rows import Row
 from proctop.ui.sanitize import safe
@@ -268,12 +269,7 @@ class Timeline(ScrollView, can_focus=True):
         self.post_message(self.CursorMoved(self.selected))
 
     def _scroll_cursor_into_view(self) -> None:
-        page = max(1, self.scrollable_content_region.height - 1)
-        top = self._top()
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + page:
-            self.scroll_to(y=self.cursor - page + 1, animate=False, immediate=True)
+        reveal(self, self.cursor, self._top())
 
     def action_cursor_up(self) -> None:
         self._move(-1)
@@ -282,10 +278,10 @@ class Timeline(ScrollView, can_focus=True):
         self._move(1)
 
     def action_page_up(self) -> None:
-        self._move(-max(1, self.size.height - 2))
+        self._move(-page_size(self))
 
     def action_page_down(self) -> None:
-        self._move(max(1, self.size.height - 2))
+        self._move(page_size(self))
 
     def action_first(self) -> None:
         self._move(-len(self.view))
