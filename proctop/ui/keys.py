@@ -68,6 +68,23 @@ def _mask_keys() -> tuple[KeySpec, ...]:
     )
 
 
+#: (id, key, label, help) of the cursor keys the timeline and the board share.
+CURSOR_KEYS = (
+    ("cursor-up", "up", "Up", "cursor up a row"),
+    ("cursor-down", "down", "Down", "cursor down a row"),
+    ("page-up", "pageup", "Page up", "cursor up a page"),
+    ("page-down", "pagedown", "Page down", "cursor down a page"),
+)
+
+
+def _cursor_keys(scope: Scope, actions: tuple[str, str, str, str]) -> tuple[KeySpec, ...]:
+    """The cursor keys of ``scope``, each running its action of ``actions`` (in ``CURSOR_KEYS`` order)."""
+    return tuple(
+        KeySpec(binding_id, key, action, scope, label, help_line, "navigation")
+        for (binding_id, key, label, help_line), action in zip(CURSOR_KEYS, actions, strict=True)
+    )
+
+
 # fmt: off
 KEYS: tuple[KeySpec, ...] = (
     # kernel filter: what the kernel sends from now on (a replay hides recorded rows instead)
@@ -97,20 +114,12 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("board-open", "enter", "open", "board", "Its events",
             "board: the timeline of a row", "view", footer=3, priority=True),
     # navigation: the timeline and the board share ids (see the module docstring)
-    KeySpec("cursor-up", "up", "cursor_up", "timeline", "Up", "cursor up a row", "navigation"),
-    KeySpec("cursor-down", "down", "cursor_down", "timeline", "Down", "cursor down a row", "navigation"),
-    KeySpec("page-up", "pageup", "page_up", "timeline", "Page up", "cursor up a page", "navigation"),
-    KeySpec("page-down", "pagedown", "page_down", "timeline", "Page down", "cursor down a page",
-            "navigation"),
+    *_cursor_keys("timeline", ("cursor_up", "cursor_down", "page_up", "page_down")),
     KeySpec("first", "home", "first", "timeline", "First", "oldest row (holds the view)", "navigation"),
     # in the footer only while the view is held (Timeline.check_action)
     KeySpec("follow", "end", "follow", "timeline", "Follow",
             "follow the newest row", "navigation", footer=1, palette=True),
-    KeySpec("cursor-up", "up", "cursor(-1)", "board", "Up", "cursor up a row", "navigation"),
-    KeySpec("cursor-down", "down", "cursor(1)", "board", "Down", "cursor down a row", "navigation"),
-    KeySpec("page-up", "pageup", "page(-1)", "board", "Page up", "cursor up a page", "navigation"),
-    KeySpec("page-down", "pagedown", "page(1)", "board", "Page down", "cursor down a page",
-            "navigation"),
+    *_cursor_keys("board", ("cursor(-1)", "cursor(1)", "page(-1)", "page(1)")),
     # general
     KeySpec("help", "question_mark,f1", "help", "app", "Help",
             "this list of keys", "general", footer=6, palette=True),
