@@ -93,17 +93,21 @@ gcc -O2 -static -o tests/forkstorm tests/forkstorm.c || rm -f tests/forkstorm
 gcc -O2 -static -o tests/ptc-named tests/named.c || rm -f tests/ptc-named
 
 # Optional end-to-end run of proctop itself in the guest (PROCTOP_E2E=auto|1|0):
-# a world-readable copy of ../proctop plus pyroute2/psutil installed with pip
-# --target into a directory under /tmp that the guest sees through 9p.
+# a world-readable copy of ../proctop and ../themes plus the project's runtime
+# dependencies (pyproject.toml's list, so a new one is never forgotten here)
+# installed with pip --target into a directory under /tmp that the guest sees through 9p.
 if [ "${PROCTOP_E2E:-auto}" != 0 ] && [ -f "$KMOD/../proctop/__main__.py" ]; then
     t "stage proctop for the end-to-end run"
     d=$(mktemp -d /tmp/proctop-e2e.XXXXXX)
     cp -r "$KMOD/../proctop" "$d/proctop"
+    cp -r "$KMOD/../themes" "$d/themes"  # found beside the package, as in a source tree
+    deps=$(python3 -c 'import sys, tomllib; print(" ".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+        "$KMOD/../pyproject.toml") || deps="pyroute2 psutil"
     find "$d" -name __pycache__ -prune -exec rm -rf {} +
     pip_ok=0
     for py in ${PROCTOP_E2E_PYTHON:-} python3 /usr/bin/python3; do
         if "$py" -m pip --version >/dev/null 2>&1 &&
-           "$py" -m pip install -q --disable-pip-version-check --target "$d" pyroute2 psutil >/dev/null 2>&1; then
+           "$py" -m pip install -q --disable-pip-version-check --target "$d" $deps >/dev/null 2>&1; then
             pip_ok=1; break
         fi
     done
@@ -112,7 +116,7 @@ if [ "${PROCTOP_E2E:-auto}" != 0 ] && [ -f "$KMOD/../proctop/__main__.py" ]; the
         E2E_DIR=$d
     else
         rm -rf "$d"
-        echo "kmod check: no pip to install pyroute2/psutil: skipping the proctop end-to-end run"
+        echo "kmod check: no pip to install proctop's dependencies: skipping the proctop end-to-end run"
         [ "${PROCTOP_E2E:-auto}" = 1 ] && exit 2
     fi
 fi

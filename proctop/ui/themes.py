@@ -100,7 +100,11 @@ def theme_files() -> dict[str, Path]:
     except ModuleNotFoundError:  # running from a source tree (PYTHONPATH=.): themes/ beside proctop/
         root = Path(__file__).resolve().parent.parent.parent / "themes"
     files = {}
-    for entry in root.iterdir():
+    try:
+        entries = list(root.iterdir())
+    except OSError:  # no themes shipped (a bare copy of the package): Textual's own themes remain
+        entries = []
+    for entry in entries:
         if entry.name.endswith(".toml") and entry.is_file():
             files[entry.name[: -len(".toml")]] = Path(str(entry))
     return dict(sorted(files.items()))

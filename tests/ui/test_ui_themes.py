@@ -217,3 +217,12 @@ async def test_the_config_keymap_reaches_textual(sample_source):
         assert await wait_for(pilot, lambda: app.paused)
         await pilot.press("f5")
         assert await wait_for(pilot, lambda: not app.paused)
+
+
+def test_a_package_without_its_themes_folder_still_starts(monkeypatch, tmp_path):
+    """A bare copy of the package (the kmod guest's, a vendored one): no proctop themes, Textual's remain."""
+    from importlib import resources
+
+    monkeypatch.setattr(resources, "files", lambda name: tmp_path / "absent")
+    assert themes.theme_files() == {}
+    assert "none installed" in cli.build_parser().format_help()
