@@ -18,7 +18,6 @@ noisy (README, "Captures and outputs that fail"):
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import stat
@@ -31,7 +30,7 @@ from typing import Protocol
 
 from proctop import __version__
 from proctop.kernel.protocol import mask_names
-from proctop.model.events import Event
+from proctop.model.events import Event, encode_line
 from proctop.sources.base import Source
 
 #: Bytes of output held for a reader that fell behind (~250 bytes a line: about
@@ -261,7 +260,7 @@ def run_json(
         for ev in events:
             if not source.shows(ev):
                 continue
-            lines.append(_line(ev.to_dict()))
+            lines.append(ev.to_line())
             written += 1
             if count is not None and written >= count:
                 break
@@ -290,10 +289,9 @@ def run_json(
 
 
 def _line(obj: dict[str, object]) -> bytes:
-    # ASCII (argv may hold undecodable bytes, as \udcXX); strict RFC 8259: no NaN/Infinity.
-    return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+    return encode_line(obj)  # ASCII (argv may hold undecodable bytes, as \\udcXX); strict RFC 8259
 
 
 def _lost_line(count: int, since: float) -> bytes:
     """A ``lost`` event for lines the reader was too slow to take."""
-    return _line(Event(ts=since, event="lost", count=count).to_dict())
+    return Event(ts=since, event="lost", count=count).to_line()

@@ -39,7 +39,16 @@ from proctop.kernel.protocol import (
 )
 from proctop.model.events import Event, decode_wait_status
 from proctop.model.kinds import EVENT_NAMES
-from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, TICK, Snapshot, live_pids, read_cgroup, snapshot
+from proctop.model.procfs import (
+    GONE,
+    PSUTIL_START_SHIFT,
+    TICK,
+    Snapshot,
+    live_pids,
+    read_cgroup,
+    read_cmdline,
+    snapshot,
+)
 from proctop.model.reasons import SystemFacts, exit_reason
 from proctop.model.units import unit_of
 
@@ -85,7 +94,14 @@ class UserNames:
 
 
 def read_proc(pid: int) -> ProcInfo | None:
-    """Read one process through psutil; None if it is gone. Partial on AccessDenied."""
+    """Read one process through psutil; None if it is gone. Partial on AccessDenied.
+
+    For lookups off the event path (a parent, a process alive since before
+    proctop started), where psutil's per-field errors fit and 45 us do not
+    matter. The command line is the reader's (``procfs.read_cmdline``), not
+    psutil's ``cmdline()``, which splits a setproctitle'd line on its spaces:
+    a process must have one argv whichever reader saw it first.
+    """
     try:
         proc = psutil.Process(pid)
     except _PSUTIL_ERRORS:
@@ -97,12 +113,13 @@ def read_proc(pid: int) -> ProcInfo | None:
         info.ppid = _safe(proc.ppid)
         uids = _safe(proc.uids)
         info.uid = uids.effective if uids else None  # as /proc's owner, which snapshots use
-        info.cmdline = _safe(proc.cmdline) or None  # a zombie's argv is empty
+        info.cmdline = read_cmdline(pid)  # None for a zombie, whose argv is gone
         info.exe = _safe(proc.exe) or None
     return info
 
 
 def _precise_start(create_time: float | None) -> float | None:
+    """psutil's start time on the snapshots' scale (see ``procfs.PSUTIL_START_SHIFT``)."""
     return None if create_time is None else create_time + PSUTIL_START_SHIFT
 
 
