@@ -1,15 +1,16 @@
 """Issue 10's targets, each beside forkstat's figure from the same run: is every process named, at forkstat's cost?
 
-Run as root (forkstat needs it; proctop is run as uid 65534 where the target says so):
+Run as root, with an interpreter that has proctop's dependencies (forkstat is
+run as root; proctop as uid 65534 where the target says so), about 6 minutes:
 
-    sudo bench/run-python bench/naming.py            # or any python with proctop's deps
-    python bench/naming.py --rounds 5 --json out.json
+    sudo .venv/bin/python bench/naming.py [--rounds 3] [--sections argv,latency,cpu,lifetimes] [--json out.json]
 
 Sections (contenders alternate within a section, so drift hits both alike):
 
-1. **argv, 200 at once**: a shell loop starts 200 ``/bin/true TAG-i`` in the
-   background and waits; share whose argv was printed. proctop as uid 65534
-   ``--only exec,exit``, forkstat ``-e all`` as root.
+1. **argv, 200 at once**: a shell loop starts 200 ``/bin/true TAG-i`` (and,
+   apart, 200 ``sh -c 'exit 0' TAG-i``) in the background and waits; share
+   whose argv was printed. proctop as uid 65534 ``--only exec,exit``,
+   forkstat ``-e all`` as root.
 2. **argv under a storm**: ``storm spawn --exec --rate 1000 --sleep-us 1000``
    (every child lives >= 1 ms), the same two contenders.
 3. **exec -> /proc read latency**, uid 65534: proctop's from the kernel's
@@ -117,8 +118,16 @@ def watched(w: Watcher, work) -> None:
 # --- 1, 2: argv captured ------------------------------------------------------------
 
 
-def burst(tag: str, n: int = 200) -> None:
-    loop = f"i=0; while [ $i -lt {n} ]; do /bin/true {tag}-$i & i=$((i+1)); done; wait"
+#: The 200-process workloads: a shell loop starts them in the background, each exits at once.
+BURSTS = {
+    "true": "/bin/true {tag}-$i",  # ~0.5 ms from exec to exit (dynamic loading only)
+    "sh": "sh -c 'exit 0' {tag}-$i",  # ~1 ms: a shell that starts and exits ($0 carries the tag)
+}
+
+
+def burst(tag: str, program: str, n: int = 200) -> None:
+    cmd = BURSTS[program].format(tag=tag)
+    loop = f"i=0; while [ $i -lt {n} ]; do {cmd} & i=$((i+1)); done; wait"
     subprocess.run(["sh", "-c", loop], check=True, cwd="/")
 
 
@@ -130,11 +139,12 @@ def section_argv(env: Env, rounds: int, storm_n: int) -> dict:
     out: dict = {"burst": {}, "storm": {}}
     for r in range(rounds):
         for w in contenders if r % 2 == 0 else contenders[::-1]:
-            tag = env.next_tag()
-            watched(w, lambda tag=tag: burst(tag))
-            got = len(tags_captured(w, tag))
-            out["burst"].setdefault(w.name, []).append(got / 200)
-            w.remove()
+            for program in BURSTS:
+                tag = env.next_tag()
+                watched(w, lambda tag=tag, program=program: burst(tag, program))
+                got = len(tags_captured(w, tag))
+                out["burst"].setdefault(program, {}).setdefault(w.name, []).append(got / 200)
+                w.remove()
             tag = env.next_tag()
             box: dict = {}
 
@@ -145,7 +155,8 @@ def section_argv(env: Env, rounds: int, storm_n: int) -> dict:
             got = len(tags_captured(w, tag))
             out["storm"].setdefault(w.name, []).append(got / box["n"])
             log(
-                f"argv r{r} {w.name}: burst {out['burst'][w.name][-1]:.1%} storm {got}/{box['n']} ({box['rate']:.0f}/s)"
+                f"argv r{r} {w.name}: bursts {[round(v[w.name][-1], 3) for v in out['burst'].values()]} "
+                f"storm {got}/{box['n']} ({box['rate']:.0f}/s)"
             )
             w.remove()
     return out
@@ -184,10 +195,47 @@ print(json.dumps(lat))
 """
 
 
-def proctop_latency(env: Env, n: int, rate: float) -> list[float]:
+#: The floor of a reader process of its own (issue 10's candidate): one Python
+#: thread, nothing else in the process, that polls, recvs, decodes and reads
+#: argv, and no consumer to share a GIL with.
+BARE_CHILD = r"""
+import json, select, sys, time
+from proctop.kernel.probe import probe
+from proctop.kernel.protocol import PROC_EVENT_EXEC, DecodeStats, decode_buffer, parse_mask
+from proctop.kernel.socket import FilteredProcSocket
+from proctop.model.procfs import read_cmdline
+
+cap = probe()
+sock = FilteredProcSocket.open(idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy)
+sock.raw.setblocking(False)
+sock.listen(parse_mask("exec,exit"))
+raw, buf, stats = sock.raw, bytearray(65536), DecodeStats()
+poller = select.poll()
+poller.register(raw.fileno(), select.POLLIN)
+poller.register(sys.stdin.fileno(), select.POLLIN)
+print("ready", flush=True)
+lat = []
+while True:
+    ready = dict(poller.poll(250))
+    if sys.stdin.fileno() in ready:
+        break
+    try:
+        while True:
+            n, _ = raw.recvfrom_into(buf)
+            for ev in decode_buffer(buf, n, stats, cap.idx):
+                if ev.what == PROC_EVENT_EXEC:
+                    read_cmdline(ev.tgid)
+                    lat.append((time.monotonic_ns() - ev.ts_ns) / 1e3)
+    except BlockingIOError:
+        pass
+print(json.dumps(lat))
+"""
+
+
+def proctop_latency(env: Env, n: int, rate: float, code: str = LATENCY_CHILD) -> list[float]:
     """exec -> end of /proc read, us, in a uid-65534 ConnectorSource (reads timed where they happen)."""
     child = subprocess.Popen(
-        [env.python, "-c", LATENCY_CHILD],
+        [env.python, "-c", code],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -214,9 +262,16 @@ def quantile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def section_latency(env: Env, n: int, lives_us: list[int]) -> dict:
-    lat = proctop_latency(env, n, rate=200)
+def section_latency(env: Env, n: int, lives_us: list[int], rounds: int) -> dict:
+    lat: list[float] = []
+    bare: list[float] = []
+    for _ in range(rounds):  # alternating: proctop, then the bare reader
+        lat += proctop_latency(env, n, rate=200)
+        bare += proctop_latency(env, n, rate=200, code=BARE_CHILD)
+    lat.sort()
+    bare.sort()
     log(f"latency proctop: n={len(lat)} p50 {quantile(lat, 0.5):.0f} us p99 {quantile(lat, 0.99):.0f} us")
+    log(f"latency bare reader: n={len(bare)} p50 {quantile(bare, 0.5):.0f} us p99 {quantile(bare, 0.99):.0f} us")
     cdf: dict = {}
     contenders = [
         Watcher(env, "proctop exec,exit uid 65534", "proctop", "exec,exit", "nobody"),
@@ -237,6 +292,7 @@ def section_latency(env: Env, n: int, lives_us: list[int]) -> dict:
             w.remove()
     return {
         "proctop_us": {q: quantile(lat, q) for q in (0.5, 0.9, 0.99, 0.999)} | {"max": lat[-1] if lat else None},
+        "bare_reader_us": {q: quantile(bare, q) for q in (0.5, 0.9, 0.99)},
         "samples": len(lat),
         "captured_by_life": cdf,
     }
@@ -305,15 +361,24 @@ def section_lifetimes(env: Env, n: int) -> dict:
     both = sorted(set(plife) & set(flife))
     diffs = sorted(abs(plife[p] - flife[p]) for p in both)
     within = sum(1 for d in diffs if d <= 0.0015)  # 1 ms, plus forkstat's rounding to whole ms
+    longer = sum(1 for p in both if plife[p] - flife[p] > 0.0015)
     return {
         "compared": len(both),
         "within_1ms": within,
+        "proctop_longer": longer,  # of those beyond: proctop's lifetime the longer one
         "median_diff_ms": 1e3 * statistics.median(diffs) if diffs else None,
+        "p99_diff_ms": 1e3 * diffs[min(len(diffs) - 1, int(0.99 * len(diffs)))] if diffs else None,
         "max_diff_ms": 1e3 * diffs[-1] if diffs else None,
     }
 
 
 # --- report -------------------------------------------------------------------------------
+
+
+def spread(xs: list[float]) -> str:
+    """Median share, and the range when there was more than one round."""
+    mid = statistics.median(xs)
+    return f"{mid:.1%}" if len(xs) < 2 else f"{mid:.1%} ({min(xs):.1%}-{max(xs):.1%})"
 
 
 def report(res: dict) -> str:
@@ -325,10 +390,20 @@ def report(res: dict) -> str:
 
     if "argv" in res:
         a = res["argv"]
-        p, f = med(a["burst"][pa]), med(a["burst"][fa])
-        rows.append(("argv, 200 at once (uid 65534 vs root)", f"{p:.1%}", f"{f:.1%}", ">= forkstat", p >= f))
+        for program, by in a["burst"].items():
+            p, f = med(by[pa]), med(by[fa])
+            label = f"argv, 200 `{BURSTS[program].format(tag='T')}` at once (uid 65534 vs root)"
+            rows.append((label, spread(by[pa]), spread(by[fa]), ">= forkstat", p >= f))
         p, f = med(a["storm"][pa]), med(a["storm"][fa])
-        rows.append(("argv, lives >= 1 ms, 1,000 exec/s storm", f"{p:.1%}", f"{f:.1%}", ">= 95%", p >= 0.95))
+        rows.append(
+            (
+                "argv, lives >= 1 ms, 1,000 exec/s storm",
+                spread(a["storm"][pa]),
+                spread(a["storm"][fa]),
+                ">= 95%",
+                p >= 0.95,
+            )
+        )
     if "latency" in res:
         lat = res["latency"]
         us = lat["proctop_us"]
@@ -340,6 +415,16 @@ def report(res: dict) -> str:
         )
         rows.append(
             ("exec -> /proc read p99 (uid 65534)", f"{us[0.99]:.0f} us", "not printed", "<= 1 ms", us[0.99] <= 1000)
+        )
+        b = lat["bare_reader_us"]
+        rows.append(
+            (
+                "same, a bare one-thread Python reader (a reader process's floor)",
+                f"p50 {b[0.5]:.0f} us, p90 {b[0.9]:.0f} us, p99 {b[0.99]:.0f} us",
+                "",
+                "",
+                None,
+            )
         )
         rows.append(("argv read of a child living L (P(latency < L))", pt_cdf, fs_cdf, "", None))
     if "cpu" in res:
@@ -373,13 +458,16 @@ def report(res: dict) -> str:
             (
                 "lifetime within 1 ms of forkstat's",
                 pct(lt["within_1ms"], lt["compared"]),
-                f"median diff {lt['median_diff_ms']:.2f} ms",
+                f"diff median {lt['median_diff_ms']:.2f} ms, p99 {lt['p99_diff_ms']:.2f} ms, "
+                f"beyond 1 ms: {lt['compared'] - lt['within_1ms']} ({lt['proctop_longer']} longer in proctop)",
                 "all",
                 share >= 0.99,
             )
         )
     lines = [
-        f"load average {res['load_start']} at start, {res['load_end']} at end; {res['date']}",
+        f"{res['date']}; load average (1, 5, 15 min) at the start of each section: "
+        + ", ".join(f"{name} {load}" for name, load in res["load"].items())
+        + f"; at the end {res['load_end']}",
         "",
         "| target | proctop | forkstat | goal | met |",
         "|---|---|---|---|---|",
@@ -404,15 +492,18 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(args.sections.split(","))
     env = Env(quick=False)
     res: dict = {"load_start": loadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    plan = {
+        "argv": lambda: section_argv(env, args.rounds, 3000),
+        "latency": lambda: section_latency(env, 600, [100, 300, 1000], args.rounds),
+        "cpu": lambda: section_cpu(env, args.rounds, 10000),
+        "lifetimes": lambda: section_lifetimes(env, 2000),
+    }
+    res["load"] = {}
     try:
-        if "argv" in sections:
-            res["argv"] = section_argv(env, args.rounds, 3000)
-        if "latency" in sections:
-            res["latency"] = section_latency(env, 600, [100, 300, 1000])
-        if "cpu" in sections:
-            res["cpu"] = section_cpu(env, args.rounds, 10000)
-        if "lifetimes" in sections:
-            res["lifetimes"] = section_lifetimes(env, 2000)
+        for name, run in plan.items():
+            if name in sections:
+                res["load"][name] = loadavg()  # a shared machine: say how busy it was
+                res[name] = run()
     finally:
         env.cleanup()
     res["load_end"] = loadavg()

@@ -45,6 +45,10 @@ class HasFileno(Protocol):
 #: Longest wait of the main loop: how late a signal, a gone reader or the end
 #: of ``--duration`` can be noticed.
 TURN = 0.2
+#: stdout is polled for a gone reader at most this often, not once per batch of
+#: events: under a storm the loop turns thousands of times a second, each turn
+#: a system call more (a write to a gone reader fails with EPIPE anyway).
+_LOOK_EVERY = 0.05
 
 
 def header(source: Source) -> dict[str, object]:
@@ -221,14 +225,22 @@ def run_json(
     unwritten_since = 0.0
     writer.put([_line(header(source))])
 
+    looked = 0.0  # when stdout was last polled for a gone reader
+
     def status() -> int | None:
         """The exit status if output has failed or the run was stopped, else None."""
+        nonlocal looked
         if writer.error is not None:
             err = writer.error
             print(f"proctop: cannot write the output: {err.strerror or err}", file=sys.stderr)
             return 1
-        if writer.gone or stop() or _reader_gone(watch):
+        if writer.gone or stop():
             return 0
+        now = time.monotonic()
+        if now - looked >= _LOOK_EVERY:
+            looked = now
+            if _reader_gone(watch):
+                return 0
         return None
 
     def drain() -> int | None:
