@@ -51,9 +51,10 @@ def command_line(cmdline: list[str] | None, comm: str | None) -> str:
 def encode_line(obj: dict[str, Any]) -> bytes:
     """``obj`` as one line of ASCII JSON, strict RFC 8259: the one encoder of every line written.
 
-    orjson when its bytes are ASCII: 0.7 us against 7 us for ``json.dumps`` on an
-    exit event (timeit, here), the largest share of the consumer's CPU under
-    ``--only all`` (cProfile: to_dict + dumps were half of the main thread). orjson
+    orjson when its bytes are ASCII: 1.4 us against 12.7 us for ``json.dumps`` on an
+    exit event (timeit, here, machine at load 10; the whole line 6.9 against 15.2 us),
+    the largest share of the consumer's CPU under ``--only all`` (cProfile: to_dict
+    + dumps were half of the main thread). orjson
     writes non-ASCII as UTF-8 and refuses the lone surrogates of undecodable argv
     bytes (``\\udcXX``), and the output is a contract (pure ASCII): those lines, rare,
     go through ``json.dumps``. Both write the same keys, order and values; only a
@@ -142,8 +143,8 @@ class Event:
     def _fields(self) -> dict[str, Any]:
         # Not dataclasses.asdict(): its recursive deep copy was a quarter of the CPU
         # of `proctop --json --only all` under a fork+exec storm (bench/). One C-level
-        # attrgetter + zip and deleting the unset optional keys: 1.6 us against 3.3 us
-        # for a getattr per field and a pass per key (an exit event, timeit, here).
+        # attrgetter + zip and deleting the unset optional keys: 4.9 us against 6.5 us
+        # for a getattr per field and a pass per key (an exit event, timeit, load 10).
         d = dict(zip(_FIELD_NAMES, _get_fields(self), strict=True))
         for key in [key for key in _OPTIONAL_KEYS if d[key] is None]:
             del d[key]

@@ -375,3 +375,21 @@ def test_lifetimes_say_their_precision(open_source):
     (ev,) = exits_of(collect(src, lambda evs: exits_of(evs, proc.pid)), proc.pid)
     assert ev.lifetime_resolution == TICK
     assert 1.5 <= ev.lifetime < 1.8
+
+
+def test_a_titled_parent_is_named_alike_by_either_reader(open_source):
+    """A failure's parent found through psutil (unannounced under nonzero-exit) has the argv
+    the reader's snapshot would give it: one element, not the title split on its spaces."""
+    title = "nginx: worker process"
+    src = open_source(PROC_EVENT_NONZERO_EXIT)
+    parent = subprocess.Popen(["bash", "-c", f'exec -a "{title}" bash'], stdin=subprocess.PIPE)
+    try:
+        parent.stdin.write(b'sh -c "exit 3"\nsleep 5\n')  # alive while its child's exit is read
+        parent.stdin.close()
+        events = collect(src, lambda evs: any(e.ppid == parent.pid for e in evs))
+    finally:
+        parent.kill()
+        parent.wait()
+    (failed,) = [e for e in events if e.event == "exit" and e.ppid == parent.pid]
+    assert failed.exit_code == 3
+    assert failed.parent_cmdline == [title]
