@@ -265,8 +265,10 @@ class Enricher:
                 info = read_proc(subject)
             if info is None:  # gone already: the new program is unknown, its lineage is not
                 info = ProcInfo(pid=subject, start=None)
-                if old is not None:
-                    info.ppid, info.uid, info.cgroup = old.ppid, old.uid, old.cgroup
+            if old is not None:  # gone, or reaped after its argv was read: the rest from its fork
+                info.ppid = old.ppid if info.ppid is None else info.ppid
+                info.uid = old.uid if info.uid is None else info.uid
+                info.cgroup = old.cgroup if info.cgroup is None else info.cgroup
             if old is not None and old.exact:
                 info.start, info.exact = old.start, True  # from its fork
             else:  # fork unseen: the exec's own timestamp beats /proc's 10 ms ticks

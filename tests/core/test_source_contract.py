@@ -233,3 +233,24 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
         assert reads == [(unseen, False), (gone_at_exec, True), (gone_at_exec, False)]
     finally:
         source.close()
+
+
+def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monkeypatch):
+    """procfs.snapshot keeps the argv it read when stat is gone by the next read; the rest
+    (parent, owner) comes from the fork the enricher saw."""
+    import proctop.sources.connector as connector
+    from proctop.model.procfs import Snapshot
+
+    argv = ["cc1", "-quiet", "broken.c"]
+    monkeypatch.setattr(
+        connector, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
+    )
+    source, fed = fed_connector(PROC_EVENT_ALL)
+    source.start()
+    try:
+        _life_of_a_failure(fed)
+        _, exec_, exit_ = drain(source, 3)
+        assert (exec_.event, exec_.cmdline, exec_.ppid) == ("exec", argv, PARENT)
+        assert (exit_.event, exit_.cmdline, exit_.exit_code) == ("exit", argv, 3)
+    finally:
+        source.close()
