@@ -1,9 +1,11 @@
 """Events from the kernel's proc connector (or the kmod backport), read in a thread.
 
 The reader thread does only what must not wait: recv, decode, the user-space
-mask and the thread filter. Everything slower (psutil enrichment, printing,
-rendering) happens in the consumer's ``poll``, so a slow consumer makes the
-in-process queue grow instead of making the kernel drop events.
+mask and the thread filter, and the /proc read of an exec'd (or unannounced
+dying) process, datagram by datagram, before it is gone. Everything slower
+(enrichment, printing, rendering) happens in the consumer's ``poll``, so a
+slow consumer makes the in-process queue grow instead of making the kernel
+drop events.
 """
 
 from __future__ import annotations
