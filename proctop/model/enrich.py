@@ -47,6 +47,8 @@ from proctop.model.procfs import (
     live_pids,
     read_cgroup,
     read_cmdline,
+    read_comm,
+    read_exe,
     snapshot,
 )
 from proctop.model.reasons import SystemFacts, exit_reason
@@ -98,9 +100,11 @@ def read_proc(pid: int) -> ProcInfo | None:
 
     For lookups off the event path (a parent, a process alive since before
     proctop started), where psutil's per-field errors fit and 45 us do not
-    matter. The command line is the reader's (``procfs.read_cmdline``), not
-    psutil's ``cmdline()``, which splits a setproctitle'd line on its spaces:
-    a process must have one argv whichever reader saw it first.
+    matter: lineage, owner and start from psutil. The names (comm, argv, exe)
+    are read as the reader thread's snapshots read them (``procfs``): psutil's
+    ``cmdline()`` splits a setproctitle'd line on its spaces and its
+    ``name()`` lengthens a 15-byte comm, and a process must have one name
+    whichever reader saw it first.
     """
     try:
         proc = psutil.Process(pid)
@@ -109,12 +113,12 @@ def read_proc(pid: int) -> ProcInfo | None:
     info = ProcInfo(pid=pid, start=None)
     with proc.oneshot():
         info.start = _precise_start(_safe(proc.create_time))
-        info.comm = _safe(proc.name)
         info.ppid = _safe(proc.ppid)
         uids = _safe(proc.uids)
         info.uid = uids.effective if uids else None  # as /proc's owner, which snapshots use
-        info.cmdline = read_cmdline(pid)  # None for a zombie, whose argv is gone
-        info.exe = _safe(proc.exe) or None
+    info.comm = read_comm(pid)
+    info.cmdline = read_cmdline(pid)  # None for a zombie, whose argv is gone
+    info.exe = read_exe(pid)
     return info
 
 

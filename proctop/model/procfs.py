@@ -9,10 +9,12 @@ the owner costs 8.5 us. The reader thread must capture a process before its
 parent reaps it (a dying process is a zombie for only as long as the parent
 takes to call wait), and an exec'd process before it exits, so there the
 direct read is used; everything else goes through psutil
-(``proctop.model.enrich``). Both take a command line from ``parse_cmdline``:
-psutil's own ``cmdline()`` splits a line without NULs (a setproctitle'd
-``nginx: worker process``) on its spaces, so the same process would have had
-two argvs depending on which reader saw it first.
+(``proctop.model.enrich``). One reader per datum: a process's names (comm,
+argv, exe) always come from here, its lineage and owner in a lookup from
+psutil. psutil's own ``cmdline()`` splits a line without NULs (a
+setproctitle'd ``nginx: worker process``) on its spaces and its ``name()``
+lengthens a 15-byte comm, so the same process would have had two names
+depending on which reader saw it first.
 """
 
 from __future__ import annotations
@@ -94,6 +96,27 @@ def read_cmdline(pid: int) -> list[str] | None:
         return None
 
 
+def read_comm(pid: int) -> str | None:
+    """The kernel's comm (15 bytes at most, as /proc/PID/stat and the kernel's events carry it).
+
+    Not psutil's ``name()``, which lengthens a 15-byte comm from argv[0]: the
+    same process would be ``systemd-journal`` in one reader and
+    ``systemd-journald`` in the other.
+    """
+    try:
+        return read_file(f"/proc/{pid}/comm").rstrip(b"\n").decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+
+
+def read_exe(pid: int) -> str | None:
+    """The exe link as the kernel shows it (`` (deleted)`` kept: psutil drops it when no file is there)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
 def snapshot(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
     """comm, ppid and owner from /proc/PID/stat (and argv, exe, cgroup if asked); None if gone.
 
@@ -112,10 +135,7 @@ def snapshot(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
             cmdline = parse_cmdline(read_file(base + "/cmdline"))
         except OSError:
             pass
-        try:
-            exe = os.readlink(base + "/exe")
-        except OSError:
-            pass
+        exe = read_exe(pid)
     try:
         stat = read_file(base + "/stat")
         uid = os.stat(base).st_uid

@@ -7,6 +7,7 @@ or two start times depending on which of them saw it first.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 
@@ -78,6 +79,25 @@ def test_argv_read_first_survives_a_reap_before_the_rest(monkeypatch):
         assert snap.exe is not None and snap.exe.endswith("sleep")
         assert (snap.comm, snap.ppid, snap.start) == (None, None, None)
         assert snapshot(proc.pid, argv=False) is None  # nothing read: gone
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_long_program_name_is_the_kernels_comm_in_both_readers(tmp_path):
+    """comm is 15 bytes in the kernel; psutil's name() would lengthen it from argv[0]."""
+    program = tmp_path / "a-very-long-program-name"
+    shutil.copy("/bin/sleep", program)
+    proc = subprocess.Popen([str(program), "30"])
+    try:
+        deadline = time.monotonic() + 5
+        while read_cmdline(proc.pid) != [str(program), "30"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        snap = snapshot(proc.pid, argv=True)
+        info = read_proc(proc.pid)
+        assert snap is not None and info is not None
+        assert snap.comm == info.comm == "a-very-long-pro"
+        assert snap.exe == info.exe == str(program)
     finally:
         proc.kill()
         proc.wait()
