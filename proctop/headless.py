@@ -18,7 +18,6 @@ noisy (README, "Captures and outputs that fail"):
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import stat
@@ -31,7 +30,7 @@ from typing import Protocol
 
 from proctop import __version__
 from proctop.kernel.protocol import mask_names
-from proctop.model.events import Event
+from proctop.model.events import Event, encode_line
 from proctop.sources.base import Source
 
 #: Bytes of output held for a reader that fell behind (~250 bytes a line: about
@@ -46,6 +45,10 @@ class HasFileno(Protocol):
 #: Longest wait of the main loop: how late a signal, a gone reader or the end
 #: of ``--duration`` can be noticed.
 TURN = 0.2
+#: stdout is polled for a gone reader at most this often, not once per batch of
+#: events: under a storm the loop turns thousands of times a second, each turn
+#: a system call more (a write to a gone reader fails with EPIPE anyway).
+_LOOK_EVERY = 0.05
 
 
 def header(source: Source) -> dict[str, object]:
@@ -222,14 +225,22 @@ def run_json(
     unwritten_since = 0.0
     writer.put([_line(header(source))])
 
+    looked = 0.0  # when stdout was last polled for a gone reader
+
     def status() -> int | None:
         """The exit status if output has failed or the run was stopped, else None."""
+        nonlocal looked
         if writer.error is not None:
             err = writer.error
             print(f"proctop: cannot write the output: {err.strerror or err}", file=sys.stderr)
             return 1
-        if writer.gone or stop() or _reader_gone(watch):
+        if writer.gone or stop():
             return 0
+        now = time.monotonic()
+        if now - looked >= _LOOK_EVERY:
+            looked = now
+            if _reader_gone(watch):
+                return 0
         return None
 
     def drain() -> int | None:
@@ -261,7 +272,7 @@ def run_json(
         for ev in events:
             if not source.shows(ev):
                 continue
-            lines.append(_line(ev.to_dict()))
+            lines.append(ev.to_line())
             written += 1
             if count is not None and written >= count:
                 break
@@ -290,10 +301,9 @@ def run_json(
 
 
 def _line(obj: dict[str, object]) -> bytes:
-    # ASCII (argv may hold undecodable bytes, as \udcXX); strict RFC 8259: no NaN/Infinity.
-    return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
+    return encode_line(obj)  # ASCII (argv may hold undecodable bytes, as \\udcXX); strict RFC 8259
 
 
 def _lost_line(count: int, since: float) -> bytes:
     """A ``lost`` event for lines the reader was too slow to take."""
-    return _line(Event(ts=since, event="lost", count=count).to_dict())
+    return Event(ts=since, event="lost", count=count).to_line()

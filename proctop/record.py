@@ -202,7 +202,7 @@ class SegmentWriter:
                 self.dropped += len(events)
                 self.dropped_total += len(events)
             else:
-                self._compress(b"".join(ev.to_json().encode("ascii") + b"\n" for ev in events), len(events))
+                self._compress(b"".join(ev.to_line() for ev in events), len(events))
         self.tick()
 
     def tick(self) -> None:
@@ -329,7 +329,7 @@ class SegmentWriter:
         self._failing = False
         if self.dropped:
             lost = Event(ts=self.clock(), event="lost", count=self.dropped)
-            self._compress(lost.to_json().encode("ascii") + b"\n", 0)
+            self._compress(lost.to_line(), 0)
         else:
             self._start_segment()
         assert self._z is not None  # _compress or _start_segment made one

@@ -38,7 +38,18 @@ from proctop.kernel.protocol import (
 )
 from proctop.model.events import Event, decode_wait_status
 from proctop.model.kinds import EVENT_NAMES
-from proctop.model.procfs import GONE, PSUTIL_START_SHIFT, TICK, Snapshot, live_pids, read_cgroup, snapshot
+from proctop.model.procfs import (
+    GONE,
+    PSUTIL_START_SHIFT,
+    TICK,
+    Snapshot,
+    live_pids,
+    read_cgroup,
+    read_cmdline,
+    read_comm,
+    read_exe,
+    snapshot,
+)
 from proctop.model.proctable import ProcessTable, ProcInfo
 from proctop.model.reasons import SystemFacts, exit_reason
 from proctop.model.units import unit_of
@@ -68,7 +79,16 @@ class UserNames:
 
 
 def read_proc(pid: int) -> ProcInfo | None:
-    """Read one process through psutil; None if it is gone. Partial on AccessDenied."""
+    """Read one process through psutil; None if it is gone. Partial on AccessDenied.
+
+    For lookups off the event path (a parent, a process alive since before
+    proctop started), where psutil's per-field errors fit and 45 us do not
+    matter: lineage, owner and start from psutil. The names (comm, argv, exe)
+    are read as the reader thread's snapshots read them (``procfs``): psutil's
+    ``cmdline()`` splits a setproctitle'd line on its spaces and its
+    ``name()`` lengthens a 15-byte comm, and a process must have one name
+    whichever reader saw it first.
+    """
     try:
         proc = psutil.Process(pid)
     except _PSUTIL_ERRORS:
@@ -76,16 +96,17 @@ def read_proc(pid: int) -> ProcInfo | None:
     info = ProcInfo(pid=pid, start=None)
     with proc.oneshot():
         info.start = _precise_start(_safe(proc.create_time))
-        info.comm = _safe(proc.name)
         info.ppid = _safe(proc.ppid)
         uids = _safe(proc.uids)
         info.uid = uids.effective if uids else None  # as /proc's owner, which snapshots use
-        info.cmdline = _safe(proc.cmdline) or None  # a zombie's argv is empty
-        info.exe = _safe(proc.exe) or None
+    info.comm = read_comm(pid)
+    info.cmdline = read_cmdline(pid)  # None for a zombie, whose argv is gone
+    info.exe = read_exe(pid)
     return info
 
 
 def _precise_start(create_time: float | None) -> float | None:
+    """psutil's start time on the snapshots' scale (see ``procfs.PSUTIL_START_SHIFT``)."""
     return None if create_time is None else create_time + PSUTIL_START_SHIFT
 
 
@@ -241,8 +262,10 @@ class Enricher:
                 info = read_proc(subject)
             if info is None:  # gone already: the new program is unknown, its lineage is not
                 info = ProcInfo(pid=subject, start=None)
-                if old is not None:
-                    info.ppid, info.uid, info.cgroup = old.ppid, old.uid, old.cgroup
+            if old is not None:  # gone, or reaped after its argv was read: the rest from its fork
+                info.ppid = old.ppid if info.ppid is None else info.ppid
+                info.uid = old.uid if info.uid is None else info.uid
+                info.cgroup = old.cgroup if info.cgroup is None else info.cgroup
             if old is not None and old.exact:
                 info.start, info.exact = old.start, True  # from its fork
             else:  # fork unseen: the exec's own timestamp beats /proc's 10 ms ticks

@@ -1,9 +1,11 @@
 """Events from the kernel's proc connector (or the kmod backport), read in a thread.
 
 The reader thread does only what must not wait: recv, decode, the user-space
-mask and the thread filter. Everything slower (psutil enrichment, printing,
-rendering) happens in the consumer's ``poll``, so a slow consumer makes the
-in-process queue grow instead of making the kernel drop events.
+mask and the thread filter, and the /proc read of an exec'd (or unannounced
+dying) process, datagram by datagram, before it is gone. Everything slower
+(enrichment, printing, rendering) happens in the consumer's ``poll``, so a
+slow consumer makes the in-process queue grow instead of making the kernel
+drop events.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
 from proctop.model.enrich import Enricher
 from proctop.model.events import Event
 from proctop.model.kinds import EVENT_NAMES
-from proctop.model.procfs import GONE, Snapshot, snapshot
+from proctop.model.procfs import GONE, Snapshot, parse_cmdline, snapshot
 from proctop.sources.base import Source, SourceDescription
 
 #: Netlink port id of the kernel. Any local process may unicast a datagram to our
@@ -56,6 +58,9 @@ _RENEW_EVERY = 5.0  # seconds between LISTEN renewals to the kmod (see _renew_su
 #: reader drops and counts them as lost: memory stays bounded (bench/: a TUI
 #: lagging a 25,000 events/s storm grew to 238 MB without this bound).
 _QUEUE_MAX = 200_000
+#: Processes whose fork or exec the reader saw, kept to its own set (``_take``); past
+#: this many (exits filtered out by the mask never remove theirs) it starts afresh.
+_ANNOUNCED_MAX = 65536
 _POLL_MAX = 4096  # events enriched per poll(): about 0.1 s of work, so quitting stays prompt
 _REFRESH_EVERY = 1.0  # seconds between /proc refreshes when fork/exec are not in the mask
 _REFRESH_SHARE = 20  # ...and at least 20x the last one's cost: /proc work stays under 5% of a core
@@ -104,7 +109,7 @@ def _kernel_names(ev: RawEvent, snap: Snapshot | None) -> Snapshot | None:
     """
     if not ev.comm or (snap is not None and snap is not GONE and snap.cmdline):
         return snap
-    argv = [a.decode("utf-8", "surrogateescape") for a in ev.argv.rstrip(b"\0").split(b"\0")] if ev.argv else None
+    argv = parse_cmdline(ev.argv)
     comm = ev.comm.decode("utf-8", "surrogateescape")
     if snap is None or snap is GONE:
         return Snapshot(comm, None, None, None, argv, None)
@@ -164,6 +169,7 @@ class ConnectorSource(Source):
         self._synced_through = 0.0
         self._settled = 0.0
         self._names = self.kind == "kmod" and _kmod_names()
+        self._announced: set[int] = set()  # the reader thread's own (see ``_take``)
 
     # --- control ---------------------------------------------------------
 
@@ -254,6 +260,13 @@ class ConnectorSource(Source):
     # --- reader thread ---------------------------------------------------
 
     def _read_loop(self) -> None:
+        """recv, decode and take each datagram as it comes; queue once the socket is empty.
+
+        Each exec is read from /proc as soon as its datagram is decoded, not
+        after the socket was drained (up to 4,096 events before): in a burst
+        of 200 execs the first ones were gone before the batch was read
+        (bench/naming.py). The consumer is still woken once per drain.
+        """
         assert self._sock is not None
         raw = self._sock.raw
         buf = bytearray(65536)
@@ -263,12 +276,13 @@ class ConnectorSource(Source):
         queue = self._queue
         cond = self._cond
         stats = self.stats
+        take = self._take
         poller = select.poll()
         poller.register(raw.fileno(), select.POLLIN)
         timeout_ms = int(_READ_TIMEOUT * 1000)
         while not stop.is_set():
-            batch: list[RawEvent | Literal[_Marker.LOST]] = []
-            drained = False  # the socket was read empty: everything sent before `ready` is in `batch`
+            keep: list[_Queued] = []
+            drained = False  # the socket was read empty: everything sent before `ready` is in `keep`
             self._renew_subscription()
             ready = time.monotonic()
             try:
@@ -276,28 +290,26 @@ class ConnectorSource(Source):
                     with cond:
                         self._synced_through = ready  # the socket was empty then
                     continue
-                while len(batch) < 4096:
+                while len(keep) < 4096:
                     n, (sender, _groups) = raw.recvfrom_into(buf)
                     if sender != KERNEL_PORT:  # a user process unicasting to our port: never shown
                         dstats.malformed += 1
                         continue
-                    batch.extend(decode_buffer(buf, n, dstats, idx))
+                    take(decode_buffer(buf, n, dstats, idx), keep)
             except BlockingIOError:
                 drained = True
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     stats.lost += 1
-                    batch.append(_LOST)
+                    self._lost_mark(keep)
                 elif exc.errno == errno.EINTR:
                     pass
                 else:
                     if not stop.is_set():
                         self.error = f"reading process events failed: {exc.strerror}"
-                    batch.append(_LOST)
+                    self._lost_mark(keep)
                     stop.set()
             stats.malformed = dstats.malformed
-            stats.received += sum(1 for ev in batch if ev is not _LOST)
-            keep = self._filter(batch) if batch else []
             with cond:
                 if keep:
                     room = max(0, _QUEUE_MAX - len(queue))
@@ -316,34 +328,49 @@ class ConnectorSource(Source):
         with cond:
             cond.notify_all()
 
-    def _filter(self, batch: list[RawEvent | Literal[_Marker.LOST]]) -> list[_Queued]:
+    def _lost_mark(self, keep: list[_Queued]) -> None:
+        keep.append(_LOST)
+        self._announced.clear()  # forks and execs may have been among the lost: read exits again
+
+    def _take(self, events: list[RawEvent], keep: list[_Queued]) -> None:
         """Apply the mask and the thread filter; snapshot /proc where it cannot wait.
 
         An exec'd process may exit within a millisecond and a dying one is
         reaped as soon as its parent waits, so their /proc entries are read
-        here, not in the (possibly busy) consumer.
+        here, not in the (possibly busy) consumer. A dying process is read
+        only if its fork or a named exec went by unseen (``_announced``, the
+        reader's own record: the consumer's table lags the socket by a queue,
+        and in a storm that made the reader read every exit, mostly in vain).
         """
         mask = self.mask
         threads = self.threads
-        known = self.enricher.procs
-        keep: list[_Queued] = []
-        dropped = 0
-        for ev in batch:
-            if ev is _LOST:
-                keep.append(ev)
-            elif mask and mask_accepts(mask, ev.what, ev.a) and (threads or ev.pid == ev.tgid):
-                snap = None
-                if ev.what == PROC_EVENT_EXEC:
-                    snap = _kernel_names(ev, snapshot(ev.tgid, argv=True, cgroup=True) or GONE)
-                elif ev.what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
-                    info = known.get(ev.tgid)
+        announced = self._announced
+        self.stats.received += len(events)
+        for ev in events:
+            what = ev.what
+            if not (mask and mask_accepts(mask, what, ev.a) and (threads or ev.pid == ev.tgid)):
+                self.stats.filtered += 1
+                continue
+            snap = None
+            if what == PROC_EVENT_EXEC:
+                snap = _kernel_names(ev, snapshot(ev.tgid, argv=True, cgroup=True) or GONE)
+                if snap is GONE or snap is None or not (snap.comm or snap.cmdline):
+                    announced.discard(ev.tgid)
+                else:
+                    announced.add(ev.tgid)
+            elif what == PROC_EVENT_FORK:
+                if ev.pid == ev.tgid:  # a new process, named after its parent until it execs
+                    if len(announced) >= _ANNOUNCED_MAX:  # exits filtered out never remove theirs
+                        announced.clear()
+                    announced.add(ev.tgid)
+            elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
+                if ev.tgid in announced:
+                    announced.discard(ev.tgid)
+                else:
+                    info = self.enricher.procs.get(ev.tgid)
                     if info is None or info.comm is None:  # unannounced, or exec'd too fast to read
                         snap = _kernel_names(ev, snapshot(ev.tgid, argv=False, cgroup=True))
-                keep.append((ev, snap))
-            else:
-                dropped += 1
-        self.stats.filtered += dropped
-        return keep
+            keep.append((ev, snap))
 
     # --- consumer --------------------------------------------------------
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from proctop.model.events import Event, decode_wait_status, signal_name
+from proctop.model.events import Event, decode_wait_status, encode_line, signal_name
 
 
 def test_wait_status():
@@ -90,3 +92,43 @@ def test_to_json_is_strict_rfc8259():
     """A NaN can never be written out as the invalid token ``NaN`` (issue 8)."""
     with pytest.raises(ValueError):
         Event(ts=1.0, event="exit", lifetime=float("nan")).to_json()
+
+
+_TEXT = st.text(max_size=12)  # any code point, lone surrogates (undecodable argv bytes) included
+
+
+@given(
+    ts=st.floats(min_value=0, max_value=2**32, allow_nan=False),
+    comm=st.none() | _TEXT,
+    cmdline=st.none() | st.lists(_TEXT, max_size=4),
+    lifetime=st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    exit_code=st.none() | st.integers(0, 255),
+    unit=st.none() | _TEXT,
+)
+def test_the_fast_encoder_writes_what_json_dumps_writes(ts, comm, cmdline, lifetime, exit_code, unit):
+    """encode_line's line holds what json.dumps (ASCII, strict) would write, and reads back as the event.
+
+    Numbers may be spelled differently (orjson: 0.00005, json: 5e-05), never valued differently."""
+    ev = Event(
+        ts=ts,
+        event="exit",
+        pid=7,
+        tgid=7,
+        comm=comm,
+        cmdline=cmdline,
+        lifetime=lifetime,
+        exit_code=exit_code,
+        unit=unit,
+        parent_cmdline=cmdline,
+    )
+    line = ev.to_line()
+    reference = json.dumps(ev.to_dict(), separators=(",", ":"), allow_nan=False)
+    assert line.isascii() and line.endswith(b"}\n") and line.count(b"\n") == 1
+    assert json.loads(line) == json.loads(reference)
+    assert list(json.loads(line)) == list(json.loads(reference))  # the same keys, in the same order
+    assert Event.from_dict(json.loads(line)) == ev
+
+
+def test_encode_line_keeps_undecodable_bytes_as_escapes():
+    line = encode_line({"cmdline": ["\udcff", "é"]})
+    assert line == b'{"cmdline":["\\udcff","\\u00e9"]}\n'

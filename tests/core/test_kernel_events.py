@@ -375,3 +375,46 @@ def test_lifetimes_say_their_precision(open_source):
     (ev,) = exits_of(collect(src, lambda evs: exits_of(evs, proc.pid)), proc.pid)
     assert ev.lifetime_resolution == TICK
     assert 1.5 <= ev.lifetime < 1.8
+
+
+def test_a_titled_parent_is_named_alike_by_either_reader(open_source):
+    """A failure's parent found through psutil (unannounced under nonzero-exit) has the argv
+    the reader's snapshot would give it: one element, not the title split on its spaces."""
+    title = "nginx: worker process"
+    src = open_source(PROC_EVENT_NONZERO_EXIT)
+    parent = subprocess.Popen(["bash", "-c", f'exec -a "{title}" bash'], stdin=subprocess.PIPE)
+    try:
+        parent.stdin.write(b'sh -c "exit 3"\nsleep 5\n')  # alive while its child's exit is read
+        parent.stdin.close()
+        events = collect(src, lambda evs: any(e.ppid == parent.pid for e in evs))
+    finally:
+        parent.kill()
+        parent.wait()
+    (failed,) = [e for e in events if e.event == "exit" and e.ppid == parent.pid]
+    assert failed.exit_code == 3
+    assert failed.parent_cmdline == [title]
+
+
+def _nonroot_names():
+    """In the uid-65534 child: watch exec,exit and report how its own child was named."""
+    src = ConnectorSource(probe(), parse_mask("exec,exit"))
+    src.start()
+    try:
+        pid = run(["sh", "-c", "sleep 0.05", "named-by-nobody"])
+        events = collect(src, lambda evs: exits_of(evs, pid))
+        return {
+            "execs": [(e.cmdline, e.comm, e.exe) for e in events if e.event == "exec" and e.tgid == pid],
+            "exits": [(e.cmdline, e.comm) for e in exits_of(events, pid)],
+        }
+    finally:
+        src.close()
+
+
+def test_nonroot_names_a_process_at_exec_and_at_exit(nonroot_child):
+    """As uid 65534: argv, comm and exe read at exec, and the exit named from them."""
+    result = nonroot_child(_nonroot_names)
+    argv = ["sh", "-c", "sleep 0.05", "named-by-nobody"]
+    ((cmdline, comm, exe),) = result["execs"]
+    assert (cmdline, comm) == (argv, "sh")
+    assert exe is not None and os.path.basename(exe) in ("dash", "bash", "sh")
+    assert result["exits"] == [(argv, "sh")]

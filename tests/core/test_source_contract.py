@@ -204,3 +204,55 @@ def test_the_fed_connector_drops_threads_and_what_the_mask_refuses():
         assert source.stats.filtered == 2
     finally:
         source.close()
+
+
+def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_start(monkeypatch):
+    """A storm's exits are not read in vain: a process whose fork or named exec the reader saw
+    is named by the consumer's table; one that started unseen, or whose exec found it gone,
+    is read while it may still be a zombie."""
+    import proctop.sources.connector as connector
+
+    reads: list[tuple[int, bool]] = []
+
+    def recording(pid: int, *, argv: bool, cgroup: bool = False) -> None:
+        reads.append((pid, argv))
+        return None  # as /proc answers for these pids: gone
+
+    monkeypatch.setattr(connector, "snapshot", recording)
+    source, fed = fed_connector(PROC_EVENT_ALL)
+    source.start()
+    try:
+        now = time.monotonic_ns()
+        seen, unseen, gone_at_exec = CHILD, CHILD + 1, CHILD + 2
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now, seen, seen, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 1, seen, seen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, unseen, unseen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 3, gone_at_exec, gone_at_exec, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 4, gone_at_exec, gone_at_exec))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 5, gone_at_exec, gone_at_exec, PARENT, PARENT, 0, 17))
+        events = drain(source, 6)
+        assert [ev.event for ev in events] == ["fork", "exit", "exit", "fork", "exec", "exit"]
+        assert reads == [(unseen, False), (gone_at_exec, True), (gone_at_exec, False)]
+    finally:
+        source.close()
+
+
+def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monkeypatch):
+    """procfs.snapshot keeps the argv it read when stat is gone by the next read; the rest
+    (parent, owner) comes from the fork the enricher saw."""
+    import proctop.sources.connector as connector
+    from proctop.model.procfs import Snapshot
+
+    argv = ["cc1", "-quiet", "broken.c"]
+    monkeypatch.setattr(
+        connector, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
+    )
+    source, fed = fed_connector(PROC_EVENT_ALL)
+    source.start()
+    try:
+        _life_of_a_failure(fed)
+        _, exec_, exit_ = drain(source, 3)
+        assert (exec_.event, exec_.cmdline, exec_.ppid) == ("exec", argv, PARENT)
+        assert (exit_.event, exit_.cmdline, exit_.exit_code) == ("exit", argv, 3)
+    finally:
+        source.close()
