@@ -366,10 +366,10 @@ class ConnectorSource(Source):
             elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
                 if ev.tgid in announced:
                     announced.discard(ev.tgid)
-                else:
-                    info = self.enricher.procs.get(ev.tgid)
-                    if info is None or info.comm is None:  # unannounced, or exec'd too fast to read
-                        snap = _kernel_names(ev, snapshot(ev.tgid, argv=False, cgroup=True))
+                else:  # unannounced (older than proctop, or its fork filtered out), or exec'd too fast to read.
+                    # Not looked up in the consumer's process table: that is the consumer thread's alone
+                    # (proctop.model.proctable); a stat read (~8 us) per such exit is the price.
+                    snap = _kernel_names(ev, snapshot(ev.tgid, argv=False, cgroup=True))
             keep.append((ev, snap))
 
     # --- consumer --------------------------------------------------------

@@ -11,6 +11,7 @@ from ui_helpers import details_body, screen_text, wait_for
 
 from proctop.kernel.probe import probe
 from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_NONZERO_EXIT
+from proctop.model.enrich import Enricher
 from proctop.sources.connector import ConnectorSource
 from proctop.ui.app import ProctopApp
 
@@ -92,6 +93,14 @@ async def test_the_process_table_is_touched_by_the_reader_thread_only(connector,
         return spied
 
     monkeypatch.setattr(connector.enricher, "enrich", spy("enrich", connector.enricher.enrich))
+    threads["table"] = set()
+    table_of = Enricher.procs.fget
+
+    def procs(enricher):  # every use of the live table, whichever method it comes from
+        threads["table"].add(threading.get_ident())
+        return table_of(enricher)
+
+    monkeypatch.setattr(Enricher, "procs", property(procs, Enricher.procs.fset))
     monkeypatch.setattr(connector, "ancestry", spy("ancestry", connector.ancestry))
     app = ProctopApp(connector, rate_interval=None)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -102,5 +111,5 @@ async def test_the_process_table_is_touched_by_the_reader_thread_only(connector,
         body = await details_body(pilot, app)
         assert f"\u2514 {os.getpid()} " in body  # the ancestry was answered
     assert threads["ancestry"] and threads["enrich"]
-    assert threads["ancestry"] == threads["enrich"], threads
+    assert threads["ancestry"] == threads["enrich"] == threads["table"], threads  # not the socket reader's either
     assert threading.main_thread().ident not in threads["enrich"]
