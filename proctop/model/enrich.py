@@ -137,7 +137,6 @@ class Enricher:
         #: The process table (proctop.model.proctable): owned by the thread that calls ``enrich``.
         self.table = ProcessTable()
         self._missing: dict[int, float] = {}  # pid -> when /proc first stopped listing it
-        self._units: dict[str, str | None] = {}
         self.facts = SystemFacts()
         self.user_name = UserNames()
         # The kernel stamps events with CLOCK_MONOTONIC (ktime_get_ns).
@@ -340,17 +339,8 @@ class Enricher:
         return ev
 
     def unit(self, cgroup: str | None) -> str | None:
-        """The unit named by a cgroup file's text (cached: few distinct cgroups, many events)."""
-        if cgroup is None:
-            return None
-        units = self._units
-        try:
-            return units[cgroup]
-        except KeyError:
-            if len(units) >= 4096:
-                units.clear()
-            unit = units[cgroup] = unit_of(cgroup)
-            return unit
+        """The unit named by a cgroup file's text (``unit_of``, cached there)."""
+        return unit_of(cgroup)
 
     def _explain(self, ev: Event, cgroup: str | None, comm: str | None) -> None:
         """Set ``ev.reason`` for a failed exit (the system is asked only for SIGKILL and core dumps)."""

@@ -11,6 +11,7 @@ core went, from ``/proc/sys/kernel/core_pattern``.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import signal
@@ -92,7 +93,6 @@ class SystemFacts:
         self._kmsg: int | None = self._open_kmsg()
         self._oom_pids: deque[int] = deque(maxlen=1024)
         self._oom_counts: dict[str, int] = {}  # memory cgroup file -> oom_kill count last read
-        self._oom_files: dict[str, str | None] = {}  # /proc/PID/cgroup text -> that file
 
     @staticmethod
     def _open_kmsg() -> int | None:
@@ -120,23 +120,9 @@ class SystemFacts:
             return None
         return core_location(pattern, pid, comm, uses_pid)
 
-    def _oom_file_of(self, cgroup_text: str | None) -> str | None:
-        """``_oom_file`` cached by the cgroup file's text: called at every exec, and a
-        machine has few distinct cgroups (the same cache as ``Enricher.unit``)."""
-        if cgroup_text is None:
-            return None
-        files = self._oom_files
-        try:
-            return files[cgroup_text]
-        except KeyError:
-            if len(files) >= 4096:
-                files.clear()
-            path = files[cgroup_text] = _oom_file(cgroup_text)
-            return path
-
     def note_cgroup(self, cgroup_text: str | None) -> None:
         """Remember the ``oom_kill`` count of a memory cgroup the first time it is seen."""
-        path = self._oom_file_of(cgroup_text)
+        path = _oom_file(cgroup_text)
         if path is not None and path not in self._oom_counts:
             count = _read_oom_kills(path)
             if count is not None:
@@ -149,7 +135,7 @@ class SystemFacts:
         self._read_kmsg()
         if pid in self._oom_pids:
             return True
-        path = self._oom_file_of(cgroup_text)
+        path = _oom_file(cgroup_text)
         if path is None or path not in self._oom_counts:
             return False
         count = _read_oom_kills(path)
@@ -181,6 +167,7 @@ class SystemFacts:
 _OOM_LINE = re.compile(rb"Killed process (\d+) \(")
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every exec (note_cgroup); a machine has few distinct cgroups
 def _oom_file(cgroup_text: str | None) -> str | None:
     """The file whose ``oom_kill`` counts OOM kills in the process's memory cgroup (v2, else v1)."""
     if not cgroup_text:

@@ -11,6 +11,7 @@ says nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _CONTAINER = re.compile(r"(docker|libpod|crio|cri-containerd)-([0-9a-f]{12})[0-9a-f]*\.scope")
@@ -31,6 +32,7 @@ def cgroup_paths(text: str) -> dict[str, str]:
     return paths
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every exec and exit; a machine has few distinct cgroups
 def unit_of(cgroup_text: str | None) -> str | None:
     """``nginx.service``, ``session-3.scope``, ``docker:0123456789ab``; None when none is named."""
     if not cgroup_text:
