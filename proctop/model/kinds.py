@@ -116,6 +116,11 @@ TOGGLES: tuple[tuple[str, str, str], ...] = tuple(
     (kind.key, kind.name, kind.label) for kind in KINDS if kind.key is not None
 )
 
+def toggles_on(mask: int) -> list[str]:
+    """The mask names of the toggles ``mask`` has on, in the header's order."""
+    return [name for _, name, _ in TOGGLES if mask & MASK_BITS[name]]
+
+
 #: Labels of the timeline's EVENT column, by event name.
 ROW_LABELS: dict[str, str] = {kind.name: kind.row for kind in KINDS if kind.row is not None}
 

@@ -42,7 +42,7 @@ from textual.worker import Worker, get_current_worker
 from proctop.errors import ProctopError
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
-from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL
+from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL, toggles_on
 from proctop.sources.base import Source
 from proctop.ui import keys
 from proctop.ui.board import FailuresView
@@ -162,7 +162,6 @@ class ProctopApp(App[int]):
         self.boards = {
             by: FailureBoard(by=by, loop_burst=loop_burst, loop_interval=loop_interval) for by in ("command", "unit")
         }
-        self.rates: dict[str, float] = {}
         self.rate_interval = rate_interval
         self.batches = 0  # Batch messages handled (tests and the load bench look at it)
         self.events_seen = 0  # events received from the worker, shown or waiting
@@ -393,7 +392,7 @@ class ProctopApp(App[int]):
             return "no events in this capture" if self.state != "live" else "reading the capture\u2026"
         if self.state != "live":
             return "stopped: no more events will come"
-        names = [name for _, name, _ in TOGGLES if self.mask & MASK_BITS[name]]
+        names = toggles_on(self.mask)
         if not names:
             return "every kind is off in the kernel filter: nothing can arrive (press a)"
         since = format_time(self.since)[:8]

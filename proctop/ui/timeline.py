@@ -199,7 +199,7 @@ class Timeline(ScrollView, can_focus=True):
             self.cursor = len(view) - 1
         else:
             self.cursor = self._index_of(selected, view)
-        self._after_change(0, force_scroll=True, counted=True)
+        self._after_change(0, force_scroll=True)
 
     def _index_of(self, row: Row, view: deque[Row]) -> int:
         for i in range(len(view) - 1, -1, -1):

@@ -10,7 +10,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from proctop.model import kinds
-from proctop.model.kinds import MASK_BITS
+from proctop.model.kinds import MASK_BITS, toggles_on
 from proctop.ui.rows import Row, format_lifetime, format_time
 from proctop.ui.sanitize import ScreenText, bounded
 from proctop.ui.timeline import EVENT_CLASSES
@@ -137,7 +137,7 @@ class HeaderBar(Widget):
 
     def _filter_line(self, width: int) -> list[Chunk]:
         """The kernel filter: the keys toggle what the kernel sends from now on (not rows already here)."""
-        on_names = [name for _, name, _ in TOGGLES if self.mask & MASK_BITS[name]]
+        on_names = toggles_on(self.mask)
         warning: list[Chunk] = []
         if not self.mask:
             warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
