@@ -195,6 +195,14 @@ def textual_theme_names() -> list[str]:
     return list(BUILTIN_THEMES)
 
 
+def _shipped_name(name: str, files: dict[str, Path]) -> str | None:
+    """The full name of the shipped theme ``name`` means, full or short (``dark``); None if none."""
+    for candidate in (name, PREFIX + name):
+        if candidate in files:
+            return candidate
+    return None
+
+
 def resolve_theme_name(name: str) -> str:
     """The full name of the theme ``name`` means (``dark`` -> ``proctop-dark``); ``ThemeError`` if none.
 
@@ -203,9 +211,9 @@ def resolve_theme_name(name: str) -> str:
     asked, since the palette offers them and the config file may remember one.
     """
     files = theme_files()
-    for candidate in (name, PREFIX + name):
-        if candidate in files:
-            return candidate
+    shipped = _shipped_name(name, files)
+    if shipped is not None:
+        return shipped
     if name in textual_theme_names():
         return name
     choices = ", ".join(short_name(n) for n in files) or "none installed"
@@ -215,10 +223,10 @@ def resolve_theme_name(name: str) -> str:
 def load_theme_by_name(name: str) -> Theme:
     """The shipped theme called ``name`` (full or short), validated; ``ThemeError`` otherwise."""
     files = theme_files()
-    name = name if name in files else PREFIX + name
-    path = files.get(name)
-    if path is None:
+    shipped = _shipped_name(name, files)
+    if shipped is None:
         raise ThemeError(f"unknown theme {short_name(name)!r} (choose from: {', '.join(short_names()) or 'none'})")
+    name, path = shipped, files[shipped]
     theme = load_theme_file(path)
     if theme.name != name:
         raise ThemeError(f"theme file {path.name}: its name is {theme.name!r}, expected {name!r}")
