@@ -12,10 +12,13 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from helpers import run_in_pty
+from ui_helpers import SETPRIV_NOBODY, as_nobody_where_allowed
 
 pytestmark = pytest.mark.kernel
 
@@ -99,6 +102,7 @@ def rows_of(text: str, event: str, name: str) -> list[str]:
     return [line for line in text.splitlines() if row.match(line)]
 
 
+@pytest.mark.nonroot
 def test_proctop_in_tmux_as_nobody(proctop_bin):
     term = Tmux(f"setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}")
     try:
@@ -202,7 +206,7 @@ def zombie_wait_status(pid: int) -> int | None:
 
 def test_sighup_restores_the_terminal(proctop_bin):
     # and under TERM=screen, the classic terminal of tmux and GNU screen
-    term = Tmux(f"env TERM=screen setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}", 80, 24)
+    term = Tmux(f"env TERM=screen {as_nobody_where_allowed()} {proctop_bin}", 80, 24)
     try:
         screen = term.wait_for(lambda t: "x[x]nonzero-exit" in t, timeout=30)
         assert "f[x]fork e[x]exec x[x]nonzero-exit" in screen  # usable at 80x24 too
@@ -217,3 +221,29 @@ def test_sighup_restores_the_terminal(proctop_bin):
         stop_and_check_terminal(term, pid, signal.SIGHUP)
     finally:
         term.kill()
+
+
+@pytest.mark.kernel
+def test_a_refusing_kernel_gives_nobody_one_line_in_every_mode(proctop_bin, nonroot_subscribe):
+    """The real refusal as a new user meets it (issue 18): uid 65534 on a kernel that refuses its bind gets one
+    line, status 3 and the ways forward from --json, --summary, --record and the UI in a terminal (as over SSH),
+    and the UI never opens its screen."""
+    if nonroot_subscribe.allowed:
+        pytest.skip("this kernel lets uid 65534 subscribe: no refusal to meet (test_proctop_in_tmux_as_nobody runs)")
+    records = Path(tempfile.mkdtemp(prefix="proctop-refused-"))  # not under tmp_path: nobody cannot enter that
+    records.chmod(0o777)
+    nobody = [*SETPRIV_NOBODY.split(), str(proctop_bin)]
+    for mode in (["--json"], ["--summary", "--duration", "5"], ["--record", str(records)], []):
+        if mode:
+            proc = subprocess.run([*nobody, *mode], capture_output=True, text=True, cwd="/", timeout=60)
+            status, screen, stderr = proc.returncode, proc.stdout, proc.stderr
+        else:
+            status, screen, stderr = run_in_pty(nobody)
+            assert "\x1b[?1049h" not in screen  # the alternate screen was never entered
+        assert status == 3, (mode, stderr)
+        assert "Traceback" not in stderr and stderr.count("\n") == 1, (mode, stderr)
+        assert "refuses process events to non-root users (joining the proc connector: Operation not" in stderr
+        assert "run as root or with CAP_NET_ADMIN" in stderr and "--replay FILE" in stderr
+        assert mode != ["--json"] or screen == ""
+    assert list(records.iterdir()) == []  # nothing recorded, nothing left
+    records.rmdir()
