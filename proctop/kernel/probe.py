@@ -218,7 +218,12 @@ def probe(force: str | None = None, *, attempt: Callable[[Capability], OSError |
     if force == "native" and not native:
         raise ProbeError(f"kernel {platform.release()} is older than 6.6 and cannot filter events itself")
     if force == "kmod" and not kmod:
-        raise ProbeError(f"the {KMOD_NAME} module is not loaded ({module_advice() or 'see kmod/README.md'})")
+        advice = module_advice()
+        raise ProbeError(
+            f"the {KMOD_NAME} module is not loaded ({advice})"
+            if advice
+            else f"the {KMOD_NAME} module is not loaded, and kernel {platform.release()} cannot load modules"
+        )
     # On 6.6+ the userspace source joins the same group as native: a refusal of one is of both.
     candidates = (("native", native), ("kmod", kmod), ("userspace", not native))
     kinds = [force] if force else [kind for kind, possible in candidates if possible]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_in_pty
+from helpers import REPO, run_in_pty
 from ui_helpers import SETPRIV_NOBODY, as_nobody_where_allowed
 
 pytestmark = pytest.mark.kernel
@@ -247,3 +247,16 @@ def test_a_refusing_kernel_gives_nobody_one_line_in_every_mode(proctop_bin, nonr
         assert mode != ["--json"] or screen == ""
     assert list(records.iterdir()) == []  # nothing recorded, nothing left
     records.rmdir()
+
+
+def test_the_installed_package_carries_the_module_source(proctop_bin):
+    """``pip install .`` ships kmod/ to <prefix>/share/proctop/kmod, which the refusal's advice names."""
+    venv = proctop_bin.parent.parent
+    kmod = venv / "share" / "proctop" / "kmod"
+    for name in ("proctop_cn.c", "Kbuild", "Makefile", "dkms.conf"):
+        assert (kmod / name).read_bytes() == (REPO / "kmod" / name).read_bytes()
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "from proctop.kernel.probe import kmod_source; print(kmod_source())"],
+        capture_output=True, text=True, cwd="/", timeout=60,
+    )
+    assert found.stdout.strip() == str(kmod), found.stderr
