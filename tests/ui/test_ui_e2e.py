@@ -8,6 +8,7 @@ with ``tmux capture-pane``. Needs root (for setpriv) and tmux: CI has both.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -260,3 +261,27 @@ def test_the_installed_package_carries_the_module_source(proctop_bin):
         capture_output=True, text=True, cwd="/", timeout=60,
     )
     assert found.stdout.strip() == str(kmod), found.stderr
+
+
+@pytest.mark.kernel
+def test_the_advised_capability_lets_nobody_watch(proctop_bin):
+    """The refusal's first way forward, run as written: uid 65534 with only CAP_NET_ADMIN (setpriv) subscribes
+    on any kernel, this one included, and sees a failure."""
+    with_capability = [*SETPRIV_NOBODY.split(), "--inh-caps=+net_admin", "--ambient-caps=+net_admin"]
+    cmd = [*with_capability, str(proctop_bin), "--json", "--only", "nonzero-exit", "--count", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert proc.stdout is not None
+        header = json.loads(proc.stdout.readline())  # written once subscribed
+        assert header["source"] == "native"
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            subprocess.run(["sh", "-c", "exit 3"])
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    (event,) = [json.loads(line) for line in out.splitlines()]
+    assert event["event"] == "exit" and event["exit_code"] not in (0, None)
