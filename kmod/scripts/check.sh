@@ -79,7 +79,9 @@ t "download kernels: $KERNELS"
 declare -A FETCH_S
 for d in $DIRS; do
     suite=${d##*/}
-    [ -f "$WORK/$suite/env" ] && continue
+    if [ -f "$WORK/$suite/env" ]; then  # KMOD_WORK: downloaded by an earlier run
+        echo cached >"$WORK/$suite.fetch.s"; continue
+    fi
     what=all; src=$suite
     case $suite in hdr-*) what=headers; src=${suite#hdr-} ;; esac
     ( s0=$SECONDS
@@ -93,6 +95,7 @@ wait
 for k in $KERNELS; do
     suite=${k%%:*}
     FETCH_S[$suite]=$(cat "$WORK/$suite.fetch.s" 2>/dev/null || echo 0)
+    [ "${FETCH_S[$suite]}" = cached ] || FETCH_S[$suite]+=s
     [ -f "$WORK/$suite.fetch.log" ] && tail -1 "$WORK/$suite.fetch.log"
 done
 
@@ -190,7 +193,7 @@ run_kernel() {
     # no verdict line (hang, crash, timeout): what passed so far, and one failure more
     [ -n "$res" ] || res="$(grep -c '^PASS' "$log") passed, $(( $(grep -c '^FAIL' "$log") + 1 )) failed"
     [ "$rc" = 0 ] || case $res in *" 0 failed") res="${res% 0 failed} 1 failed" ;; esac
-    SUMMARY+=("kernel $VERSION ($SOURCE, $what): $res [download ${FETCH_S[$suite]}s, build+boot+tests $((b1 - s0))s, of it guest $((b1 - b0))s]")
+    SUMMARY+=("kernel $VERSION ($SOURCE, $what): $res [download ${FETCH_S[$suite]}, build+boot+tests $((b1 - s0))s, of it guest $((b1 - b0))s]")
     [ "$rc" = 0 ]
 }
 
