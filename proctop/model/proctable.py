@@ -7,10 +7,13 @@ ancestry is computed there too: the UI sends the question to that thread and
 gets the answer back as a message (``proctop.ui.app``), so no other thread
 ever reads or writes it. There is no lock because there is nothing to share.
 
-Live processes are kept as long as they live. Exited ones are kept too, up to
-``EXITED_LIMIT`` (the oldest go first), because they are what the ancestry of
-an old row is made of: the ``make`` whose compiler crashed may be gone by the
-time the user opens the row.
+Live processes are kept while they live, up to ``LIVE_LIMIT`` (the least
+recently introduced go first): under a mask without successful exits
+(``--only nonzero-exit``) nothing tells the table that most of them ended, and
+the table is filled from events, never pruned by listing /proc. Exited ones
+are kept too, up to ``EXITED_LIMIT`` (the oldest go first), because they are
+what the ancestry of an old row is made of: the ``make`` whose compiler
+crashed may be gone by the time the user opens the row.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ from dataclasses import dataclass
 from proctop.model.events import Event, command_line
 from proctop.model.kinds import PARENT_KINDS
 
+#: Live processes remembered: a forked child shares its parent's lists, an exec'd
+#: one holds its own argv (~300-500 bytes an entry), so ~10-20 MB at most. Above
+#: the reader thread's own record of announced processes (``connector``), so an
+#: exit the reader thinks announced still finds its entry.
+LIVE_LIMIT = 40_000
 #: Exited processes remembered for ancestry: about 150-500 bytes each
 #: (a forked child shares its parent's argv list), so 5-10 MB at most.
 EXITED_LIMIT = 20_000
@@ -52,10 +60,24 @@ Lookup = Callable[[int], "ProcInfo | None"]
 class ProcessTable:
     """pid -> ``ProcInfo`` of live processes, and of the last ``EXITED_LIMIT`` exited ones."""
 
-    def __init__(self, exited_limit: int = EXITED_LIMIT) -> None:
-        self.live: dict[int, ProcInfo] = {}
+    def __init__(self, exited_limit: int = EXITED_LIMIT, live_limit: int = LIVE_LIMIT) -> None:
+        self.live: dict[int, ProcInfo] = {}  # in order of introduction (oldest first)
         self.exited: dict[int, ProcInfo] = {}  # in exit order (oldest first)
         self.exited_limit = exited_limit
+        self.live_limit = live_limit
+
+    def add(self, info: ProcInfo) -> ProcInfo:
+        """Introduce (or re-introduce) a live process; the longest-known entry goes when full."""
+        live = self.live
+        if live.pop(info.pid, None) is None and len(live) >= self.live_limit:
+            del live[next(iter(live))]
+        live[info.pid] = info
+        return info
+
+    def retire_all(self) -> None:
+        """Every live entry becomes an exited one (see ``Enricher.forget_live``)."""
+        for pid in list(self.live):
+            self.retire(pid)
 
     def retire(self, pid: int) -> ProcInfo | None:
         """The process ended (or left /proc): its entry moves to the exited ones and is returned."""
@@ -90,11 +112,11 @@ class ProcessTable:
         if ev.event == "fork" and ev.pid == (ev.tgid or ev.pid):  # a new process
             self.retire(pid)
             parent = self.live.get(ev.ppid or 0)
-            info = self.live[pid] = ProcInfo(pid=pid, start=ev.ts, exact=True)
+            info = self.add(ProcInfo(pid=pid, start=ev.ts, exact=True))
             if parent is not None:
                 info.comm, info.cmdline, info.uid = parent.comm, parent.cmdline, parent.uid
         else:
-            info = self.live.get(pid) or self.live.setdefault(pid, ProcInfo(pid=pid, start=None))
+            info = self.live.get(pid) or self.add(ProcInfo(pid=pid, start=None))
         if ev.ppid and ev.event != "ptrace":  # a tracer is not a parent
             info.ppid = ev.ppid
         if ev.cmdline is not None:
@@ -106,7 +128,7 @@ class ProcessTable:
         elif ev.uid is not None and info.uid is None:
             info.uid = ev.uid
         if ev.event == "exit" and ev.ppid and (ev.parent_cmdline or ev.parent_comm):
-            parent = self.live.setdefault(ev.ppid, ProcInfo(pid=ev.ppid, start=None))
+            parent = self.live.get(ev.ppid) or self.add(ProcInfo(pid=ev.ppid, start=None))
             if parent.cmdline is None and parent.comm is None:
                 parent.cmdline, parent.comm = ev.parent_cmdline, ev.parent_comm
         if ev.event == "exit" and ev.pid == (ev.tgid or ev.pid):

@@ -58,12 +58,12 @@ _RENEW_EVERY = 5.0  # seconds between LISTEN renewals to the kmod (see _renew_su
 #: reader drops and counts them as lost: memory stays bounded (bench/: a TUI
 #: lagging a 25,000 events/s storm grew to 238 MB without this bound).
 _QUEUE_MAX = 200_000
-#: Processes whose fork or exec the reader saw, kept to its own set (``_take``); past
-#: this many (exits filtered out by the mask never remove theirs) it starts afresh.
-_ANNOUNCED_MAX = 65536
+#: Processes whose fork or exec the reader saw, kept to its own record (``_take``);
+#: past this many (exits filtered out by the mask never remove theirs) the longest
+#: known is forgotten. Below the process table's LIVE_LIMIT: a process the reader
+#: still counts as announced has its entry in the table.
+_ANNOUNCED_MAX = 32768
 _POLL_MAX = 4096  # events enriched per poll(): about 0.1 s of work, so quitting stays prompt
-_REFRESH_EVERY = 1.0  # seconds between /proc refreshes when fork/exec are not in the mask
-_REFRESH_SHARE = 20  # ...and at least 20x the last one's cost: /proc work stays under 5% of a core
 
 
 #: Nice value taken when allowed (root or CAP_SYS_NICE), as auditd's priority_boost.
@@ -159,17 +159,9 @@ class ConnectorSource(Source):
         self._thread: threading.Thread | None = None
         self._mask_lock = threading.Lock()
         self.error: str | None = None
-        self._refreshed = time.monotonic()
-        self._refresh_every = _REFRESH_EVERY
         self._mask_sent = 0.0
-        self._resync_due = False
-        # Monotonic times: every event the kernel sent before `_synced_through` has been
-        # queued (the reader found the socket empty after it); before `_settled`, consumed.
-        # The process table forgets a process gone from /proc only after its exit settled.
-        self._synced_through = 0.0
-        self._settled = 0.0
         self._names = self.kind == "kmod" and _kmod_names()
-        self._announced: set[int] = set()  # the reader thread's own (see ``_take``)
+        self._announced: dict[int, None] = {}  # the reader thread's own, oldest first (see ``_take``)
 
     # --- control ---------------------------------------------------------
 
@@ -282,13 +274,9 @@ class ConnectorSource(Source):
         timeout_ms = int(_READ_TIMEOUT * 1000)
         while not stop.is_set():
             keep: list[_Queued] = []
-            drained = False  # the socket was read empty: everything sent before `ready` is in `keep`
             self._renew_subscription()
-            ready = time.monotonic()
             try:
                 if not poller.poll(timeout_ms):
-                    with cond:
-                        self._synced_through = ready  # the socket was empty then
                     continue
                 while len(keep) < 4096:
                     n, (sender, _groups) = raw.recvfrom_into(buf)
@@ -297,7 +285,7 @@ class ConnectorSource(Source):
                         continue
                     take(decode_buffer(buf, n, dstats, idx), keep)
             except BlockingIOError:
-                drained = True
+                pass
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     stats.lost += 1
@@ -323,8 +311,6 @@ class ConnectorSource(Source):
                             keep.append(over)
                     queue.extend(keep)
                     cond.notify()
-                if drained:
-                    self._synced_through = ready
         with cond:
             cond.notify_all()
 
@@ -345,6 +331,12 @@ class ConnectorSource(Source):
         mask = self.mask
         threads = self.threads
         announced = self._announced
+
+        def announce(pid: int) -> None:
+            if len(announced) >= _ANNOUNCED_MAX:  # exits filtered out never remove theirs
+                del announced[next(iter(announced))]
+            announced[pid] = None
+
         self.stats.received += len(events)
         for ev in events:
             what = ev.what
@@ -354,18 +346,16 @@ class ConnectorSource(Source):
             snap = None
             if what == PROC_EVENT_EXEC:
                 snap = _kernel_names(ev, snapshot(ev.tgid, argv=True, cgroup=True) or GONE)
-                if snap is GONE or snap is None or not (snap.comm or snap.cmdline):
-                    announced.discard(ev.tgid)
-                else:
-                    announced.add(ev.tgid)
+                announced.pop(ev.tgid, None)
+                if snap is not GONE and snap is not None and (snap.comm or snap.cmdline):
+                    announce(ev.tgid)
             elif what == PROC_EVENT_FORK:
                 if ev.pid == ev.tgid:  # a new process, named after its parent until it execs
-                    if len(announced) >= _ANNOUNCED_MAX:  # exits filtered out never remove theirs
-                        announced.clear()
-                    announced.add(ev.tgid)
+                    announced.pop(ev.tgid, None)
+                    announce(ev.tgid)
             elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
                 if ev.tgid in announced:
-                    announced.discard(ev.tgid)
+                    del announced[ev.tgid]
                 else:  # unannounced (older than proctop, or its fork filtered out), or exec'd too fast to read.
                     # Not looked up in the consumer's process table: that is the consumer thread's alone
                     # (proctop.model.proctable); a stat read (~8 us) per such exit is the price.
@@ -375,15 +365,12 @@ class ConnectorSource(Source):
     # --- consumer --------------------------------------------------------
 
     def poll(self, timeout: float) -> list[Event]:
-        settled = None
         with self._cond:
             if not self._queue and not self._stop.is_set():
                 self._cond.wait(timeout)
             queue = self._queue
             take = min(len(queue), _POLL_MAX)  # bounded work per call: a backlog never stalls the caller
             items = [queue.popleft() for _ in range(take)]
-            if not queue:  # every event sent before the reader's last drain is in `items`
-                settled = self._synced_through
         out: list[Event] = []
         lost_run = 0
         enrich = self.enricher.enrich
@@ -404,36 +391,7 @@ class ConnectorSource(Source):
         if lost_run:
             out.append(self._lost_event(lost_run))
         self.stats.delivered += len(out)
-        if settled is not None:
-            self._settled = settled
-        self._maybe_refresh()
         return out
-
-    def _maybe_refresh(self) -> None:
-        """Resynchronise after lost events, and keep names for processes born unannounced.
-
-        Both are rate-limited: one per ``_REFRESH_EVERY``, and no more often than
-        ``_REFRESH_SHARE`` times the last one's cost, so on a host with 100,000
-        pids (a listing costs tens of ms) the refresh never becomes the /proc
-        polling that filtered events exist to avoid, and a storm that overruns
-        the socket does not get a full rescan per overrun (which would cause the next).
-        """
-        now = time.monotonic()
-        if now - self._refreshed < self._refresh_every:
-            return
-        try:
-            if self._resync_due:
-                self._resync_due = False
-                self.enricher.resync(self._settled)
-            elif not (self.mask & PROC_EVENT_FORK and self.mask & PROC_EVENT_EXEC):
-                self.enricher.refresh(self._settled)
-            else:
-                return
-        except Exception:  # /proc races are no reason to stop
-            pass
-        done = time.monotonic()
-        self._refreshed = done
-        self._refresh_every = max(_REFRESH_EVERY, _REFRESH_SHARE * (done - now))
 
     def _enrich(
         self, enrich: Callable[[RawEvent, Snapshot | None], Event], raw: RawEvent, snap: Snapshot | None
@@ -445,8 +403,9 @@ class ConnectorSource(Source):
             return Event(ts=ts, event=EVENT_NAMES.get(raw.what, "unknown"), pid=raw.pid, tgid=raw.tgid)
 
     def _lost_event(self, reports: int) -> Event:
-        """A ``lost`` event; the process table is resynchronised from /proc soon after."""
-        self._resync_due = True
+        """A ``lost`` event. The table forgets its live entries (a pid may have been
+        reused among the lost events): never a rescan of /proc (issue 20)."""
+        self.enricher.forget_live()
         return Event(ts=time.time(), event="lost", count=reports)
 
     @property

@@ -88,7 +88,7 @@ class FedSocket:
 def fed_connector(mask: int = PROC_EVENT_ALL) -> tuple[ConnectorSource, FedSocket]:
     fed = FedSocket()
     source = ConnectorSource(
-        Capability(kind="native"), mask, enricher=Enricher(scan=False), open_socket=lambda cap: fed
+        Capability(kind="native"), mask, enricher=Enricher(), open_socket=lambda cap: fed
     )
     return source, fed
 
