@@ -179,6 +179,11 @@ class Enricher:
             ev.ppid = raw.ptgid
             info: ProcInfo | None
             if raw.pid == raw.tgid:  # a new process, a copy of its parent until exec
+                if parent is not None and not parent.exact:
+                    # Read from /proc after the fork (a lookup): the parent may have exec'd
+                    # since, and its child is a copy of the image before. It says less:
+                    # its parent's pid (`child of ...` at its exit) but no name (issue 19).
+                    parent = ProcInfo(pid=parent.pid, start=None, uid=parent.uid, cgroup=parent.cgroup)
                 info = ProcInfo(
                     pid=raw.pid,
                     start=ts,

@@ -34,6 +34,7 @@ class SourceDescription(TypedDict, total=False):
     kernel: str  # connector: the running kernel's release
     kernel_filters: bool  # connector: the kernel applies the mask (6.6+), not proctop
     rcvbuf: int  # connector: the socket's receive buffer in effect
+    names: bool  # connector: exec (and fork) are read for names even when the mask lacks them
     file: str  # replay: the capture read
     recorded_from: str | None  # replay: the source named in the capture's own header
     command: list[str]  # command tree: the watched command's argv
@@ -49,6 +50,7 @@ class SourceStats:
     # events each) plus events dropped from our own full queue (exactly one each)
     malformed: int = 0  # messages that could not be decoded or did not come from the kernel (sender port 0)
     filtered: int = 0  # dropped by the user-space mask or as thread events
+    names_only: int = 0  # taken for names only (fork/exec the mask lacks): never shown nor counted above
     by_type: dict[str, int] = field(default_factory=dict)
 
 

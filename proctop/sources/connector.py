@@ -24,6 +24,7 @@ from proctop.errors import ProctopError
 from proctop.kernel.probe import Capability
 from proctop.kernel.protocol import (
     KMOD_WANT_NAMES,
+    PROC_EVENT_ALL,
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
@@ -36,7 +37,7 @@ from proctop.kernel.socket import DEFAULT_RCVBUF, FilteredProcSocket
 from proctop.model.enrich import Enricher
 from proctop.model.events import Event
 from proctop.model.kinds import EVENT_NAMES
-from proctop.model.procfs import GONE, Snapshot, parse_cmdline, snapshot
+from proctop.model.procfs import GONE, TICK, Snapshot, parse_cmdline, snapshot
 from proctop.sources.base import Source, SourceDescription
 
 #: Netlink port id of the kernel. Any local process may unicast a datagram to our
@@ -50,9 +51,21 @@ class _Marker(enum.Enum):
 
 
 _LOST: Final = _Marker.LOST
-#: What the reader queues: an event with what /proc showed at once, the overrun marker,
-#: or how many events it dropped from a full queue.
-_Queued = tuple[RawEvent, Snapshot | None] | Literal[_Marker.LOST] | int
+#: What the reader queues: an event with what /proc showed at once and whether it is
+#: shown (False: subscribed for names only, see ``names``), the overrun marker, or how
+#: many events it dropped from a full queue.
+_Queued = tuple[RawEvent, Snapshot | None, bool] | Literal[_Marker.LOST] | int
+#: Events a reader's batch holds before it is queued for the consumer; up to
+#: ``_BATCH_HARD`` while a /proc read in it waits for the socket to be drained (``_unsure``).
+_BATCH = 4096
+_BATCH_HARD = 65536
+#: What names needs from the kernel when the mask lacks it: the exec (argv is read
+#: there) and the fork (a new process, or a pid reused: never named after the old one).
+NAMES_BITS = PROC_EVENT_FORK | PROC_EVENT_EXEC
+#: A fork's event is stamped a few microseconds after its pid became visible in
+#: /proc (copy_process: attach_pid, then proc_fork_connector); a read that ended less
+#: than this before a fork of its pid may have read the new process.
+_REUSE_MARGIN_NS = 1_000_000
 _RENEW_EVERY = 5.0  # seconds between LISTEN renewals to the kmod (see _renew_subscription)
 #: Events held for a consumer that fell behind (~250 bytes each). Past it the
 #: reader drops and counts them as lost: memory stays bounded (bench/: a TUI
@@ -135,6 +148,7 @@ class ConnectorSource(Source):
         mask: int,
         *,
         threads: bool = False,
+        names: bool = True,
         enricher: Enricher | None = None,
         rcvbuf: int = DEFAULT_RCVBUF,
         open_socket: Callable[[Capability], FilteredProcSocket] | None = None,
@@ -161,7 +175,17 @@ class ConnectorSource(Source):
         self.error: str | None = None
         self._mask_sent = 0.0
         self._names = self.kind == "kmod" and _kmod_names()
+        #: Names under every mask (issue 19): when the mask lacks exec (or fork), they are
+        #: subscribed to as well, read like shown ones, and never shown nor counted as shown.
+        #: Not with the kmod's names extension, which names EXEC/EXIT in the kernel.
+        self.names = names and not self._names
+        self._names_bits = self._extra_bits(mask)  # read by the reader thread (one word)
         self._announced: dict[int, None] = {}  # the reader thread's own, oldest first (see ``_take``)
+        #: The reader's /proc reads not yet known to be of the right process: pid -> their
+        #: places in the batch being read, each followed by when the read ended (monotonic
+        #: ns), flat (see ``_unsure``). The reader thread's own.
+        self._pending: dict[int, list[int]] = {}
+        self._clock_offset = time.time() - time.monotonic()  # kernel stamps -> epoch seconds
 
     # --- control ---------------------------------------------------------
 
@@ -188,13 +212,22 @@ class ConnectorSource(Source):
 
     def set_mask(self, mask: int) -> None:
         """Re-send LISTEN with the new mask on the same socket: no reconnect, no gap."""
+        self._names_bits = self._extra_bits(mask)
         self.mask = mask
         self._send_mask(mask)
+
+    def _extra_bits(self, mask: int) -> int:
+        """Events asked for names only: what ``NAMES_BITS`` has and ``mask`` lacks (none under mask 0)."""
+        if not (self.names and mask) or mask == PROC_EVENT_ALL:
+            return 0
+        return NAMES_BITS & ~mask
 
     def _send_mask(self, mask: int) -> None:
         sock = self._sock
         if sock is None:
             return
+        if mask:
+            mask |= self._extra_bits(mask)
         if self.kind == "kmod":
             mask &= self.supported  # what the module cannot send need not be asked for
         with self._mask_lock:
@@ -247,6 +280,7 @@ class ConnectorSource(Source):
             "kernel": self.capability.kernel,
             "kernel_filters": self.capability.kernel_filters,
             "rcvbuf": self.rcvbuf,
+            "names": self.names,
         }
 
     # --- reader thread ---------------------------------------------------
@@ -278,14 +312,14 @@ class ConnectorSource(Source):
             try:
                 if not poller.poll(timeout_ms):
                     continue
-                while len(keep) < 4096:
+                while len(keep) < _BATCH or (self._pending and len(keep) < _BATCH_HARD):
                     n, (sender, _groups) = raw.recvfrom_into(buf)
                     if sender != KERNEL_PORT:  # a user process unicasting to our port: never shown
                         dstats.malformed += 1
                         continue
                     take(decode_buffer(buf, n, dstats, idx), keep)
             except BlockingIOError:
-                pass
+                self._pending.clear()  # drained: a fork that could undo a read would be in `keep`
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     stats.lost += 1
@@ -297,6 +331,9 @@ class ConnectorSource(Source):
                         self.error = f"reading process events failed: {exc.strerror}"
                     self._lost_mark(keep)
                     stop.set()
+            if self._pending:  # queued before the socket was drained: no fork can vouch for them
+                self._unsure(keep, [i for places in self._pending.values() for i in places[::2]])
+                self._pending.clear()
             stats.malformed = dstats.malformed
             with cond:
                 if keep:
@@ -317,6 +354,27 @@ class ConnectorSource(Source):
     def _lost_mark(self, keep: list[_Queued]) -> None:
         keep.append(_LOST)
         self._announced.clear()  # forks and execs may have been among the lost: read exits again
+        # a fork that reused the pid of a read may be among the lost: the reads say nothing
+        self._unsure(keep, [i for places in self._pending.values() for i in places[::2]])
+        self._pending.clear()
+
+    @staticmethod
+    def _unsure(keep: list[_Queued], places: list[int]) -> None:
+        """Unsay the /proc reads at ``places``: they may be of a later process with the same pid.
+
+        A read names the image of its event only if its pid was not reused before
+        the read ended. A reuse starts with a fork whose event comes after: the
+        reader keeps each read pending until the socket was drained, and a fork
+        of the same pid (a process or a thread: /proc/TID resolves too) stamped
+        before the read ended, or a loss that may have hidden one, unsays it. An
+        exec unsaid is nameless (``GONE``), an exit falls back on what its fork
+        or exec said, or nothing: less, never something false (issue 19).
+        """
+        for i in places:
+            item = keep[i]
+            if isinstance(item, tuple):
+                ev, _snap, shown = item
+                keep[i] = (ev, GONE if ev.what == PROC_EVENT_EXEC else None, shown)
 
     def _take(self, events: list[RawEvent], keep: list[_Queued]) -> None:
         """Apply the mask and the thread filter; snapshot /proc where it cannot wait.
@@ -327,25 +385,41 @@ class ConnectorSource(Source):
         only if its fork or a named exec went by unseen (``_announced``, the
         reader's own record: the consumer's table lags the socket by a queue,
         and in a storm that made the reader read every exit, mostly in vain).
+        Events the mask lacks but names needs (``_names_bits``) are taken the
+        same way and queued as not shown. Every read is pending until the
+        socket is drained (``_unsure``).
         """
         mask = self.mask
+        names_bits = self._names_bits
         threads = self.threads
         announced = self._announced
+        pending = self._pending
+        stats = self.stats
 
         def announce(pid: int) -> None:
             if len(announced) >= _ANNOUNCED_MAX:  # exits filtered out never remove theirs
                 del announced[next(iter(announced))]
             announced[pid] = None
 
-        self.stats.received += len(events)
+        stats.received += len(events)
         for ev in events:
             what = ev.what
-            if not (mask and mask_accepts(mask, what, ev.a) and (threads or ev.pid == ev.tgid)):
-                self.stats.filtered += 1
+            if what == PROC_EVENT_FORK and ev.pid in pending:
+                self._forked(ev, keep)
+            if mask and mask_accepts(mask, what, ev.a) and (threads or ev.pid == ev.tgid):
+                shown = True
+            elif what & names_bits and ev.pid == ev.tgid:
+                shown = False
+                stats.names_only += 1
+            else:
+                stats.filtered += 1
                 continue
             snap = None
+            read = False
             if what == PROC_EVENT_EXEC:
-                snap = _kernel_names(ev, snapshot(ev.tgid, argv=True, cgroup=True) or GONE)
+                snap = snapshot(ev.tgid, argv=True, cgroup=True)
+                read = snap is not None
+                snap = _kernel_names(ev, snap or GONE)
                 announced.pop(ev.tgid, None)
                 if snap is not GONE and snap is not None and (snap.comm or snap.cmdline):
                     announce(ev.tgid)
@@ -359,8 +433,37 @@ class ConnectorSource(Source):
                 else:  # unannounced (older than proctop, or its fork filtered out), or exec'd too fast to read.
                     # Not looked up in the consumer's process table: that is the consumer thread's alone
                     # (proctop.model.proctable); a stat read (~8 us) per such exit is the price.
-                    snap = _kernel_names(ev, snapshot(ev.tgid, argv=False, cgroup=True))
-            keep.append((ev, snap))
+                    snap = self._zombie(ev, snapshot(ev.tgid, argv=False, cgroup=True))
+                    read = snap is not None
+                    snap = _kernel_names(ev, snap)
+            if read:
+                pending.setdefault(ev.tgid, []).append(len(keep))
+                keep.append((ev, snap, shown))
+                pending[ev.tgid].append(time.monotonic_ns())
+            else:
+                keep.append((ev, snap, shown))
+
+    def _forked(self, fork: RawEvent, keep: list[_Queued]) -> None:
+        """A fork of a pid read lately: unsay the reads that ended too close before it (``_unsure``)."""
+        places = self._pending.pop(fork.pid)
+        unsure = [places[i] for i in range(0, len(places), 2) if fork.ts_ns < places[i + 1] + _REUSE_MARGIN_NS]
+        self._unsure(keep, unsure)
+
+    def _zombie(self, exit: RawEvent, snap: Snapshot | None) -> Snapshot | None:
+        """What a dying process's /proc read says, if it can be of that process.
+
+        Read after its exit: the parent may have reaped it and its pid gone to
+        another process. Without fork events (names off) the reuse check above
+        cannot help, so the read must at least show the exit's parent and a start
+        before the exit (to the clock tick).
+        """
+        if snap is None:
+            return None
+        if exit.ptgid and snap.ppid is not None and snap.ppid != exit.ptgid:
+            return None
+        if snap.start is not None and snap.start > exit.ts_ns / 1e9 + self._clock_offset + TICK:
+            return None
+        return snap
 
     # --- consumer --------------------------------------------------------
 
@@ -385,9 +488,11 @@ class ConnectorSource(Source):
             if lost_run:
                 out.append(self._lost_event(lost_run))
                 lost_run = 0
-            ev = self._enrich(enrich, *item)
-            by_type[ev.event] = by_type.get(ev.event, 0) + 1
-            out.append(ev)
+            raw, snap, shown = item
+            ev = self._enrich(enrich, raw, snap)
+            if shown:
+                by_type[ev.event] = by_type.get(ev.event, 0) + 1
+                out.append(ev)
         if lost_run:
             out.append(self._lost_event(lost_run))
         self.stats.delivered += len(out)

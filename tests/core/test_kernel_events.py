@@ -360,7 +360,7 @@ def test_lifetimes_say_their_precision(open_source):
     """From kernel timestamps when fork was seen; from /proc's clock ticks otherwise, marked as such."""
     from proctop.model.procfs import TICK
 
-    src = open_source(PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT)
+    src = open_source(PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT, names=False)  # names would add fork
     pid = run(["sh", "-c", "exit 3"])
     (ev,) = exits_of(collect(src, lambda evs: exits_of(evs, pid)), pid)
     assert ev.lifetime_resolution is None and 0 < ev.lifetime < 0.2
