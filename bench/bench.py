@@ -198,8 +198,11 @@ def run_storm(env: Env, n: int, *, kind: str, tag: str, parallel: int = 1, threa
 class Watcher:
     """A watching process started for one measurement."""
 
-    def __init__(self, env: Env, name: str, kind: str, mask: str = "all", user: str = "root") -> None:
+    def __init__(
+        self, env: Env, name: str, kind: str, mask: str = "all", user: str = "root", extra: tuple[str, ...] = ()
+    ) -> None:
         self.env = env
+        self.extra = list(extra)  # more proctop options (``--names off``)
         self.name = name
         self.kind = kind  # proctop | forkstat | clisten
         self.mask = mask
@@ -209,7 +212,7 @@ class Watcher:
 
     def argv(self) -> list[str]:
         if self.kind == "proctop":
-            return [self.env.python, "-m", "proctop", "--json", "--only", self.mask]
+            return [self.env.python, "-m", "proctop", "--json", "--only", self.mask, *self.extra]
         if self.kind == "forkstat":
             return [self.env.forkstat or "forkstat", "-e", "all"]
         if self.kind == "clisten":

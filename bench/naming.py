@@ -21,6 +21,12 @@ Sections (contenders alternate within a section, so drift hits both alike):
 4. **CPU per event**, root: ``--only all`` and ``--only nonzero-exit`` against
    ``forkstat -e all`` on the fork storm and the exec storm (bench.py's method:
    schedstat of every thread, idle rate subtracted).
+6. **Failures named** (issue 19): every child of ``storm spawn --exec --fail 1``
+   fails after living L (no sleep: well under 1 ms; 3 ms; 20 ms); the share
+   named with its argv (its TAG-i) at its exit by ``proctop --only
+   nonzero-exit`` (names on, and ``--names off``), beside the share forkstat
+   printed the argv of at exec, and proctop's wrong names (an exit named with
+   another child's TAG-i), all as root; and the CPU each took.
 5. **Lifetimes**: proctop (uid 65534, ``fork,exec,exit``) and forkstat watching
    the same exec storm at once; per pid, |proctop's lifetime - forkstat's|.
    forkstat prints milliseconds, so "within 1 ms" allows its 0.5 ms rounding.
@@ -372,6 +378,77 @@ def section_lifetimes(env: Env, n: int) -> dict:
     }
 
 
+# --- 6: failures named under --only nonzero-exit -------------------------------------------
+
+
+#: Lifetime classes of issue 19: the storm child's sleep, and the class it falls in.
+FAIL_LIVES = {"< 1 ms": 0, "1-10 ms": 3000, ">= 10 ms": 20000}
+
+
+def failing_storm(env: Env, n: int, tag: str, sleep_us: int) -> dict:
+    gt = OUT / f"gt-{tag}.txt"
+    cmd = [str(env.storm), "spawn", str(n), str(gt), "--fail", "1", "--tag", tag, "--exec", "--rate", "300"]
+    if sleep_us:
+        cmd += ["--sleep-us", str(sleep_us)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    info = json.loads(res.stdout)
+    info["rows"] = [tuple(map(int, line.split())) for line in gt.read_text().splitlines()]
+    gt.unlink()
+    return info
+
+
+def failures_named(w: Watcher, storm: dict, tag: str) -> tuple[int, int]:
+    """(failing children named with their own argv at exit, named with another's) from proctop's JSON."""
+    pid_of = {f"{tag}-{idx}": pid for pid, st, idx in storm["rows"] if st}
+    right = wrong = 0
+    for raw in w.lines():
+        try:
+            d = json.loads(raw)
+        except ValueError:
+            continue
+        cl = d.get("cmdline")
+        if d.get("event") != "exit" or not cl or not str(cl[-1]).startswith(tag + "-"):
+            continue
+        if pid_of.get(cl[-1]) == d.get("tgid"):
+            right += 1
+        else:
+            wrong += 1
+    return right, wrong
+
+
+def section_failnames(env: Env, rounds: int, n: int) -> dict:
+    contenders = [
+        Watcher(env, "proctop nonzero-exit", "proctop", "nonzero-exit"),
+        Watcher(env, "proctop nonzero-exit --names off", "proctop", "nonzero-exit", extra=("--names", "off")),
+        Watcher(env, "forkstat -e all", "forkstat"),
+    ]
+    idle = {w.name: measure_idle(env, w, 2.0) for w in contenders}
+    out: dict = {}
+    for r in range(rounds):
+        for life, sleep_us in FAIL_LIVES.items():
+            for w in contenders if r % 2 == 0 else contenders[::-1]:
+                tag = env.next_tag()
+                w.start()
+                try:
+                    c0, t0 = suite.cpu_ns(w.pid), time.monotonic()
+                    storm = failing_storm(env, n, tag, sleep_us)
+                    suite.settle(w.pid)
+                    c1, t1 = suite.cpu_ns(w.pid), time.monotonic()
+                finally:
+                    w.stop()
+                failing = sum(1 for _, st, _ in storm["rows"] if st)
+                if w.kind == "forkstat":
+                    right, wrong = len(tags_captured(w, tag)), 0
+                else:
+                    right, wrong = failures_named(w, storm, tag)
+                cpu = max(0.0, (c1 - c0) - idle[w.name] * (t1 - t0)) / 1e9
+                rec = {"named": right / max(failing, 1), "wrong": wrong, "n": failing, "cpu_per_10k": cpu * 1e4 / n}
+                out.setdefault(life, {}).setdefault(w.name, []).append(rec)
+                log(f"failnames r{r} {life} {w.name}: argv {right}/{failing} wrong {wrong}, {cpu * 1e4 / n:.3f} s/10k")
+                w.remove()
+    return out
+
+
 # --- report -------------------------------------------------------------------------------
 
 
@@ -451,6 +528,27 @@ def report(res: dict) -> str:
                     z <= f / 10,
                 )
             )
+    if "failnames" in res:
+        on, off, fs = "proctop nonzero-exit", "proctop nonzero-exit --names off", "forkstat -e all"
+        for life, by in res["failnames"].items():
+            p = [x["named"] for x in by[on]]
+            f = [x["named"] for x in by[fs]]
+            wrong = sum(x["wrong"] for x in by[on]) + sum(x["wrong"] for x in by[off])
+            goal = ">= forkstat" if life == "< 1 ms" else ">= 95%"
+            met = med(p) >= med(f) if life == "< 1 ms" else med(p) >= 0.95
+            names_off = spread([x["named"] for x in by[off]])
+            label = f"argv of failures living {life}, `--only nonzero-exit` (names off: {names_off}; wrong {wrong})"
+            rows.append((label, spread(p), spread(f), goal, met and wrong == 0))
+            cpu = {name: med([x["cpu_per_10k"] for x in by[name]]) for name in (on, off, fs)}
+            rows.append(
+                (
+                    f"CPU s/10k failing execs living {life} (names off: {cpu[off]:.3f})",
+                    f"{cpu[on]:.3f} ({cpu[on] / max(cpu[fs], 1e-9):.2f}x)",
+                    f"{cpu[fs]:.3f}",
+                    "",
+                    None,
+                )
+            )
     if "lifetimes" in res:
         lt = res["lifetimes"]
         share = lt["within_1ms"] / max(lt["compared"], 1)
@@ -480,7 +578,7 @@ def report(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3, help="alternations per section (default 3)")
-    ap.add_argument("--sections", default="argv,latency,cpu,lifetimes")
+    ap.add_argument("--sections", default="argv,latency,cpu,lifetimes,failnames")
     ap.add_argument("--json", help="also write the raw figures here")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -497,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": lambda: section_latency(env, 600, [100, 300, 1000], args.rounds),
         "cpu": lambda: section_cpu(env, args.rounds, 10000),
         "lifetimes": lambda: section_lifetimes(env, 2000),
+        "failnames": lambda: section_failnames(env, args.rounds, 600),
     }
     res["load"] = {}
     try:
