@@ -70,7 +70,7 @@ class Source(ABC):
 
     def __init__(self, mask: int) -> None:
         self.mask = mask
-        self.stats = SourceStats()
+        self._stats = SourceStats()
         #: Mask bits this source can deliver at all (the kmod may lack some).
         self.supported = 0xFFFFFFFF
 
@@ -93,6 +93,15 @@ class Source(ABC):
         deliver is shown. A replay delivers every recorded event and decides here.
         """
         return True
+
+    @property
+    def stats(self) -> SourceStats:
+        """The counters, for the header and the bench: read by any thread, written by the source's own."""
+        return self._stats
+
+    def count_lost(self, count: int) -> None:
+        """Events lost after the source (an output that could not keep up); the consumer thread's."""
+        self._stats.lost += count
 
     @property
     def command_status(self) -> int | None:

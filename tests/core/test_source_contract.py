@@ -170,9 +170,9 @@ def test_the_fed_connector_enriches_a_whole_life():
 
 
 def test_the_fed_connector_bounds_its_queue_and_counts_what_it_drops(monkeypatch):
-    import proctop.sources.connector as connector
+    import proctop.sources.reader as reader
 
-    monkeypatch.setattr(connector, "_QUEUE_MAX", 10)
+    monkeypatch.setattr(reader, "QUEUE_MAX", 10)
     source, fed = fed_connector(PROC_EVENT_EXIT)
     source.start()
     try:
@@ -210,7 +210,7 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
     """A storm's exits are not read in vain: a process whose fork or named exec the reader saw
     is named by the consumer's table; one that started unseen, or whose exec found it gone,
     is read while it may still be a zombie."""
-    import proctop.sources.connector as connector
+    import proctop.sources.reader as reader
 
     reads: list[tuple[int, bool]] = []
 
@@ -218,7 +218,7 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
         reads.append((pid, argv))
         return None  # as /proc answers for these pids: gone
 
-    monkeypatch.setattr(connector, "snapshot", recording)
+    monkeypatch.setattr(reader, "snapshot", recording)
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
     try:
@@ -240,12 +240,12 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
 def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monkeypatch):
     """procfs.snapshot keeps the argv it read when stat is gone by the next read; the rest
     (parent, owner) comes from the fork the enricher saw."""
-    import proctop.sources.connector as connector
+    import proctop.sources.reader as reader
     from proctop.model.procfs import Snapshot
 
     argv = ["cc1", "-quiet", "broken.c"]
     monkeypatch.setattr(
-        connector, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
+        reader, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
     )
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
