@@ -5,7 +5,10 @@ One table, one owner. It belongs to the thread that consumes its source
 ``--json`` loop). Enrichment fills it there, and the details panel's
 ancestry is computed there too: the UI sends the question to that thread and
 gets the answer back as a message (``proctop.ui.app``), so no other thread
-ever reads or writes it. There is no lock because there is nothing to share.
+ever reads or writes it. There is no lock because there is nothing to share,
+and the table checks it: the first thread that uses it is its owner, and a
+use from any other thread raises ``TableOwnerError`` (a bug, never a state of
+the system; ``tests/core/test_source_contract.py`` drives it without root).
 
 Live processes are kept while they live, up to ``LIVE_LIMIT`` (the least
 recently introduced go first): under a mask without successful exits
@@ -18,6 +21,7 @@ crashed may be gone by the time the user opens the row.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,6 +57,10 @@ class ProcInfo:
     cgroup: str | None = None  # /proc/PID/cgroup, read at exec (the unit it runs in)
 
 
+class TableOwnerError(RuntimeError):
+    """The process table was used from a thread other than its owner's."""
+
+
 #: Reads a live process the table does not know yet (the enricher's /proc read); None if gone.
 Lookup = Callable[[int], "ProcInfo | None"]
 
@@ -65,9 +73,19 @@ class ProcessTable:
         self.exited: dict[int, ProcInfo] = {}  # in exit order (oldest first)
         self.exited_limit = exited_limit
         self.live_limit = live_limit
+        self.owner: int | None = None  # the thread ident of the consumer, set by the first use
+
+    def _mine(self) -> None:
+        """Raise unless the calling thread owns the table (the first caller becomes its owner)."""
+        me = threading.get_ident()
+        if self.owner != me:
+            if self.owner is not None:
+                raise TableOwnerError(f"process table used from thread {me}; it belongs to thread {self.owner}")
+            self.owner = me
 
     def add(self, info: ProcInfo) -> ProcInfo:
         """Introduce (or re-introduce) a live process; the longest-known entry goes when full."""
+        self._mine()
         live = self.live
         if live.pop(info.pid, None) is None and len(live) >= self.live_limit:
             del live[next(iter(live))]
@@ -76,11 +94,13 @@ class ProcessTable:
 
     def retire_all(self) -> None:
         """Every live entry becomes an exited one (see ``Enricher.forget_live``)."""
+        self._mine()
         for pid in list(self.live):
             self.retire(pid)
 
     def retire(self, pid: int) -> ProcInfo | None:
         """The process ended (or left /proc): its entry moves to the exited ones and is returned."""
+        self._mine()
         info = self.live.pop(pid, None)
         if info is not None and self.exited_limit:
             exited = self.exited
@@ -96,6 +116,7 @@ class ProcessTable:
         A live process that started after ``at`` is a reuse of the pid: the
         exited entry is the one meant.
         """
+        self._mine()
         info = self.live.get(pid)
         if info is not None and (at is None or info.start is None or info.start <= at):
             return info
@@ -106,6 +127,7 @@ class ProcessTable:
 
         The connector's enricher fills the table itself, with more than the events say.
         """
+        self._mine()
         if ev.event == "lost" or not ev.pid:
             return
         pid = ev.tgid or ev.pid
@@ -142,6 +164,7 @@ class ProcessTable:
         reads a live ancestor the table has not met. The commands are raw text
         (untrusted: the UI makes them safe).
         """
+        self._mine()
         pid = ev.tgid or ev.pid
         ppid = ev.ppid if ev.event in PARENT_KINDS and ev.ppid else None
         if ppid is None:

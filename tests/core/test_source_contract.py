@@ -9,6 +9,7 @@ queue and the lost accounting are exercised in every run; the kernel tests
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -254,5 +255,43 @@ def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monke
         _, exec_, exit_ = drain(source, 3)
         assert (exec_.event, exec_.cmdline, exec_.ppid) == ("exec", argv, PARENT)
         assert (exit_.event, exit_.cmdline, exit_.exit_code) == ("exit", argv, 3)
+    finally:
+        source.close()
+
+
+def test_the_process_table_belongs_to_the_consumer_thread_alone(monkeypatch):
+    """Threads by construction, without root: the socket reader never touches the table, the
+    consumer (here a thread of its own) owns it, and a use from any other thread raises."""
+    from proctop.model.proctable import ProcessTable, TableOwnerError
+
+    users: set[int] = set()
+    mine = ProcessTable._mine
+
+    def spied(table):
+        users.add(threading.get_ident())
+        return mine(table)
+
+    monkeypatch.setattr(ProcessTable, "_mine", spied)
+    source, fed = fed_connector(PROC_EVENT_ALL)
+    source.start()
+    got: dict = {}
+
+    def consume() -> None:
+        got["events"] = drain(source, 3)
+        got["ancestry"] = source.ancestry(got["events"][-1])  # the details panel's question, asked here
+        got["ident"] = threading.get_ident()
+
+    try:
+        _life_of_a_failure(fed)
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        consumer.join(10)
+        assert [ev.event for ev in got["events"]] == ["fork", "exec", "exit"]
+        assert got["ancestry"] and got["ancestry"][0][0] == PARENT
+        assert users == {got["ident"]}  # not the reader's thread, not this one
+        table = source.enricher.table
+        assert table.owner == got["ident"]
+        with pytest.raises(TableOwnerError):
+            source.ancestry(got["events"][-1])  # from the wrong thread: a bug, said at once
     finally:
         source.close()
