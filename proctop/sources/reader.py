@@ -255,7 +255,9 @@ class SocketReader:
         here, not in the (possibly busy) consumer. A dying process is read
         only if its fork or a named exec went by unseen (``_announced``, the
         reader's own record: the consumer's table lags the socket by a queue,
-        and in a storm that made the reader read every exit, mostly in vain).
+        and in a storm that made the reader read every exit, mostly in vain),
+        or its parent was not named from events either (the consumer gives such
+        a child no name of its own: ``Enricher.enrich``, fork).
         Events the mask lacks but names needs (``names_bits``) are taken the
         same way and queued as not shown. Every read is pending until the
         socket is drained (``_unsure``).
@@ -297,7 +299,8 @@ class SocketReader:
             elif what == PROC_EVENT_FORK:
                 if ev.pid == ev.tgid:  # a new process, named after its parent until it execs
                     announced.pop(ev.tgid, None)
-                    announce(ev.tgid)
+                    if ev.ptgid in announced:  # ...if the parent's name came from events too
+                        announce(ev.tgid)
             elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
                 if ev.tgid in announced:
                     del announced[ev.tgid]

@@ -35,6 +35,7 @@ from proctop.sources.replay import ReplaySource
 SAMPLE = REPO / "tests" / "data" / "sample.jsonl"
 #: Pids far above pid_max: /proc never has them, so enrichment takes its "gone" paths.
 CHILD, PARENT = 4_100_000, 4_099_999
+OTHER = 4_099_000  # a parent no event introduced (nor is it alive)
 
 
 class _Raw:
@@ -208,15 +209,19 @@ def test_the_fed_connector_drops_threads_and_what_the_mask_refuses():
 
 
 def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_start(monkeypatch):
-    """A storm's exits are not read in vain: a process whose fork or named exec the reader saw
-    is named by the consumer's table; one that started unseen, or whose exec found it gone,
-    is read while it may still be a zombie."""
+    """A storm's exits are not read in vain: a process whose named exec the reader saw, or whose
+    fork from such a process, is named by the consumer's table; one that started unseen, whose
+    exec found it gone, or forked by a process known only from /proc, is read while it may
+    still be a zombie."""
     import proctop.sources.reader as reader
+    from proctop.model.procfs import Snapshot
 
     reads: list[tuple[int, bool]] = []
 
-    def recording(pid: int, *, argv: bool, cgroup: bool = False) -> None:
+    def recording(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
         reads.append((pid, argv))
+        if pid == PARENT:  # the one alive: a shell that exec'd
+            return Snapshot("sh", 1, None, 0, ["sh", "-c", "..."], "/bin/sh")
         return None  # as /proc answers for these pids: gone
 
     monkeypatch.setattr(reader, "snapshot", recording)
@@ -224,16 +229,20 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
     source.start()
     try:
         now = time.monotonic_ns()
-        seen, unseen, gone_at_exec = CHILD, CHILD + 1, CHILD + 2
-        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now, seen, seen, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 1, seen, seen, PARENT, PARENT, 0, 17))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, unseen, unseen, PARENT, PARENT, 0, 17))
-        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 3, gone_at_exec, gone_at_exec, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 4, gone_at_exec, gone_at_exec))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 5, gone_at_exec, gone_at_exec, PARENT, PARENT, 0, 17))
-        events = drain(source, 6)
-        assert [ev.event for ev in events] == ["fork", "exit", "exit", "fork", "exec", "exit"]
-        assert reads == [(unseen, False), (gone_at_exec, True), (gone_at_exec, False)]
+        seen, unseen, gone_at_exec, orphan = CHILD, CHILD + 1, CHILD + 2, CHILD + 3
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1, seen, seen, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, seen, seen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 3, unseen, unseen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 4, gone_at_exec, gone_at_exec, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 5, gone_at_exec, gone_at_exec))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 6, gone_at_exec, gone_at_exec, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 7, orphan, orphan, OTHER, OTHER))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 8, orphan, orphan, OTHER, OTHER, 0, 17))
+        events = drain(source, 9)
+        assert [ev.event for ev in events] == ["exec", "fork", "exit", "exit", "fork", "exec", "exit", "fork", "exit"]
+        assert reads == [(PARENT, True), (unseen, False), (gone_at_exec, True), (gone_at_exec, False), (orphan, False)]
+        assert events[2].cmdline == ["sh", "-c", "..."]  # the fork of a named shell: named after it
     finally:
         source.close()
 
