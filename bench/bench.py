@@ -198,8 +198,11 @@ def run_storm(env: Env, n: int, *, kind: str, tag: str, parallel: int = 1, threa
 class Watcher:
     """A watching process started for one measurement."""
 
-    def __init__(self, env: Env, name: str, kind: str, mask: str = "all", user: str = "root") -> None:
+    def __init__(
+        self, env: Env, name: str, kind: str, mask: str = "all", user: str = "root", extra: tuple[str, ...] = ()
+    ) -> None:
         self.env = env
+        self.extra = list(extra)  # more proctop options (``--names off``)
         self.name = name
         self.kind = kind  # proctop | forkstat | clisten
         self.mask = mask
@@ -209,7 +212,7 @@ class Watcher:
 
     def argv(self) -> list[str]:
         if self.kind == "proctop":
-            return [self.env.python, "-m", "proctop", "--json", "--only", self.mask]
+            return [self.env.python, "-m", "proctop", "--json", "--only", self.mask, *self.extra]
         if self.kind == "forkstat":
             return [self.env.forkstat or "forkstat", "-e", "all"]
         if self.kind == "clisten":
@@ -514,10 +517,11 @@ def py_scan() -> int:
 
 
 def psutil_scan() -> int:
+    """What proctop's start-up pass over /proc cost before issue 20 removed it (a snapshot per pid)."""
     sys.path.insert(0, str(ROOT))
-    from proctop.model.enrich import Enricher
+    from proctop.model.procfs import snapshot
 
-    return Enricher(scan=False).resync()
+    return sum(1 for name in os.listdir("/proc") if name.isdigit() and snapshot(int(name), argv=True))
 
 
 def timed(fn, repeat: int) -> tuple[float, int]:

@@ -1,9 +1,9 @@
 """How many failed processes get a name (comm or argv), per mask and per lifetime.
 
-Under ``--only nonzero-exit`` the kernel sends nothing when a process starts,
-so a short-lived failure is often reaped before /proc can be read; longer
-lived ones are picked up by the periodic /proc refresh. Prints a Markdown table
-for the README. Run as root or any user on Linux 6.6+:
+Under ``--only nonzero-exit`` the kernel sends nothing when a process starts
+unless names are on (the default: exec and fork are subscribed for names
+only); ``--names off`` is measured beside it. Prints a Markdown table.
+Run as root or any user on Linux 6.6+:
 
     python bench/name_capture.py [N]
 """
@@ -25,9 +25,9 @@ WORKLOADS = {
 }
 
 
-def measure(mask: int, script: str, n: int) -> tuple[int, int]:
+def measure(mask: int, script: str, n: int, names: bool = True) -> tuple[int, int]:
     """Fail ``n`` processes from a shell loop (which reaps each at once) while polling."""
-    src = ConnectorSource(probe(), mask)
+    src = ConnectorSource(probe(), mask, names=names)
     src.start()
     loop = f'i=0; while [ $i -lt {n} ]; do sh -c "{script}" & sh -c "{script}"; wait; i=$((i+2)); done'
     try:
@@ -48,13 +48,17 @@ def measure(mask: int, script: str, n: int) -> tuple[int, int]:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-    masks = {"`--only nonzero-exit`": PROC_EVENT_NONZERO_EXIT, "default (`fork,exec,nonzero-exit`)": DEFAULT_MASK}
+    masks = {
+        "`--only nonzero-exit`": (PROC_EVENT_NONZERO_EXIT, True),
+        "`--only nonzero-exit --names off`": (PROC_EVENT_NONZERO_EXIT, False),
+        "default (`fork,exec,nonzero-exit`)": (DEFAULT_MASK, True),
+    }
     print("| failing process lives | " + " | ".join(masks) + " |")
     print("|---|" + "---|" * len(masks))
     for label, script in WORKLOADS.items():
         cells = []
-        for mask in masks.values():
-            named, seen = measure(mask, script, n)
+        for mask, names in masks.values():
+            named, seen = measure(mask, script, n, names)
             cells.append(f"{named}/{seen} ({100 * named / max(seen, 1):.0f}%)")
         print(f"| {label} | " + " | ".join(cells) + " |")
 

@@ -15,6 +15,10 @@
  *                           epoll until all exited; JSON to stdout.
  *   storm listen MASK N     minimal C proc-connector listener (6.6 filter):
  *                           print "ready", count N events, JSON to stdout.
+ *   storm readlat MASK      the floor of a reader (bench/naming.py): one thread that
+ *                           recvs and reads /proc/PID/cmdline at each exec, nothing
+ *                           else; "ready", then at EOF of stdin a JSON list of the
+ *                           microseconds from each exec's kernel stamp to its read's end.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -23,6 +27,7 @@
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/netlink.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -456,6 +461,77 @@ static int cmd_listen(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_readlat(int argc, char **argv)
+{
+	uint32_t mask = argc > 2 ? strtoul(argv[2], NULL, 0) : STORM_EVENT_ALL;
+	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC, .nl_pid = 0};
+	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		perror("netlink");
+		return 1;
+	}
+	int big = 64 << 20;
+	setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+	struct {
+		struct nlmsghdr nl;
+		struct cn_msg cn;
+		struct storm_proc_input in;
+	} __attribute__((packed)) req;
+	memset(&req, 0, sizeof req);
+	req.nl.nlmsg_len = sizeof req;
+	req.nl.nlmsg_type = NLMSG_DONE;
+	req.cn.id.idx = CN_IDX_PROC;
+	req.cn.id.val = CN_VAL_PROC;
+	req.cn.len = sizeof(struct storm_proc_input);
+	req.in.mcast_op = PROC_CN_MCAST_LISTEN;
+	req.in.event_type = mask;
+	if (send(s, &req, sizeof req, 0) < 0) {
+		perror("send");
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	size_t cap = 1 << 16, n = 0;
+	double *lat = malloc(cap * sizeof *lat);
+	char buf[65536], path[64], argvbuf[4096];
+	struct pollfd fds[2] = {{.fd = s, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+	for (;;) {
+		if (poll(fds, 2, 250) < 0 && errno != EINTR)
+			break;
+		if (fds[1].revents)
+			break; /* stdin: a line or EOF ends the run */
+		for (;;) {
+			ssize_t k = recv(s, buf, sizeof buf, 0);
+			if (k < 0)
+				break; /* EAGAIN (drained) or ENOBUFS: poll again */
+			for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, k); nh = NLMSG_NEXT(nh, k)) {
+				struct cn_msg *cn = NLMSG_DATA(nh);
+				struct proc_event *ev = (struct proc_event *)cn->data;
+				if (ev->what != PROC_EVENT_EXEC)
+					continue;
+				snprintf(path, sizeof path, "/proc/%d/cmdline", ev->event_data.exec.process_tgid);
+				int fd = open(path, O_RDONLY | O_CLOEXEC);
+				if (fd >= 0) {
+					if (read(fd, argvbuf, sizeof argvbuf) < 0)
+						argvbuf[0] = 0;
+					close(fd);
+				}
+				struct timespec t;
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				double us = ((double)t.tv_sec * 1e9 + t.tv_nsec - (double)ev->timestamp_ns) / 1e3;
+				if (n == cap)
+					lat = realloc(lat, (cap *= 2) * sizeof *lat);
+				lat[n++] = us;
+			}
+		}
+	}
+	printf("[");
+	for (size_t i = 0; i < n; i++)
+		printf("%s%.1f", i ? ", " : "", lat[i]);
+	printf("]\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "child")) {
@@ -474,6 +550,8 @@ int main(int argc, char **argv)
 		return cmd_pidfd(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "listen"))
 		return cmd_listen(argc, argv);
-	fprintf(stderr, "usage: storm spawn|hold|scan|pidfd|listen ...\n");
+	if (argc >= 2 && !strcmp(argv[1], "readlat"))
+		return cmd_readlat(argc, argv);
+	fprintf(stderr, "usage: storm spawn|hold|scan|pidfd|listen|readlat ...\n");
 	return 2;
 }

@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", metavar="N", type=_count, help="stop after N events")
     p.add_argument("--replay", metavar="FILE", help="read a capture written by --json instead of the kernel")
     p.add_argument("--threads", action="store_true", help="keep per-thread events (pid != tgid)")
+    p.add_argument(
+        "--names", choices=("on", "off"), default=None,
+        help="read each exec for names even when EVENTS lacks exec (default: on; off: the leanest watch)",
+    )
     p.add_argument("--theme", metavar="NAME", help=_theme_help())
     p.add_argument(
         "--history", metavar="N", type=_history, default=None, help=f"rows the UI keeps (default {DEFAULT_HISTORY})"
@@ -167,7 +171,8 @@ def make_source(args: argparse.Namespace, mask: int) -> Source:
     from proctop.sources.connector import ConnectorSource
 
     capability = probe(None if args.source == "auto" else args.source)
-    source: Source = ConnectorSource(capability, mask, threads=args.threads)
+    names = getattr(args, "names", True) in (True, "on")  # config.apply makes it a bool
+    source: Source = ConnectorSource(capability, mask, threads=args.threads, names=names)
     if getattr(args, "command", None):
         source = _command_tree(source, args)
     return always_on.attach(source, args)

@@ -5,6 +5,7 @@ What htoprc and btop.conf are to those tools::
     theme = "dark"                      # a short or full theme name (--theme)
     events = "fork,exec,nonzero-exit"   # or a list; the --only vocabulary
     history = 100000                    # --history
+    names = false                       # --names off: no exec/fork read for names alone
     [keys]                              # binding id = key string (Textual's keymap)
     pause = "p"
     quit = "q,ctrl+q"
@@ -45,6 +46,7 @@ KEYS = {
     "theme": "a theme name",
     "events": "an --only event list",
     "history": "a whole number of rows",
+    "names": "true or false (--names on/off)",
     "keys": "a table of binding id = key string",
 }
 
@@ -73,6 +75,7 @@ class Config:
     theme: str | None = None  # full theme name (``proctop-dark``), resolved
     events: str | None = None  # an --only specification, normalised to a comma list
     history: int | None = None
+    names: bool | None = None
     keymap: dict[str, str] = field(default_factory=dict)
 
 
@@ -139,6 +142,10 @@ def parse(data: dict[str, Any], origin: str) -> Config:
         config.events = _events(data["events"], fail)
     if "history" in data:
         config.history = _history(data["history"], fail)
+    if "names" in data:
+        if not isinstance(data["names"], bool):
+            raise fail(f"names must be true or false, got {_kind(data['names'])}")
+        config.names = data["names"]
     if "keys" in data:
         config.keymap = _keymap(data["keys"], fail)
     return config
@@ -231,7 +238,7 @@ def apply(args: argparse.Namespace, *, history_default: int) -> Config:
     """Fill the options the command line left unset from the config file; the config read.
 
     Sets ``args.theme`` (full name, resolved, or None), ``args.only`` (from
-    ``events`` for a live run), ``args.history``, ``args.keymap`` (a dict for
+    ``events`` for a live run), ``args.history``, ``args.names`` (a bool), ``args.keymap`` (a dict for
     ``App.set_keymap``), ``args.config_path`` (where ``save_theme`` writes;
     None under ``--no-config``) and ``args.save_theme`` (``save_theme`` bound
     to that path, for the UI; None when there is nowhere to save). A
@@ -257,6 +264,8 @@ def apply(args: argparse.Namespace, *, history_default: int) -> Config:
         args.only = config.events
     if args.history is None:
         args.history = config.history if config.history is not None else history_default
+    names = getattr(args, "names", None)  # --names on/off wins; else the file; else on
+    args.names = (names == "on") if names is not None else (config.names if config.names is not None else True)
     args.keymap = dict(config.keymap)
     # The UI calls it with the theme picked in its palette. A callable, not the module: the UI
     # layer does not import the top layer (tests/test_layers.py).

@@ -290,7 +290,7 @@ def run_json(
                 if not unwritten:
                     unwritten_since = time.time()
                 unwritten += len(lines)
-                source.stats.lost += len(lines)
+                source.count_lost(len(lines))
         error = source.error
         if error:
             print(f"proctop: {error}", file=sys.stderr)

@@ -1,23 +1,26 @@
 """What we know about each process, so an event can say who ran what.
 
-The kernel's events carry only numbers. The cache here is keyed by pid and
-checked against the process start time, filled:
+The kernel's events carry only numbers. The table here is keyed by pid and
+filled from events alone, never from a listing of /proc (with 100,000 live
+processes a pass over /proc cost seconds of start-up and a core's percents
+of idle CPU, issue 20):
 
-* from a /proc scan at start-up and after lost events (``resync``),
 * at fork: the child is a copy of its parent (no /proc read needed),
-* at exec: argv, exe, comm and owner are read from /proc while the process
-  is still young (psutil),
-* at exit: lifetime is attached and the entry dropped.
+* at exec: argv, exe, comm, owner and cgroup, read by the reader thread the
+  moment the event is decoded (``procfs.snapshot``),
+* at exit: lifetime is attached and the entry retired.
 
-Under a mask without fork/exec (``--only nonzero-exit``) the dying process may
-be unknown; then whatever /proc still shows (a zombie keeps comm and ppid) is
-taken, and the parent, which is usually alive, is always described.
+A process the events never introduced (older than proctop, or its events
+lost) is read alone when it is needed: a parent when its child forks or
+fails, an ancestor for the details panel (``lookup``, one pid at a time). A
+dying process nobody introduced is described from what /proc still shows of
+the zombie (comm, ppid, owner). After lost events the table forgets its live
+entries (a pid may have been reused unseen) instead of rescanning /proc.
 NoSuchProcess, AccessDenied and ZombieProcess never escape: the field is None.
 """
 
 from __future__ import annotations
 
-import math
 import pwd
 import time
 from collections.abc import Callable
@@ -43,12 +46,10 @@ from proctop.model.procfs import (
     PSUTIL_START_SHIFT,
     TICK,
     Snapshot,
-    live_pids,
     read_cgroup,
     read_cmdline,
     read_comm,
     read_exe,
-    snapshot,
 )
 from proctop.model.proctable import ProcessTable, ProcInfo
 from proctop.model.reasons import SystemFacts, exit_reason
@@ -133,16 +134,13 @@ def _safe(getter: Callable[[], T]) -> T | None:
 class Enricher:
     """Turns ``RawEvent`` into ``Event`` with names, owners and lifetimes."""
 
-    def __init__(self, *, scan: bool = True, clock_offset: float | None = None) -> None:
+    def __init__(self, *, clock_offset: float | None = None) -> None:
         #: The process table (proctop.model.proctable): owned by the thread that calls ``enrich``.
         self.table = ProcessTable()
-        self._missing: dict[int, float] = {}  # pid -> when /proc first stopped listing it
         self.facts = SystemFacts()
         self.user_name = UserNames()
         # The kernel stamps events with CLOCK_MONOTONIC (ktime_get_ns).
         self.clock_offset = clock_offset if clock_offset is not None else time.time() - time.monotonic()
-        if scan:
-            self.resync()
 
     @property
     def procs(self) -> dict[int, ProcInfo]:
@@ -153,69 +151,13 @@ class Enricher:
     def procs(self, live: dict[int, ProcInfo]) -> None:
         self.table.live = live
 
-    def resync(self, settled: float = math.inf) -> int:
-        """Rebuild the table from /proc (start-up, and after the kernel dropped events).
+    def forget_live(self) -> None:
+        """Events were lost: any live entry may belong to a pid reused unseen (a wrong name).
 
-        Through the reader's fast /proc snapshot, not ``psutil.process_iter``:
-        the same fields cost 68-107 ms per 1,000 pids through psutil here and
-        18 ms through snapshots (bench/ measured the psutil scan at 3.4 s for
-        32,000 pids: seconds of start-up, and of backlog after an overrun).
-        Entries of processes gone are kept as ``_forget_gone`` says.
+        The entries move to the exited ones (the ancestry of rows already shown
+        still finds them); live processes are read again one by one when needed.
         """
-        live = live_pids()
-        fresh: dict[int, ProcInfo] = {}
-        for pid in live:
-            snap = snapshot(pid, argv=True)
-            if snap is not None:
-                fresh[pid] = _from_snapshot(pid, snap)
-        for pid, info in self.procs.copy().items():
-            fresh.setdefault(pid, info)
-        self.procs = fresh
-        self._forget_gone(live, settled)
-        return len(fresh)
-
-    def refresh(self, settled: float = math.inf) -> int:
-        """Add processes started since the last look and forget the ones gone.
-
-        Needed only when the mask lacks fork or exec, so new processes do not
-        announce themselves: a listing of /proc (0.8 ms per 1,000 pids here)
-        plus one snapshot per new pid, instead of a full rescan.
-        Returns how many processes were added.
-        """
-        live = live_pids()
-        if not live:
-            return 0
-        self._forget_gone(live, settled)
-        procs = self.procs
-        added = 0
-        for pid in live:
-            if pid not in procs:
-                snap = snapshot(pid, argv=True)
-                if snap is not None:
-                    procs[pid] = _from_snapshot(pid, snap)
-                    added += 1
-        return added
-
-    def _forget_gone(self, live: set[int], settled: float) -> None:
-        """Drop the entries of processes /proc no longer lists, once their exit cannot still be queued.
-
-        A process leaves /proc only after the kernel sent its exit, so a pid
-        first missed at time T had its exit sent before T. ``settled`` is the
-        moment (monotonic seconds) up to which every event the kernel sent has
-        been consumed; once T < settled the exit, if it was sent to us, has been
-        handled (and popped the entry). Forgetting earlier would make a queued
-        exit nameless. The default, infinity, is for callers without a queue.
-        """
-        now = time.monotonic()
-        procs, missing = self.procs, self._missing
-        for pid in list(procs):  # a copy: lookups insert while this runs
-            if pid in live:
-                missing.pop(pid, None)
-            elif missing.setdefault(pid, now) < settled:
-                self.table.retire(pid)
-                del missing[pid]
-        for pid in [pid for pid in missing if pid not in procs]:
-            del missing[pid]
+        self.table.retire_all()
 
     def lookup(self, pid: int) -> ProcInfo | None:
         """The cached entry, else a live read (cached for next time)."""
@@ -223,7 +165,7 @@ class Enricher:
         if info is None:
             info = read_proc(pid)
             if info is not None:
-                self.procs[pid] = info
+                self.table.add(info)
         return info
 
     def enrich(self, raw: RawEvent, snap: Snapshot | None = None) -> Event:
@@ -237,6 +179,11 @@ class Enricher:
             ev.ppid = raw.ptgid
             info: ProcInfo | None
             if raw.pid == raw.tgid:  # a new process, a copy of its parent until exec
+                if parent is not None and not parent.exact:
+                    # Read from /proc after the fork (a lookup): the parent may have exec'd
+                    # since, and its child is a copy of the image before. It says less:
+                    # its parent's pid (`child of ...` at its exit) but no name (issue 19).
+                    parent = ProcInfo(pid=parent.pid, start=None, uid=parent.uid, cgroup=parent.cgroup)
                 info = ProcInfo(
                     pid=raw.pid,
                     start=ts,
@@ -248,7 +195,7 @@ class Enricher:
                     ppid=raw.ptgid,
                     cgroup=parent.cgroup if parent else None,
                 )
-                self.procs[raw.pid] = info
+                self.table.add(info)
             else:
                 info = parent
         elif what == PROC_EVENT_EXEC:
@@ -269,7 +216,7 @@ class Enricher:
                 info.start, info.exact = old.start, True  # from its fork
             else:  # fork unseen: the exec's own timestamp beats /proc's 10 ms ticks
                 info.start, info.exact = ts, True
-            self.procs[subject] = info
+            self.table.add(info)
             ev.exe = info.exe
             ev.unit = self.unit(info.cgroup)
             self.facts.note_cgroup(info.cgroup)  # the OOM-kill count before anything fails
@@ -318,7 +265,7 @@ class Enricher:
                 ev.comm = raw.comm.decode("utf-8", "surrogateescape")  # as argv: an undecodable byte stays \udcXX
                 if raw.pid == raw.tgid:
                     if info is None:  # gone already: the event itself names it, for its exit
-                        info = self.procs[subject] = ProcInfo(pid=subject, start=None)
+                        info = self.table.add(ProcInfo(pid=subject, start=None))
                     info.comm = ev.comm
             elif what in (PROC_EVENT_PTRACE, PROC_EVENT_COREDUMP):
                 if what == PROC_EVENT_PTRACE:

@@ -158,11 +158,3 @@ def read_cgroup(pid: int) -> str | None:
         return read_file(f"/proc/{pid}/cgroup").decode("utf-8", "surrogateescape")
     except OSError:
         return None
-
-
-def live_pids() -> set[int]:
-    """The pids /proc lists now (processes only, not threads)."""
-    try:
-        return {int(name) for name in os.listdir("/proc") if name.isdigit()}
-    except OSError:
-        return set()

@@ -5,22 +5,34 @@ One table, one owner. It belongs to the thread that consumes its source
 ``--json`` loop). Enrichment fills it there, and the details panel's
 ancestry is computed there too: the UI sends the question to that thread and
 gets the answer back as a message (``proctop.ui.app``), so no other thread
-ever reads or writes it. There is no lock because there is nothing to share.
+ever reads or writes it. There is no lock because there is nothing to share,
+and the table checks it: the first thread that uses it is its owner, and a
+use from any other thread raises ``TableOwnerError`` (a bug, never a state of
+the system; ``tests/core/test_source_contract.py`` drives it without root).
 
-Live processes are kept as long as they live. Exited ones are kept too, up to
-``EXITED_LIMIT`` (the oldest go first), because they are what the ancestry of
-an old row is made of: the ``make`` whose compiler crashed may be gone by the
-time the user opens the row.
+Live processes are kept while they live, up to ``LIVE_LIMIT`` (the least
+recently introduced go first): under a mask without successful exits
+(``--only nonzero-exit``) nothing tells the table that most of them ended, and
+the table is filled from events, never pruned by listing /proc. Exited ones
+are kept too, up to ``EXITED_LIMIT`` (the oldest go first), because they are
+what the ancestry of an old row is made of: the ``make`` whose compiler
+crashed may be gone by the time the user opens the row.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from proctop.model.events import Event, command_line
 from proctop.model.kinds import PARENT_KINDS
 
+#: Live processes remembered: a forked child shares its parent's lists, an exec'd
+#: one holds its own argv (~300-500 bytes an entry), so ~10-20 MB at most. Above
+#: the reader thread's own record of announced processes (``connector``), so an
+#: exit the reader thinks announced still finds its entry.
+LIVE_LIMIT = 40_000
 #: Exited processes remembered for ancestry: about 150-500 bytes each
 #: (a forked child shares its parent's argv list), so 5-10 MB at most.
 EXITED_LIMIT = 20_000
@@ -45,6 +57,10 @@ class ProcInfo:
     cgroup: str | None = None  # /proc/PID/cgroup, read at exec (the unit it runs in)
 
 
+class TableOwnerError(RuntimeError):
+    """The process table was used from a thread other than its owner's."""
+
+
 #: Reads a live process the table does not know yet (the enricher's /proc read); None if gone.
 Lookup = Callable[[int], "ProcInfo | None"]
 
@@ -52,13 +68,39 @@ Lookup = Callable[[int], "ProcInfo | None"]
 class ProcessTable:
     """pid -> ``ProcInfo`` of live processes, and of the last ``EXITED_LIMIT`` exited ones."""
 
-    def __init__(self, exited_limit: int = EXITED_LIMIT) -> None:
-        self.live: dict[int, ProcInfo] = {}
+    def __init__(self, exited_limit: int = EXITED_LIMIT, live_limit: int = LIVE_LIMIT) -> None:
+        self.live: dict[int, ProcInfo] = {}  # in order of introduction (oldest first)
         self.exited: dict[int, ProcInfo] = {}  # in exit order (oldest first)
         self.exited_limit = exited_limit
+        self.live_limit = live_limit
+        self.owner: int | None = None  # the thread ident of the consumer, set by the first use
+
+    def _mine(self) -> None:
+        """Raise unless the calling thread owns the table (the first caller becomes its owner)."""
+        me = threading.get_ident()
+        if self.owner != me:
+            if self.owner is not None:
+                raise TableOwnerError(f"process table used from thread {me}; it belongs to thread {self.owner}")
+            self.owner = me
+
+    def add(self, info: ProcInfo) -> ProcInfo:
+        """Introduce (or re-introduce) a live process; the longest-known entry goes when full."""
+        self._mine()
+        live = self.live
+        if live.pop(info.pid, None) is None and len(live) >= self.live_limit:
+            del live[next(iter(live))]
+        live[info.pid] = info
+        return info
+
+    def retire_all(self) -> None:
+        """Every live entry becomes an exited one (see ``Enricher.forget_live``)."""
+        self._mine()
+        for pid in list(self.live):
+            self.retire(pid)
 
     def retire(self, pid: int) -> ProcInfo | None:
         """The process ended (or left /proc): its entry moves to the exited ones and is returned."""
+        self._mine()
         info = self.live.pop(pid, None)
         if info is not None and self.exited_limit:
             exited = self.exited
@@ -74,6 +116,7 @@ class ProcessTable:
         A live process that started after ``at`` is a reuse of the pid: the
         exited entry is the one meant.
         """
+        self._mine()
         info = self.live.get(pid)
         if info is not None and (at is None or info.start is None or info.start <= at):
             return info
@@ -84,17 +127,18 @@ class ProcessTable:
 
         The connector's enricher fills the table itself, with more than the events say.
         """
+        self._mine()
         if ev.event == "lost" or not ev.pid:
             return
         pid = ev.tgid or ev.pid
         if ev.event == "fork" and ev.pid == (ev.tgid or ev.pid):  # a new process
             self.retire(pid)
             parent = self.live.get(ev.ppid or 0)
-            info = self.live[pid] = ProcInfo(pid=pid, start=ev.ts, exact=True)
+            info = self.add(ProcInfo(pid=pid, start=ev.ts, exact=True))
             if parent is not None:
                 info.comm, info.cmdline, info.uid = parent.comm, parent.cmdline, parent.uid
         else:
-            info = self.live.get(pid) or self.live.setdefault(pid, ProcInfo(pid=pid, start=None))
+            info = self.live.get(pid) or self.add(ProcInfo(pid=pid, start=None))
         if ev.ppid and ev.event != "ptrace":  # a tracer is not a parent
             info.ppid = ev.ppid
         if ev.cmdline is not None:
@@ -106,7 +150,7 @@ class ProcessTable:
         elif ev.uid is not None and info.uid is None:
             info.uid = ev.uid
         if ev.event == "exit" and ev.ppid and (ev.parent_cmdline or ev.parent_comm):
-            parent = self.live.setdefault(ev.ppid, ProcInfo(pid=ev.ppid, start=None))
+            parent = self.live.get(ev.ppid) or self.add(ProcInfo(pid=ev.ppid, start=None))
             if parent.cmdline is None and parent.comm is None:
                 parent.cmdline, parent.comm = ev.parent_cmdline, ev.parent_comm
         if ev.event == "exit" and ev.pid == (ev.tgid or ev.pid):
@@ -120,6 +164,7 @@ class ProcessTable:
         reads a live ancestor the table has not met. The commands are raw text
         (untrusted: the UI makes them safe).
         """
+        self._mine()
         pid = ev.tgid or ev.pid
         ppid = ev.ppid if ev.event in PARENT_KINDS and ev.ppid else None
         if ppid is None:

@@ -34,6 +34,7 @@ class SourceDescription(TypedDict, total=False):
     kernel: str  # connector: the running kernel's release
     kernel_filters: bool  # connector: the kernel applies the mask (6.6+), not proctop
     rcvbuf: int  # connector: the socket's receive buffer in effect
+    names: bool  # connector: exec (and fork) are read for names even when the mask lacks them
     file: str  # replay: the capture read
     recorded_from: str | None  # replay: the source named in the capture's own header
     command: list[str]  # command tree: the watched command's argv
@@ -49,6 +50,7 @@ class SourceStats:
     # events each) plus events dropped from our own full queue (exactly one each)
     malformed: int = 0  # messages that could not be decoded or did not come from the kernel (sender port 0)
     filtered: int = 0  # dropped by the user-space mask or as thread events
+    names_only: int = 0  # taken for names only (fork/exec the mask lacks): never shown nor counted above
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -68,7 +70,7 @@ class Source(ABC):
 
     def __init__(self, mask: int) -> None:
         self.mask = mask
-        self.stats = SourceStats()
+        self._stats = SourceStats()
         #: Mask bits this source can deliver at all (the kmod may lack some).
         self.supported = 0xFFFFFFFF
 
@@ -91,6 +93,15 @@ class Source(ABC):
         deliver is shown. A replay delivers every recorded event and decides here.
         """
         return True
+
+    @property
+    def stats(self) -> SourceStats:
+        """The counters, for the header and the bench: read by any thread, written by the source's own."""
+        return self._stats
+
+    def count_lost(self, count: int) -> None:
+        """Events lost after the source (an output that could not keep up); the consumer thread's."""
+        self._stats.lost += count
 
     @property
     def command_status(self) -> int | None:

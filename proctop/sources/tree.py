@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, TypedDict
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_FORK
 from proctop.model.events import Event
-from proctop.sources.base import Source, SourceDescription
+from proctop.sources.base import Source, SourceDescription, SourceStats
 from proctop.sources.replay import event_passes
 
 if TYPE_CHECKING:  # the annotation only: the inner source owns the enricher, if it has one
@@ -54,7 +54,6 @@ class CommandTree(Source):
         self.kind = inner.kind
         self.label = f"{inner.label}; watching: {' '.join(argv)}"
         self.supported = inner.supported
-        self.stats = inner.stats  # the inner source's counters are the ones that mean something
         self.members: set[int] = set()
         self.proc: subprocess.Popen[bytes] | None = None
         self.status: int | None = None
@@ -122,6 +121,14 @@ class CommandTree(Source):
         if code is not None:
             self.status = 128 - code if code < 0 else code  # a death by signal N reads 128+N, as in a shell
             self._reaped_at = time.monotonic()
+
+    @property
+    def stats(self) -> SourceStats:
+        """The inner source's counters: they are the ones that mean something."""
+        return self.inner.stats
+
+    def count_lost(self, count: int) -> None:
+        self.inner.count_lost(count)
 
     @property
     def command_status(self) -> int | None:

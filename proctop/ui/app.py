@@ -201,6 +201,7 @@ class ProctopApp(App[int]):
             self.source.label,
             self.source.supported,
             recorded=os.path.basename(recorded) if recorded else None,
+            names=self.source.describe().get("names"),
             id="header",
         )
         self.header_bar = header.data_bind(

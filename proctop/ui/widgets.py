@@ -63,11 +63,15 @@ class HeaderBar(Widget):
     mask: reactive[int] = reactive(0)
     rates: reactive[dict[str, float]] = reactive(dict)  # events/s of every kind seen so far
 
-    def __init__(self, label: str, supported: int, *, recorded: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, label: str, supported: int, *, recorded: str | None = None, names: bool | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)  # kwargs: Widget's (id, classes)
         self.label = label  # the source's label
         self.supported = supported  # mask bits the source can deliver at all
         self.recorded = recorded  # a replay: the capture's file name; None when live
+        #: The source reads execs for names even when the mask lacks exec (``--names``); None: not said.
+        self.names = names
 
     def render(self) -> ScreenText:
         width = self.size.width or 80
@@ -142,7 +146,11 @@ class HeaderBar(Widget):
         if not self.mask:
             warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
         elif self.recorded is None and not self.mask & NAMING_BITS and on_names:
-            warning = [("  exec off: names may be lost (e)", "header--paused")]
+            if self.names:  # exec is read for names alone, never shown
+                warning = [("  names on (exec read, not shown)", "header--dim")]
+            else:
+                said = "names off" if self.names is False else "exec off"
+                warning = [(f"  {said}: names may be lost (e)", "header--paused")]
         prefix: Chunk = ("kernel filter ", "header--dim")
 
         def toggle(key: str, name: str, label: str, *, keys_only: bool = False) -> list[Chunk]:

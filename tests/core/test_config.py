@@ -77,6 +77,16 @@ def test_config_option_reads_another_file_and_home_is_the_fallback(tmp_path):
     assert header(proctop("--json", "--duration", "0", home=str(tmp_path)))["mask"] == ["fork"]
 
 
+@pytest.mark.kernel
+def test_names_are_on_unless_the_file_or_the_command_line_turns_them_off(tmp_path):
+    """The JSON header says which is in force; --names wins over the file."""
+    off = write_config(tmp_path, "names = false\n")
+    assert header(proctop("--json", "--duration", "0", "--no-config"))["names"] is True
+    assert header(proctop("--json", "--duration", "0", "--config", str(off)))["names"] is False
+    assert header(proctop("--json", "--duration", "0", "--config", str(off), "--names", "on"))["names"] is True
+    assert header(proctop("--json", "--duration", "0", "--no-config", "--names", "off"))["names"] is False
+
+
 def test_config_fills_what_the_command_line_left_unset(tmp_path):
     path = write_config(tmp_path, 'theme = "light"\nhistory = 5000\n[keys]\npause = "p"\nquit = "q, ctrl+q"\n')
     args = cli.build_parser().parse_args(["--config", str(path)])
@@ -105,7 +115,7 @@ def test_no_config_file_is_no_error(tmp_path):
     ("text", "needles"),
     [
         ('theme = "dark\n', ["not valid TOML", "line 1"]),
-        ("colour = 1\n", ["unknown key 'colour'", "choose from: theme, events, history, keys"]),
+        ("colour = 1\n", ["unknown key 'colour'", "choose from: theme, events, history, names, keys"]),
         ("[theme]\nname = 'dark'\n", ["theme must be a string", "a table"]),
         ("theme = 3\n", ["theme must be a string", "an integer"]),
         ('theme = "nope"\n', ["theme: unknown theme 'nope'", "dark"]),
@@ -116,6 +126,7 @@ def test_no_config_file_is_no_error(tmp_path):
         ('history = "lots"\n', ["history must be a whole number, got a string"]),
         ("history = true\n", ["history must be a whole number, got a boolean"]),
         ("history = 0\n", ["history must be from 1 to 10000000, got 0"]),
+        ('names = "no"\n', ["names must be true or false, got a string"]),
         ('keys = "p"\n', ["keys must be a table"]),
         ("[keys]\npause = 1\n", ["keys.pause must be a key string"]),
         ('[keys]\npause = "ctrl+"\n', ["keys.pause: 'ctrl+' is not a key"]),

@@ -9,6 +9,7 @@ queue and the lost accounting are exercised in every run; the kernel tests
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -34,6 +35,7 @@ from proctop.sources.replay import ReplaySource
 SAMPLE = REPO / "tests" / "data" / "sample.jsonl"
 #: Pids far above pid_max: /proc never has them, so enrichment takes its "gone" paths.
 CHILD, PARENT = 4_100_000, 4_099_999
+OTHER = 4_099_000  # a parent no event introduced (nor is it alive)
 
 
 class _Raw:
@@ -88,7 +90,7 @@ class FedSocket:
 def fed_connector(mask: int = PROC_EVENT_ALL) -> tuple[ConnectorSource, FedSocket]:
     fed = FedSocket()
     source = ConnectorSource(
-        Capability(kind="native"), mask, enricher=Enricher(scan=False), open_socket=lambda cap: fed
+        Capability(kind="native"), mask, enricher=Enricher(), open_socket=lambda cap: fed
     )
     return source, fed
 
@@ -170,9 +172,9 @@ def test_the_fed_connector_enriches_a_whole_life():
 
 
 def test_the_fed_connector_bounds_its_queue_and_counts_what_it_drops(monkeypatch):
-    import proctop.sources.connector as connector
+    import proctop.sources.reader as reader
 
-    monkeypatch.setattr(connector, "_QUEUE_MAX", 10)
+    monkeypatch.setattr(reader, "QUEUE_MAX", 10)
     source, fed = fed_connector(PROC_EVENT_EXIT)
     source.start()
     try:
@@ -207,32 +209,40 @@ def test_the_fed_connector_drops_threads_and_what_the_mask_refuses():
 
 
 def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_start(monkeypatch):
-    """A storm's exits are not read in vain: a process whose fork or named exec the reader saw
-    is named by the consumer's table; one that started unseen, or whose exec found it gone,
-    is read while it may still be a zombie."""
-    import proctop.sources.connector as connector
+    """A storm's exits are not read in vain: a process whose named exec the reader saw, or whose
+    fork from such a process, is named by the consumer's table; one that started unseen, whose
+    exec found it gone, or forked by a process known only from /proc, is read while it may
+    still be a zombie."""
+    import proctop.sources.reader as reader
+    from proctop.model.procfs import Snapshot
 
     reads: list[tuple[int, bool]] = []
 
-    def recording(pid: int, *, argv: bool, cgroup: bool = False) -> None:
+    def recording(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
         reads.append((pid, argv))
+        if pid == PARENT:  # the one alive: a shell that exec'd
+            return Snapshot("sh", 1, None, 0, ["sh", "-c", "..."], "/bin/sh")
         return None  # as /proc answers for these pids: gone
 
-    monkeypatch.setattr(connector, "snapshot", recording)
+    monkeypatch.setattr(reader, "snapshot", recording)
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
     try:
         now = time.monotonic_ns()
-        seen, unseen, gone_at_exec = CHILD, CHILD + 1, CHILD + 2
-        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now, seen, seen, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 1, seen, seen, PARENT, PARENT, 0, 17))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, unseen, unseen, PARENT, PARENT, 0, 17))
-        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 3, gone_at_exec, gone_at_exec, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 4, gone_at_exec, gone_at_exec))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 5, gone_at_exec, gone_at_exec, PARENT, PARENT, 0, 17))
-        events = drain(source, 6)
-        assert [ev.event for ev in events] == ["fork", "exit", "exit", "fork", "exec", "exit"]
-        assert reads == [(unseen, False), (gone_at_exec, True), (gone_at_exec, False)]
+        seen, unseen, gone_at_exec, orphan = CHILD, CHILD + 1, CHILD + 2, CHILD + 3
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1, seen, seen, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, seen, seen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 3, unseen, unseen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 4, gone_at_exec, gone_at_exec, PARENT, PARENT))
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 5, gone_at_exec, gone_at_exec))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 6, gone_at_exec, gone_at_exec, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 7, orphan, orphan, OTHER, OTHER))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 8, orphan, orphan, OTHER, OTHER, 0, 17))
+        events = drain(source, 9)
+        assert [ev.event for ev in events] == ["exec", "fork", "exit", "exit", "fork", "exec", "exit", "fork", "exit"]
+        assert reads == [(PARENT, True), (unseen, False), (gone_at_exec, True), (gone_at_exec, False), (orphan, False)]
+        assert events[2].cmdline == ["sh", "-c", "..."]  # the fork of a named shell: named after it
     finally:
         source.close()
 
@@ -240,12 +250,12 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
 def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monkeypatch):
     """procfs.snapshot keeps the argv it read when stat is gone by the next read; the rest
     (parent, owner) comes from the fork the enricher saw."""
-    import proctop.sources.connector as connector
+    import proctop.sources.reader as reader
     from proctop.model.procfs import Snapshot
 
     argv = ["cc1", "-quiet", "broken.c"]
     monkeypatch.setattr(
-        connector, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
+        reader, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
     )
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
@@ -254,5 +264,43 @@ def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monke
         _, exec_, exit_ = drain(source, 3)
         assert (exec_.event, exec_.cmdline, exec_.ppid) == ("exec", argv, PARENT)
         assert (exit_.event, exit_.cmdline, exit_.exit_code) == ("exit", argv, 3)
+    finally:
+        source.close()
+
+
+def test_the_process_table_belongs_to_the_consumer_thread_alone(monkeypatch):
+    """Threads by construction, without root: the socket reader never touches the table, the
+    consumer (here a thread of its own) owns it, and a use from any other thread raises."""
+    from proctop.model.proctable import ProcessTable, TableOwnerError
+
+    users: set[int] = set()
+    mine = ProcessTable._mine
+
+    def spied(table):
+        users.add(threading.get_ident())
+        return mine(table)
+
+    monkeypatch.setattr(ProcessTable, "_mine", spied)
+    source, fed = fed_connector(PROC_EVENT_ALL)
+    source.start()
+    got: dict = {}
+
+    def consume() -> None:
+        got["events"] = drain(source, 3)
+        got["ancestry"] = source.ancestry(got["events"][-1])  # the details panel's question, asked here
+        got["ident"] = threading.get_ident()
+
+    try:
+        _life_of_a_failure(fed)
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        consumer.join(10)
+        assert [ev.event for ev in got["events"]] == ["fork", "exec", "exit"]
+        assert got["ancestry"] and got["ancestry"][0][0] == PARENT
+        assert users == {got["ident"]}  # not the reader's thread, not this one
+        table = source.enricher.table
+        assert table.owner == got["ident"]
+        with pytest.raises(TableOwnerError):
+            source.ancestry(got["events"][-1])  # from the wrong thread: a bug, said at once
     finally:
         source.close()

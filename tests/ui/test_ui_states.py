@@ -65,6 +65,29 @@ async def test_the_header_warns_when_exec_is_off_and_names_go():
         assert "exec off" not in screen_text(app)
 
 
+class NamingSource(QuietSource):
+    """A quiet source that says how it names (``ConnectorSource.describe``'s ``names``)."""
+
+    def __init__(self, mask: int, names: bool) -> None:
+        super().__init__(mask)
+        self.names = names
+
+    def describe(self):
+        return {**super().describe(), "names": self.names}
+
+
+async def test_the_header_says_whether_names_are_read_when_exec_is_off():
+    app = ProctopApp(NamingSource(PROC_EVENT_NONZERO_EXIT, True), rate_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        line = screen_text(app).splitlines()[1]
+        assert "names on (exec read, not shown)" in line and "names may be lost" not in line
+    app = ProctopApp(NamingSource(PROC_EVENT_NONZERO_EXIT, False), rate_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "names off: names may be lost (e)" in screen_text(app).splitlines()[1]
+
+
 async def test_the_header_keeps_to_two_lines_at_80_columns_in_every_mask():
     app = ProctopApp(QuietSource(PROC_EVENT_ALL), rate_interval=None)
     async with app.run_test(size=(80, 24)) as pilot:
