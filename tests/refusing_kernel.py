@@ -68,8 +68,11 @@ def _refuse_at_listen(code: int) -> Callable[[Capability], object]:
 
 
 def _pyroute2_keyerror(cap: Capability) -> object:
-    """pyroute2 0.9's bind tries ports 20-199 and raises KeyError, its errno logged away; the plain
-    bind that proctop.kernel.socket makes to recover the errno is refused with EPERM here."""
+    """The pyroute2 twin (``FilteredProcSocket.open_with_pyroute2``) as a refusing kernel leaves it:
+    pyroute2 0.9's bind tries ports 20-199 and raises KeyError, its errno logged away; the plain bind
+    that proctop.kernel.socket makes to recover the errno is refused with EPERM here."""
+    from pyroute2.netlink.nlsocket import NetlinkSocket
+
     import proctop.kernel.socket as sock_mod
 
     def bind(self: object, **kwarg: object) -> None:
@@ -88,11 +91,13 @@ def _pyroute2_keyerror(cap: Capability) -> object:
         def bind(self, address: object) -> None:
             raise _oserror(errno.EPERM)
 
-    sock_mod.FilteredProcSocket.bind = bind  # type: ignore[method-assign]
+    NetlinkSocket.bind = bind  # type: ignore[method-assign]
     sock_mod.socket = types.SimpleNamespace(  # type: ignore[assignment]
         socket=_RefusingStdlibSocket, AF_NETLINK=16, SOCK_DGRAM=2
     )
-    return sock_mod.FilteredProcSocket.open(idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy)
+    return sock_mod.FilteredProcSocket.open_with_pyroute2(
+        idx=cap.idx, val=cap.val, groups=cap.groups, legacy=cap.legacy
+    )
 
 
 FAILURES: dict[str, Callable[[Capability], object]] = {

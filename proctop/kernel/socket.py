@@ -1,14 +1,24 @@
-"""The proc connector socket: pyroute2's ``ProcEventSocket`` taught the 6.6 filter.
+"""The proc connector socket, taught the 6.6 filter: a stdlib socket, with pyroute2's beside it.
 
-pyroute2 (0.9) knows the connector and the 4-byte LISTEN/IGNORE control but not
-``struct proc_input`` nor ``PROC_EVENT_NONZERO_EXIT``; ``FilteredProcSocket``
-adds them, its control messages encoded by ``protocol.encode_proc_input`` (the
-one encoder of LISTEN/IGNORE, also used by the probe). Its ``control()`` also waits for the LISTEN ack, which the kernel
-filters out under any mask but ALL, so ``listen()`` here never waits.
+``FilteredProcSocket`` sends ``struct proc_input`` (and the 4-byte op of older
+kernels), encoded by ``protocol.encode_proc_input`` (the one encoder of
+LISTEN/IGNORE, also used by the probe). ``listen()`` never waits for the
+LISTEN ack, which the kernel filters out under any mask but ALL.
 
-Reading goes through a stdlib socket on a dup of the same descriptor: the
-reader thread calls ``recv_into`` on it and decodes with
-``proctop.kernel.protocol`` (see there for why not pyroute2's marshal).
+How it is bound: a stdlib ``socket`` bound to the connector's group, the fast
+path beside pyroute2's ``ProcEventSocket`` (``open_with_pyroute2``, its twin).
+Importing pyroute2 costs 140-190 ms of proctop's ~0.5 s start (``python -X
+importtime``, load 2.4) and 150-420 ms on a busy host, where the first failure
+with 100,000 live processes must be reported within 0.5 s (bench/scale.py:
+0.48-0.95 s with it); and pyroute2 0.9.7 hides the bind's errno (a KeyError
+after trying ports 20-199), which is the whole answer when a kernel refuses a
+non-root subscriber. pyroute2 stays where it fits: the twin open below, held
+to the same subscription by tests/core/test_kernel_events.py, and the decoder
+cross-check in tests/core/test_protocol.py.
+
+Reading goes through the same stdlib socket: the reader thread calls
+``recvfrom_into`` on it and decodes with ``proctop.kernel.protocol`` (see
+there for why not pyroute2's marshal).
 """
 
 from __future__ import annotations
@@ -19,9 +29,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, TypedDict, TypeVar, Unpack
-
-from pyroute2.netlink.connector.cn_proc import ProcEventSocket
+from typing import Any, TypeVar
 
 from proctop.kernel.protocol import (
     CN_IDX_PROC,
@@ -89,16 +97,7 @@ def off_event_loop(fn: Callable[[], T]) -> T:
     return result[0]
 
 
-class SocketArgs(TypedDict, total=False):
-    """The keyword arguments of ``FilteredProcSocket`` (what ``open`` passes on)."""
-
-    idx: int
-    val: int
-    groups: int
-    legacy: bool
-
-
-class FilteredProcSocket(ProcEventSocket):  # type: ignore[misc]  # pyroute2 ships no types: its classes are Any
+class FilteredProcSocket:
     """A proc connector socket whose kernel-side mask can change while it is open.
 
     ``idx``/``val``/``groups`` default to the kernel's own proc connector
@@ -107,61 +106,66 @@ class FilteredProcSocket(ProcEventSocket):  # type: ignore[misc]  # pyroute2 shi
     """
 
     def __init__(
-        self,
-        idx: int = CN_IDX_PROC,
-        val: int = CN_VAL_PROC,
-        groups: int = CN_IDX_PROC,
-        legacy: bool = False,
+        self, raw: socket.socket, *, idx: int = CN_IDX_PROC, val: int = CN_VAL_PROC, legacy: bool = False
     ) -> None:
-        super().__init__()
+        self._raw: socket.socket | None = raw
         self.cn_idx = idx
         self.cn_val = val
-        self.cn_groups = groups
         self.legacy = legacy
         self.seq = 0
-        self._raw: socket.socket | None = None
-        self._detached = False  # True once pyroute2's own endpoint is closed (see open())
 
     @classmethod
-    def open(cls, **kwarg: Unpack[SocketArgs]) -> FilteredProcSocket:
-        """Create and bind, from any thread (see ``off_event_loop``)."""
+    def open(
+        cls, *, idx: int = CN_IDX_PROC, val: int = CN_VAL_PROC, groups: int = CN_IDX_PROC, legacy: bool = False
+    ) -> FilteredProcSocket:
+        """Create and bind (from any thread); a refusal is the kernel's own ``OSError``."""
+        raw = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        try:
+            raw.bind((0, groups))
+        except OSError:
+            raw.close()
+            raise
+        return cls(raw, idx=idx, val=val, legacy=legacy)
 
-        def make() -> FilteredProcSocket:
-            sock = cls(**kwarg)
+    @classmethod
+    def open_with_pyroute2(
+        cls, *, idx: int = CN_IDX_PROC, val: int = CN_VAL_PROC, groups: int = CN_IDX_PROC, legacy: bool = False
+    ) -> FilteredProcSocket:
+        """``open`` through pyroute2's ``ProcEventSocket`` (the twin; see the module docstring).
+
+        pyroute2 keeps its endpoint per thread: the descriptor is taken (a dup)
+        in the thread that bound it, and pyroute2's endpoint closed; the dup keeps
+        the kernel socket and its group membership. Nothing from pyroute2 leaves
+        here but an ``OSError`` with the bind's real errno.
+        """
+        from pyroute2.netlink.connector.cn_proc import ProcEventSocket
+        from pyroute2.netlink.nlsocket import NetlinkSocket
+
+        def make() -> socket.socket:
+            sock: Any = ProcEventSocket()
             try:
-                sock.bind()
-                # pyroute2 keeps its endpoint per thread: take the descriptor here,
-                # in the thread that bound it, and let pyroute2 go. The dup keeps
-                # the kernel socket (and its group membership) alive; all later I/O
-                # goes through it, from any thread.
-                sock.raw  # noqa: B018
+                # ProcEventSocket.bind() always joins CN_IDX_PROC; the kmod joins none: its base's bind.
+                NetlinkSocket.bind(sock, groups=groups)
+                return socket.socket(fileno=os.dup(sock.fileno()))
             finally:
-                super(FilteredProcSocket, sock).close()
-            sock._detached = True
-            return sock
+                sock.close()
 
         try:
-            return off_event_loop(make)
+            raw = off_event_loop(make)
         except OSError:
             raise
         except Exception as exc:  # pyroute2's own exceptions end here, as an OSError with the real errno
-            raise bind_error(kwarg.get("groups", CN_IDX_PROC), exc) from None
-
-    def bind(self, **kwarg: Any) -> None:  # passed on to pyroute2 (untyped)
-        # ProcEventSocket.bind() always joins CN_IDX_PROC; the kmod joins none.
-        super(ProcEventSocket, self).bind(groups=self.cn_groups, **kwarg)
+            raise bind_error(groups, exc) from None
+        return cls(raw, idx=idx, val=val, legacy=legacy)
 
     @property
     def raw(self) -> socket.socket:
-        """A blocking stdlib socket on a dup of this one, for the fast read path."""
+        """The stdlib socket all I/O goes through, from any thread."""
         if self._raw is None:
-            if self._detached:
-                raise OSError(errno.EBADF, "proc connector socket is closed")
-            self._raw = socket.socket(fileno=os.dup(super().fileno()))
+            raise OSError(errno.EBADF, "proc connector socket is closed")
         return self._raw
 
     def fileno(self) -> int:
-        """The descriptor all I/O goes through (the stdlib dup)."""
         return self.raw.fileno()
 
     def set_rcvbuf(self, size: int = DEFAULT_RCVBUF) -> int:
@@ -191,12 +195,7 @@ class FilteredProcSocket(ProcEventSocket):  # type: ignore[misc]  # pyroute2 shi
         self._send_op(PROC_CN_MCAST_IGNORE, 0)
 
     def _send_op(self, op: int, mask: int, flags: int | None = None) -> int:
-        """One control message, encoded by ``protocol.encode_proc_input`` (the one encoder).
-
-        Sent on the stdlib dup, not through pyroute2's put(): pyroute2's sync API
-        drives its own asyncio loop, which fails when called from a thread already
-        running one (the UI's key handlers), and the raw send is safe from any thread.
-        """
+        """One control message, encoded by ``protocol.encode_proc_input`` (the one encoder); safe from any thread."""
         self.seq += 1
         message = encode_proc_input(
             op, mask & 0xFFFFFFFF, idx=self.cn_idx, val=self.cn_val, seq=self.seq, legacy=self.legacy, flags=flags
@@ -204,10 +203,7 @@ class FilteredProcSocket(ProcEventSocket):  # type: ignore[misc]  # pyroute2 shi
         self.raw.send(message)
         return self.seq
 
-    def close(self, code: int = errno.ECONNRESET) -> None:
+    def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
-        if not self._detached:
-            off_event_loop(lambda: super(FilteredProcSocket, self).close(code))
-            self._detached = True

@@ -78,18 +78,48 @@ def test_an_injected_refusal_in_the_ui_is_one_line_before_the_screen_opens(kind)
 
 
 def test_pyroute2_errors_leave_the_socket_layer_as_oserror_with_the_real_errno(monkeypatch):
-    """No pyroute2 exception escapes ``FilteredProcSocket.open``: its KeyError becomes the bind's errno,
-    found again by one plain bind (refused here), or EIO with pyroute2's words when that bind works."""
-    import proctop.kernel.socket as sock_mod
+    """No pyroute2 exception escapes the twin open: its KeyError becomes the bind's errno, found
+    again by one plain bind, or EIO with pyroute2's words when that bind works (as here)."""
+    from pyroute2.netlink.nlsocket import NetlinkSocket
 
     def bind(self, **kwarg):
         raise KeyError("no free address available")
 
-    monkeypatch.setattr(sock_mod.FilteredProcSocket, "bind", bind)
+    monkeypatch.setattr(NetlinkSocket, "bind", bind)
     with pytest.raises(OSError) as caught:
-        FilteredProcSocket.open(groups=0)  # a plain bind to no group works for anyone: pyroute2's own failure
+        FilteredProcSocket.open_with_pyroute2(groups=0)  # a plain bind to no group works for anyone
     assert caught.value.errno == errno.EIO
     assert "KeyError" in str(caught.value) and "no free address available" in str(caught.value)
+
+
+@pytest.mark.kernel
+def test_the_stdlib_open_and_its_pyroute2_twin_subscribe_alike():
+    """The fast path binds as pyroute2 does: both sockets, given the same LISTEN, see the same failure."""
+    from helpers import run
+
+    from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT, DecodeStats, decode_buffer
+
+    socks = [FilteredProcSocket.open(), FilteredProcSocket.open_with_pyroute2()]
+    try:
+        for sock in socks:
+            sock.raw.settimeout(5)
+            sock.listen(PROC_EVENT_NONZERO_EXIT)
+        pid = run(["sh", "-c", "exit 7"])
+        seen = []
+        for sock in socks:
+            buf = bytearray(65536)
+            found = None
+            while found is None:
+                n = sock.raw.recv_into(buf)
+                found = next((ev for ev in decode_buffer(buf, n, DecodeStats()) if ev.pid == pid), None)
+            seen.append((found.what, found.a))
+        assert seen[0] == seen[1] == (0x80000000, 7 << 8)
+    finally:
+        for sock in socks:
+            try:
+                sock.ignore()
+            finally:
+                sock.close()
 
 
 # --- the probe tries ----------------------------------------------------------
