@@ -32,13 +32,13 @@ async def test_tab_shows_the_board_with_the_crash_loop_first():
         await _on_board(pilot)
         assert app.views.current == "board"
         rows = app.board_view.rows
-        assert [g.key for g in rows[:2]] == ["flaky-job", "make"]
+        assert [g.key for g in rows[:2]] == ["flaky-job @flaky.service", "make @session-3.scope"]
         assert app.board_view.board.is_loop(rows[0])
         text = screen_text(app)
         assert "loop 7" in text and "exit 1 \u00d77" in text
         assert "java -jar app.jar  (killed by the OOM killer)" in text  # the reason follows the command
         assert "flaky.service" in text  # the unit column, from 130 columns
-        assert r"evil\x1b]0;TITLE\x07" in text  # hostile names drawn literally
+        assert r"sh -c 'evil\x1b]0 …'" in text  # hostile names drawn literally; inline code marked
         assert "Sort" in text.splitlines()[-1]  # the footer names the board's keys
         await pilot.press("tab")
         assert app.views.current == "timeline"
@@ -53,15 +53,17 @@ async def test_sorting_cycles_and_enter_opens_the_timeline_filtered():
         assert view.sort == "rate"
         await pilot.press("o")
         assert view.sort == "recent"
-        assert view.rows[0].key == "flaky-job"  # a loop sorts first whatever the order
-        assert view.rows[1].key == "java"  # the most recent other failure
+        assert view.rows[0].key == "flaky-job @flaky.service"  # a loop sorts first whatever the order
+        assert view.rows[1].key == "java @app.service"  # the most recent other failure
         await pilot.press("o")
         assert view.sort == "count"
         await pilot.press("down", "enter")  # make
         await pilot.pause()
         assert app.views.current == "timeline"
-        assert app.timeline.needle == "make"
+        assert app.timeline.needle == 'event:failed id:"make @session-3.scope"'
+        assert app.filter_input.value == app.timeline.needle  # shown in the filter box, as typed
         assert {r.ev.cmdline[0] for r in app.timeline.view} == {"make"}
+        assert len(app.timeline.view) == 3
 
 
 async def test_grouping_by_unit():
