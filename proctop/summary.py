@@ -181,7 +181,10 @@ def run_summary(
     out = out or sys.stdout
     started = time.time()
     got = collect_failures(source, board, duration=duration, count=count, stop_flag=stop_flag)
-    span = got.span if source.recorded else time.time() - started
+    if source.recorded:
+        span = got.span
+    else:  # from the first event if it came first: a watched command starts before this function
+        span = time.time() - min(started, got.first_ts if got.first_ts is not None else started)
     describe = source.describe()
     title = f"proctop: {board.total} failures in {_duration(span)} ({describe.get('label', source.kind)})"
     out.write(format_board(board, title, terminal_width(out)))

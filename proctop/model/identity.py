@@ -48,8 +48,8 @@ NAME_LIMIT = 120
 PART_LIMIT = 160
 #: Characters of inline code's first word kept.
 WORD_LIMIT = 60
-#: Characters of a group's trailing arguments kept for display.
-ARGS_LIMIT = 512
+#: Characters of the text shown for a group (its name and the latest arguments).
+TEXT_LIMIT = 512
 #: Arguments scanned for options, operands and files (a compile may pass hundreds of -I).
 SCAN_LIMIT = 1024
 #: Launchers followed in a chain (``sudo env nice python3 x.py``).
@@ -172,26 +172,22 @@ class Identity:
 
     ``key`` groups (exact, with the unit: ``/usr/local/bin/flaky-job @flaky.service``);
     ``name`` is what to show (``flaky-job``, ``sh -c 'exit …'``, ``cc1 a.c``,
-    ``python3 -m http.server``); ``args`` the arguments that followed what was
-    resolved (shown after the name, never grouped by). All printable and bounded.
+    ``python3 -m http.server``); ``text`` the name with what the latest run added,
+    shown but never grouped by: the arguments after a script (``flaky-job --retry``),
+    or the whole inline code (``sh -c 'exit 3'``). All printable and bounded.
     """
 
     key: str
     name: str
-    args: str = ""
-
-    @property
-    def text(self) -> str:
-        """The name and the arguments after it: ``flaky-job --retry``."""
-        return f"{self.name} {self.args}" if self.args else self.name
+    text: str = ""
 
 
 def identity(ev: Event) -> Identity:
     """The identity of ``ev``'s process (see the module docstring); never raises."""
-    what, name, args = _what(ev)
+    what, name, text = _what(ev)
     what = what[: KEY_LIMIT - UNIT_LIMIT - 2]
     key = what if not ev.unit else f"{what} @{_printable(ev.unit[:UNIT_LIMIT])[:UNIT_LIMIT]}"
-    return Identity(key[:KEY_LIMIT], name[:NAME_LIMIT], args[:ARGS_LIMIT])
+    return Identity(key[:KEY_LIMIT], name[:NAME_LIMIT], (text or name)[:TEXT_LIMIT])
 
 
 def filter_term(key: str) -> str:
@@ -200,7 +196,7 @@ def filter_term(key: str) -> str:
 
 
 def _what(ev: Event) -> tuple[str, str, str]:
-    """(key without the unit, name, args) from argv, else exe, comm, the parent."""
+    """(key without the unit, name, text or "") from argv, else exe, comm, the parent."""
     if ev.cmdline and ev.cmdline[0]:
         return of_argv(ev.cmdline)
     if ev.exe:
@@ -219,17 +215,17 @@ def _what(ev: Event) -> tuple[str, str, str]:
 
 
 def of_argv(argv: list[str]) -> tuple[str, str, str]:
-    """(key without the unit, name, args) of one argv, following launchers ``HOPS`` deep."""
+    """(key without the unit, name, text or "") of one argv, following launchers ``HOPS`` deep."""
     argv = argv[:SCAN_LIMIT]
     for _ in range(HOPS):
         base = _base(argv[0]) if argv else "?"
         program = program_of(base)
         if program is None:
-            return base, base, _join(argv[1:])
+            return base, base, _with(base, argv[1:])
         if program.role is Role.LAUNCHER:
             rest = argv[_command_start(program, argv) :]
             if not rest or not rest[0]:
-                return base, base, _join(argv[1:])
+                return base, base, _with(base, argv[1:])
             argv = rest
             continue
         if program.role is Role.TOOL:
@@ -308,7 +304,7 @@ def _interpreted(base: str, program: Program, argv: list[str]) -> tuple[str, str
             module, after = arg[2:], i + 1
         if module is not None:
             what = f"{name} -m {_printable(module[:PART_LIMIT])}"
-            return what, what, _join(argv[after:])
+            return what, what, _with(what, argv[after:])
         code: str | None = None
         if flag in program.inline:
             code = joined if joined else (argv[i + 1] if i + 1 < len(argv) else "")
@@ -324,7 +320,8 @@ def _interpreted(base: str, program: Program, argv: list[str]) -> tuple[str, str
     if i >= len(argv) or argv[i] == "-":
         return name, name, ""
     script = _printable(argv[i][:PART_LIMIT])
-    return script, _base(argv[i]), _join(argv[i + 1 :])
+    name = _base(argv[i])
+    return script, name, _with(name, argv[i + 1 :])
 
 
 def _inline(interpreter: str, flag: str, code: str) -> tuple[str, str, str]:
@@ -337,7 +334,8 @@ def _inline(interpreter: str, flag: str, code: str) -> tuple[str, str, str]:
     word = _printable(word)[:WORD_LIMIT]
     what = f"{interpreter} {flag} {word}".rstrip()
     shown = (f"{word} {MORE}" if word else MORE) if more else word
-    return what, f"{interpreter} {flag} '{shown}'", ""
+    whole = _printable(code[:TEXT_LIMIT]) + (MORE if len(code) > TEXT_LIMIT else "")
+    return what, f"{interpreter} {flag} '{shown}'", f"{interpreter} {flag} '{whole}'"
 
 
 def _tool(base: str, program: Program, argv: list[str]) -> tuple[str, str, str]:
@@ -374,17 +372,17 @@ def _base(path: str) -> str:
     return _printable(tail.rsplit("/", 1)[-1] or path[:PART_LIMIT]) or "?"
 
 
-def _join(args: list[str]) -> str:
-    """Arguments for display: joined, printable, cut at ``ARGS_LIMIT``."""
-    out: list[str] = []
-    size = 0
+def _with(name: str, args: list[str]) -> str:
+    """The name and the arguments after it, for display: printable, cut at ``TEXT_LIMIT``."""
+    out = [name]
+    size = len(name)
     for arg in args:
-        part = _printable(arg[:ARGS_LIMIT])
+        if size >= TEXT_LIMIT:
+            break
+        part = _printable(arg[:TEXT_LIMIT])
         out.append(part)
         size += len(part) + 1
-        if size >= ARGS_LIMIT:
-            break
-    return " ".join(out)[:ARGS_LIMIT]
+    return " ".join(out)[:TEXT_LIMIT]
 
 
 def _printable(text: str) -> str:

@@ -9,7 +9,17 @@ from hypothesis import strategies as st
 from proctop.metrics import command_label
 from proctop.model.events import Event
 from proctop.model.failures import FailureBoard, command_key
-from proctop.model.identity import KEY_LIMIT, NAME_LIMIT, PROGRAMS, Identity, Role, filter_term, identity, of_argv
+from proctop.model.identity import (
+    KEY_LIMIT,
+    NAME_LIMIT,
+    PROGRAMS,
+    TEXT_LIMIT,
+    Identity,
+    Role,
+    filter_term,
+    identity,
+    of_argv,
+)
 
 CC1 = "/usr/lib/gcc/x86_64-linux-gnu/12/cc1"
 
@@ -55,8 +65,9 @@ def test_what_a_command_is(argv, key, name):
 
 def test_the_arguments_after_what_was_resolved_are_shown_not_grouped():
     ident = identity(Event(ts=0, event="exit", cmdline=["/bin/sh", "/usr/local/bin/flaky-job", "--retry"]))
-    assert ident == Identity("/usr/local/bin/flaky-job", "flaky-job", "--retry")
-    assert ident.text == "flaky-job --retry"
+    assert ident == Identity("/usr/local/bin/flaky-job", "flaky-job", "flaky-job --retry")
+    inline = identity(Event(ts=0, event="exit", cmdline=["sh", "-c", "exit 3"]))
+    assert inline == Identity("sh -c exit", "sh -c 'exit \u2026'", "sh -c 'exit 3'")  # the code shown whole
     other = identity(Event(ts=0, event="exit", cmdline=["/bin/sh", "/usr/local/bin/flaky-job", "--once"]))
     assert other.key == ident.key
 
@@ -121,7 +132,8 @@ def test_identity_never_raises_and_is_bounded_and_printable(argv, comm, exe, uni
     ev = Event(ts=0, event="exit", cmdline=argv, comm=comm, exe=exe, unit=unit, parent_cmdline=parent)
     ident = identity(ev)
     assert 0 < len(ident.key) <= KEY_LIMIT and len(ident.name) <= NAME_LIMIT
-    assert ident.key.isprintable() and ident.name.isprintable() and ident.args.isprintable()
+    assert ident.key.isprintable() and ident.name.isprintable() and ident.text.isprintable()
+    assert len(ident.text) <= TEXT_LIMIT
     assert identity(ev) == ident  # a function of the event alone
 
 
@@ -142,4 +154,4 @@ def test_identity_never_raises_and_is_bounded_and_printable(argv, comm, exe, uni
 def test_huge_and_hostile_argv(argv):
     ident = identity(Event(ts=0, event="exit", cmdline=argv, unit="u\x1b" * 10_000))
     assert len(ident.key) <= KEY_LIMIT and len(ident.name) <= NAME_LIMIT and ident.key.isprintable()
-    assert "\x1b" not in ident.key + ident.name + ident.args
+    assert "\x1b" not in ident.key + ident.name + ident.text

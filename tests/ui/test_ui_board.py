@@ -38,7 +38,7 @@ async def test_tab_shows_the_board_with_the_crash_loop_first():
         assert "loop 7" in text and "exit 1 \u00d77" in text
         assert "java -jar app.jar  (killed by the OOM killer)" in text  # the reason follows the command
         assert "flaky.service" in text  # the unit column, from 130 columns
-        assert r"sh -c 'evil\x1b]0 …'" in text  # hostile names drawn literally; inline code marked
+        assert r"sh -c 'evil\x1b]0;TITLE\x07'" in text  # hostile names drawn literally; inline code quoted
         assert "Sort" in text.splitlines()[-1]  # the footer names the board's keys
         await pilot.press("tab")
         assert app.views.current == "timeline"
