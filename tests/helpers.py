@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,3 +38,25 @@ def run(cmd: list[str], **kw) -> int:
     proc = subprocess.Popen(cmd, **kw)
     proc.wait()
     return proc.pid
+
+
+@contextmanager
+def unit_cgroup(name: str) -> Iterator[Callable[[], None]]:
+    """A cgroup v2 directory named like a unit (``x.service``), what systemd would make; yields a
+    ``preexec_fn`` that moves the child into it. Removed once its last process is gone."""
+    for root in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
+        if (root / "cgroup.controllers").exists():
+            path = root / name
+            break
+    else:
+        raise AssertionError("no cgroup v2 hierarchy on this machine")
+    path.mkdir()
+    try:
+        yield lambda: (path / "cgroup.procs").write_text(str(os.getpid()))
+    finally:
+        for _ in range(50):  # the kernel frees a cgroup a moment after its last exit
+            try:
+                path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
