@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary",
         action="store_true",
         help="no UI: print the failures board as a text table at the end (of a replay, --duration, "
-        "--count, the watched command, or on SIGINT/SIGTERM)",
+        "--count, the watched command, or on SIGINT/SIGTERM), as wide as COLUMNS or the terminal; "
+        "on stderr with -- COMMAND",
     )
     p.add_argument("--duration", metavar="SECONDS", type=_duration, help="stop after this many seconds")
     p.add_argument("--count", metavar="N", type=_count, help="stop after N events")

@@ -77,8 +77,9 @@ def label(value: str | None, default: str = "unknown") -> str:
 
 def command_label(ev: Event) -> str:
     """The command's identity's name (``proctop.model.identity``: the board's and the summary's),
-    as a label; the unit is a label of its own."""
-    return label(identity(ev).name)
+    as a label; the unit is a label of its own. Its escapes are the identity's (``\\x1b``, ``\\udcff``)."""
+    name = identity(ev).name
+    return label(name if name != "?" else None)  # nothing known: "unknown", as ever
 
 
 class Metrics:
