@@ -185,7 +185,7 @@ class Identity:
 def identity(ev: Event) -> Identity:
     """The identity of ``ev``'s process (see the module docstring); never raises."""
     what, name, text = _what(ev)
-    what = what[: KEY_LIMIT - UNIT_LIMIT - 2]
+    what = what[: KEY_LIMIT - UNIT_LIMIT - 2] or "?"
     key = what if not ev.unit else f"{what} @{_printable(ev.unit[:UNIT_LIMIT])[:UNIT_LIMIT]}"
     return Identity(key[:KEY_LIMIT], name[:NAME_LIMIT], (text or name)[:TEXT_LIMIT])
 
@@ -317,7 +317,7 @@ def _interpreted(base: str, program: Program, argv: list[str]) -> tuple[str, str
         i += 1
     if inline:
         return _inline(name, "-c", argv[i] if i < len(argv) else "")
-    if i >= len(argv) or argv[i] == "-":
+    if i >= len(argv) or argv[i] in ("-", ""):
         return name, name, ""
     script = _printable(argv[i][:PART_LIMIT])
     name = _base(argv[i])

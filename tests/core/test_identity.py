@@ -45,6 +45,7 @@ CC1 = "/usr/lib/gcc/x86_64-linux-gnu/12/cc1"
         (["node", "--eval=process.exit(1)"], "node --eval process.exit", "node --eval 'process.exit \u2026'"),
         (["sh"], "sh", "sh"),  # reads its script from stdin: nothing more to say
         (["python3", "-"], "python3", "python3"),
+        (["sh", ""], "sh", "sh"),
         # launchers: what they launch, options and operands skipped, chains followed
         (["env", "-i", "A=1", "nice", "-n", "5", "timeout", "-s", "KILL", "5", "python3", "x.py"], "x.py", "x.py"),
         (["sudo", "-u", "root", "--", "/bin/bash", "/root/s.sh"], "/root/s.sh", "s.sh"),
