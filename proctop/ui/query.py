@@ -132,7 +132,7 @@ def _cmd(row: Row) -> str:
 
 
 def _identity_name(row: Row) -> str:
-    return safe(row.identity.name)
+    return row.identity.name  # printable already (escaped by the identity); matched, never drawn
 
 
 def _unit(row: Row) -> str:
@@ -162,7 +162,8 @@ EXACT: dict[str, Callable[[Row], tuple[str, ...]]] = {
 TEXT: dict[str, Callable[[Row], str]] = {"cmd": _cmd, "unit": _unit, "status": _status}
 #: A second text a column's term also matches, looked at only when the first did not match:
 #: ``cmd:`` finds the identity's name too (``cmd:"cc1 a.c"``; proctop.model.identity), and the
-#: identity, about 10 us a row, is computed only for rows whose command line missed (then kept).
+#: identity is computed only for rows whose command line missed, once a row: the first ``cmd:`` or
+#: ``id:`` over 100,000 rows took 0.8 s, the next 0.06 s, as ``user:`` (here, load 3.6).
 ALSO: dict[str, Callable[[Row], str]] = {"cmd": _identity_name}
 #: Every column, in the order the help and the errors list them.
 COLUMNS: tuple[str, ...] = (*EXACT, *TEXT)
