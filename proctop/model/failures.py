@@ -62,7 +62,8 @@ class FailureGroup:
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_MAX))
     first_seen: float = 0.0
     last_seen: float = 0.0
-    #: The identity of the latest failure: its name and arguments are what the board shows.
+    #: The identity of the latest failure named by argv (else by what was known): its text is what
+    #: the board and the summary show.
     identity: Identity | None = None
     user: str | None = None
     unit: str | None = None
@@ -180,7 +181,8 @@ def _count(group: FailureGroup, ev: Event, ident: Identity, interval: float) -> 
         recent.popleft()
     if ts >= group.last_seen:
         group.last_seen = ts
-        group.identity = ident
+        if ev.cmdline or group.identity is None:  # an exit named by comm alone keeps the last argv shown
+            group.identity = ident
         group.user = ev.user or group.user
         group.unit = ev.unit or group.unit
         group.reason = ev.reason

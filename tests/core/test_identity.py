@@ -98,6 +98,14 @@ def test_the_unit_is_part_of_the_key_and_never_borrowed():
     assert command_key(Event(ts=0, event="exit", cmdline=["make"], unit="a.service")) == "make @a.service"
 
 
+def test_a_group_shows_the_last_argv_it_saw():
+    board = FailureBoard()
+    board.add(Event(ts=1, event="exit", pid=1, cmdline=["make", "-k", "-j2"], exit_code=2))
+    board.add(Event(ts=2, event="exit", pid=2, comm="make", exit_code=2))  # argv not read: the same group
+    (group,) = board.rows()
+    assert group.count == 2 and group.identity is not None and group.identity.text == "make -k -j2"
+
+
 def test_the_metrics_label_is_the_identitys_name():
     ev = Event(ts=0, event="exit", comm="cc1", cmdline=[CC1, "-quiet", "a.c", "-o", "/tmp/cc1.s"], exit_code=1)
     assert command_label(ev) == "cc1 a.c"
