@@ -108,7 +108,7 @@ async def test_a_script_in_a_unit_and_an_unrelated_inline_loop_are_two_rows_each
     """A flaky-job script (exit 1) in a unit, and an `sh -c '…; exit 3'` loop outside it, both real:
     two rows, each with its own unit (or none), and Enter on each shows exactly its failures."""
     script = tmp_path / "flaky-job"
-    script.write_text("#!/bin/sh\nsleep 0.02\nexit 1\n")
+    script.write_text("#!/bin/sh\nsleep 0.1\nexit 1\n")
     script.chmod(0o755)
     unit = f"uxflaky-{os.getpid()}.service"
     source = ConnectorSource(probe(), DEFAULT_MASK)
@@ -116,16 +116,16 @@ async def test_a_script_in_a_unit_and_an_unrelated_inline_loop_are_two_rows_each
     try:
         with unit_cgroup(unit) as enter:
             flaky = subprocess.Popen(["sh", "-c", f"for i in 1 2 3 4 5 6; do {script} --retry; done"], preexec_fn=enter)
-            # 20 ms of life each: the reader names a process that lives that long under every load it
-            # met here (load 200); a bare `exit 3` (~1 ms) is named by argv only some of the time, until
-            # issue 19's names-under-every-mask lands, and the test is of grouping, not of naming.
-            loop = subprocess.Popen(["sh", "-c", "for i in 1 2 3 4 5 6; do sh -c 'sleep 0.02; exit 3'; done"])
+            # 100 ms of life each: named by argv under any load met here; a bare `exit 3` (~1 ms) is
+            # named by argv only some of the time until issue 19's names-under-every-mask lands, and
+            # this test is of grouping, not of naming.
+            loop = subprocess.Popen(["sh", "-c", "for i in 1 2 3 4 5 6; do sh -c 'sleep 0.1; exit 3'; done"])
             drivers = {flaky.pid, loop.pid}
 
             def mine(events: list) -> list:
                 return [ev for ev in events if ev.failed and ev.ppid in drivers]
 
-            events = mine(collect(source, lambda evs: len(mine(evs)) >= 12, timeout=20))
+            events = mine(collect(source, lambda evs: len(mine(evs)) >= 12, timeout=30))
             flaky.wait()
             loop.wait()
     finally:
@@ -147,7 +147,7 @@ async def test_a_script_in_a_unit_and_an_unrelated_inline_loop_are_two_rows_each
         assert by_unit[unit].key == f"{script} @{unit}" and by_unit[unit].statuses_text() == "exit 1 \u00d76"
         assert by_unit[None].key == "sh -c sleep" and by_unit[None].statuses_text() == "exit 3 \u00d76"
         text = screen_text(app)
-        assert "flaky-job --retry" in text and "sh -c 'sleep 0.02; exit 3'" in text
+        assert "flaky-job --retry" in text and "sh -c 'sleep 0.1; exit 3'" in text
         for index, group in enumerate(rows):
             app.board_view.cursor = index
             await pilot.press("enter")
