@@ -128,14 +128,13 @@ def format_board(board: FailureBoard, title: str = "", width: int = DEFAULT_WIDT
     if not board.total:
         lines.append("no failures")
         return "\n".join(lines) + "\n"
-    rows = [(_cells(board, group), group) for group in board.rows()]
-    commands = [command for (_, command), _ in rows]
+    rows = [_cells(board, group) for group in board.rows()]
     widths = [
-        min(column.cap, max(len(column.title), *(cell_len(safe(cells[i])) for (cells, _), _ in rows)))
+        min(column.cap, max(len(column.title), *(cell_len(safe(cells[i])) for cells, _ in rows)))
         for i, column in enumerate(TABLE)
     ]
     shown = list(range(len(TABLE)))
-    command_room = min(COMMAND_MIN, max(len("COMMAND"), *(cell_len(safe(c)) for c in commands)))
+    command_room = min(COMMAND_MIN, max(len("COMMAND"), *(cell_len(safe(command)) for _, command in rows)))
     while shown and sum(widths[i] + 1 for i in shown) + command_room > width:
         shown.remove(min(shown, key=lambda i: TABLE[i].keep))
     room = width - sum(widths[i] + 1 for i in shown)
@@ -145,7 +144,7 @@ def format_board(board: FailureBoard, title: str = "", width: int = DEFAULT_WIDT
         return _cut(fixed + (fit(command, room) if room > 0 else ""), width).rstrip()
 
     lines.append(line([column.title for column in TABLE], "COMMAND / REASON"))
-    lines.extend(line(cells, command) for (cells, command), _ in rows)
+    lines.extend(line(cells, command) for cells, command in rows)
     return "\n".join(lines) + "\n"
 
 
