@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 
 import pytest
+from helpers import NonrootSubscribe, nonroot_subscribe_answer
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -52,3 +53,19 @@ def nonroot_child():
         return value
 
     return call
+
+
+@pytest.fixture
+def nonroot_subscribe() -> NonrootSubscribe:
+    return nonroot_subscribe_answer()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``nonroot`` subscribe as uid 65534: skipped, with the kernel's answer, where it refuses
+    (marked at collection, so the skip is reported at the test, not here)."""
+    marked = [item for item in items if item.get_closest_marker("nonroot") is not None]
+    if marked:
+        answer = nonroot_subscribe_answer()
+        if not answer.allowed:
+            for item in marked:
+                item.add_marker(pytest.mark.skip(reason=answer.reason))

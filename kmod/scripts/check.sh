@@ -4,26 +4,35 @@
 # matrix:
 #   1. apt-get install the toolchain, QEMU, busybox
 #   2. download Debian's kernels (image + headers, not installed: unpacked into
-#      a scratch directory, scripts/fetch-kernel.sh), all at once:
-#        bullseye 5.10 and bookworm 6.1 (module), trixie 6.12 (native, 6.6+)
+#      a scratch directory, scripts/fetch-kernel.sh), all at once
 #   3. per kernel, one after another: build proctop_cn.ko against its headers
-#      (module kernels), boot it in QEMU (TCG) with a busybox initramfs that
-#      mounts the host's / read-only over 9p, and run kmod/tests/guest.sh
-#      inside (ptc_mode=native: no module; proctop must choose native itself)
-#   4. build the module against the headers of kernels it cannot boot here
-#      (bookworm-backports, trixie): each is "built" or says why not
+#      (modes module and both), boot it in QEMU (TCG) with a busybox initramfs
+#      that mounts the host's / read-only over 9p, and run kmod/tests/guest.sh
+#      inside in that mode:
+#        bullseye 5.10, bookworm 6.1    module: the module's whole suite as root
+#                                       and uid 65534, proctop picks the module
+#        bookworm-backports 6.12        both: the kernel's own connector as root
+#                                       and uid 65534, then the module's whole
+#                                       suite (5 storm cycles) and proctop
+#                                       --source kmod as uid 65534 on a 6.6+ kernel
+#        newest (sid or trixie-backports, whichever is newer; 7.3 on 2026-12-06)
+#                                       native: no module; as uid 65534 proctop
+#                                       picks native: --json, --metrics, the UI in a pty
+#   4. build the module against the headers of kernels listed in
+#      KMOD_BUILD_ONLY: each is "built" or says why not (newest's want gcc 14)
 #   5. `dkms build` (kmod/dkms.conf) against each of those header trees
 #      (KMOD_DKMS=0 skips it)
-# Prints the guests' output and one line per kernel:
-#   kernel <version> (<source>): N passed, M failed
+# Prints the guests' output and one line per kernel, with its mode, counts and times:
+#   kernel <version> (<source>, <mode>): N passed, M failed [download, build+boot+tests, guest s]
 # Exit status 0 only if every kernel passed (no verdict: hang or crash => failure).
-# Env: SKIP_APT=1 skips step 1; KMOD_KERNELS (default "bullseye:module
-#      bookworm:module trixie:native"); KMOD_BUILD_ONLY (default
-#      "bookworm-backports trixie": headers only); KMOD_WORK=dir keeps (and reuses) the
-#      downloads there instead of a fresh temporary directory; GUEST_TIMEOUT
-#      (s per kernel, default 1500: a safety net, the machine may be shared); STORM_CYCLES (default 20);
-#      PROCTOP_E2E=auto|1|0 (run proctop itself in the guest: auto = when
-#      ../proctop and pip are there; 1 = required).
+# Env: SKIP_APT=1 skips step 1; KMOD_KERNELS: suite:mode[:storm cycles] (default
+#      "bullseye:module bookworm:module bookworm-backports:both:5 newest:native");
+#      KMOD_BUILD_ONLY (default "newest": headers only, or those of a booted
+#      suite); KMOD_WORK=dir keeps (and reuses) the downloads there instead of
+#      a fresh temporary directory; GUEST_TIMEOUT (s per kernel, default 1500:
+#      a safety net, the machine may be shared); STORM_CYCLES (default 20, for
+#      kernels without their own); PROCTOP_E2E=auto|1|0 (run proctop itself in
+#      the guest: auto = when ../proctop and pip are there; 1 = required).
 set -euo pipefail
 KMOD=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$KMOD"
@@ -43,8 +52,8 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
         debian-archive-keyring dkms >/dev/null
 fi
 
-KERNELS=${KMOD_KERNELS:-bullseye:module bookworm:module trixie:native}
-BUILD_ONLY=${KMOD_BUILD_ONLY-bookworm-backports trixie}
+KERNELS=${KMOD_KERNELS:-bullseye:module bookworm:module bookworm-backports:both:5 newest:native}
+BUILD_ONLY=${KMOD_BUILD_ONLY-newest}
 # where a build-only suite's headers are: a booted suite's download has them
 hdr_dir() {
     case " $KERNELS " in *" $1:"*) echo "$WORK/$1" ;; *) echo "$WORK/hdr-$1" ;; esac
@@ -70,7 +79,9 @@ t "download kernels: $KERNELS"
 declare -A FETCH_S
 for d in $DIRS; do
     suite=${d##*/}
-    [ -f "$WORK/$suite/env" ] && continue
+    if [ -f "$WORK/$suite/env" ]; then  # KMOD_WORK: downloaded by an earlier run
+        echo cached >"$WORK/$suite.fetch.s"; continue
+    fi
     what=all; src=$suite
     case $suite in hdr-*) what=headers; src=${suite#hdr-} ;; esac
     ( s0=$SECONDS
@@ -84,6 +95,7 @@ wait
 for k in $KERNELS; do
     suite=${k%%:*}
     FETCH_S[$suite]=$(cat "$WORK/$suite.fetch.s" 2>/dev/null || echo 0)
+    [ "${FETCH_S[$suite]}" = cached ] || FETCH_S[$suite]+=s
     [ -f "$WORK/$suite.fetch.log" ] && tail -1 "$WORK/$suite.fetch.log"
 done
 
@@ -132,11 +144,11 @@ build_module() {
     [ -f "$B/proctop_cn.ko" ]
 }
 
-# run_kernel SUITE MODE: build (module), boot, test; appends to SUMMARY
+# run_kernel SUITE MODE [CYCLES]: build (module, both), boot, test; appends to SUMMARY
 SUMMARY=()
 failed=0
 run_kernel() {
-    local suite=$1 mode=$2 s0=$SECONDS b0 b1 log rc res
+    local suite=$1 mode=$2 cycles=${3:-${STORM_CYCLES:-20}} s0=$SECONDS b0 b1 log rc res what
     if ! [ -f "$WORK/$suite/env" ]; then
         SUMMARY+=("kernel $suite (not downloaded): 0 passed, 1 failed")
         return 1
@@ -145,10 +157,12 @@ run_kernel() {
     # shellcheck disable=SC1090,SC1091
     . "$WORK/$suite/env"
     local B=$WORK/$suite/build KO=none
-    if [ "$mode" = module ]; then
+    what=$mode
+    [ "$mode" = native ] || what="$mode, storm $cycles"
+    if [ "$mode" != native ]; then
         t "build proctop_cn.ko for $KV"
         if ! build_module "$B" "$KDIR"; then
-            SUMMARY+=("kernel $VERSION ($SOURCE): 0 passed, 1 failed (build)")
+            SUMMARY+=("kernel $VERSION ($SOURCE, $what): 0 passed, 1 failed (build)")
             return 1
         fi
         modinfo -F vermagic "$B/proctop_cn.ko"
@@ -166,7 +180,7 @@ run_kernel() {
         -nographic -no-reboot -kernel "$VMLINUZ" -initrd "$WORK/$suite/initrd.cpio.gz" \
         -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
         -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
-        -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_mode=$mode ptc_ko=$KO ptc_storm=${STORM_CYCLES:-20} ptc_e2e=$E2E_DIR ptc_only=${KMOD_GUEST_ONLY:-all}" \
+        -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_mode=$mode ptc_ko=$KO ptc_storm=$cycles ptc_e2e=$E2E_DIR ptc_only=${KMOD_GUEST_ONLY:-all}" \
         </dev/null 2>&1 | stdbuf -oL tr -d '\000\r' | sed -u 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' \
         | tee "$log" | grep --line-buffered -v -E '^\s*$|SeaBIOS|iPXE|Booting from' || true
     b1=$SECONDS
@@ -179,12 +193,13 @@ run_kernel() {
     # no verdict line (hang, crash, timeout): what passed so far, and one failure more
     [ -n "$res" ] || res="$(grep -c '^PASS' "$log") passed, $(( $(grep -c '^FAIL' "$log") + 1 )) failed"
     [ "$rc" = 0 ] || case $res in *" 0 failed") res="${res% 0 failed} 1 failed" ;; esac
-    SUMMARY+=("kernel $VERSION ($SOURCE, $mode): $res [download ${FETCH_S[$suite]}s, build+boot+tests $((b1 - s0))s, of it guest $((b1 - b0))s]")
+    SUMMARY+=("kernel $VERSION ($SOURCE, $what): $res [download ${FETCH_S[$suite]}, build+boot+tests $((b1 - s0))s, of it guest $((b1 - b0))s]")
     [ "$rc" = 0 ]
 }
 
 for k in $KERNELS; do
-    run_kernel "${k%%:*}" "${k#*:}" || failed=1
+    IFS=: read -r suite mode cycles <<<"$k"
+    run_kernel "$suite" "${mode:-module}" "$cycles" || failed=1
 done
 
 # builds only: kernels this machine does not boot (or need no module)
@@ -202,7 +217,7 @@ for b in $BUILD_ONLY; do
         want=$(sed -n 's/^CONFIG_GCC_VERSION=\([0-9]*\)[0-9][0-9][0-9][0-9]$/\1/p' "$KDIR/.config")
         have=$(gcc -dumpversion | cut -d. -f1)
         if [ -n "$want" ] && [ "$want" -gt "$have" ] && ! command -v "gcc-$want" >/dev/null; then
-            echo "build $KV ($SOURCE): not built: its headers want gcc $want, this machine has gcc $have (the module is not needed there: 6.6+)" >"$d/result"
+            echo "build $KV ($SOURCE): not built: its headers want gcc $want, this machine has gcc $have" >"$d/result"
         elif build_module "$d/build" "$KDIR"; then
             echo "build $KV ($SOURCE): built, $(modinfo -F vermagic "$d/build/proctop_cn.ko")" >"$d/result"
         else

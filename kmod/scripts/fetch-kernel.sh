@@ -4,7 +4,9 @@
 # Debian SUITE's linux-image-amd64 / linux-headers-amd64 point at, and unpack
 # them into DIR/root (nothing is installed on this machine: bullseye's and
 # trixie's kernels cannot be installed on bookworm anyway).
-#   SUITE: bullseye | bookworm | bookworm-backports | trixie
+#   SUITE: bullseye | bookworm | bookworm-backports | trixie | trixie-backports | sid
+#          | newest (whichever of sid and trixie-backports has the higher
+#            linux-image-amd64 version: the newest kernel Debian serves)
 #   headers: the headers only (to build the module, not to boot)
 # Writes DIR/env (KV=, VERSION=, SOURCE=, VMLINUZ=, KDIR=, ROOT=) for
 # check.sh to source. Uses a private apt sources list and state directory,
@@ -21,8 +23,10 @@ case $SUITE in
     bullseye|bookworm|trixie)
         printf 'deb [signed-by=%s] %s %s main\ndeb [signed-by=%s] %s %s-security main\n' \
             "$KEYRING" "$MIRROR" "$SUITE" "$KEYRING" "$SEC_MIRROR" "$SUITE" >"$A/sources.list" ;;
-    bookworm-backports)
-        printf 'deb [signed-by=%s] %s bookworm-backports main\n' "$KEYRING" "$MIRROR" >"$A/sources.list" ;;
+    bookworm-backports|trixie-backports|sid|newest)
+        for s in ${SUITE/newest/sid trixie-backports}; do
+            printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$s"
+        done >"$A/sources.list" ;;
     *) echo "fetch-kernel: unknown suite $SUITE" >&2; exit 2 ;;
 esac
 APT=(-o "Dir::Etc::SourceList=$A/sources.list" -o "Dir::Etc::SourceParts=$A/parts"
@@ -31,6 +35,20 @@ APT=(-o "Dir::Etc::SourceList=$A/sources.list" -o "Dir::Etc::SourceParts=$A/part
      -o Debug::NoLocking=1 -o APT::Architecture=amd64 -o APT::Architectures::=amd64
      -o Acquire::Languages=none)
 apt-get "${APT[@]}" update -qq
+LABEL=$SUITE
+if [ "$SUITE" = newest ]; then
+    # the suite with the highest linux-image-amd64 (apt itself would prefer sid:
+    # backports are pinned lower), then that suite's index alone
+    best=; best_v=0
+    while IFS='|' read -r _ v where; do
+        v=$(echo $v); s=$(echo "$where" | awk '{print $2}'); s=${s%%/*}
+        if dpkg --compare-versions "$v" gt "$best_v"; then best=$s; best_v=$v; fi
+    done < <(apt-cache "${APT[@]}" madison linux-image-amd64)
+    [ -n "$best" ] || { echo "fetch-kernel: no linux-image-amd64 in sid or trixie-backports" >&2; exit 1; }
+    LABEL="$best (newest of sid, trixie-backports)"
+    printf 'deb [signed-by=%s] %s %s main\n' "$KEYRING" "$MIRROR" "$best" >"$A/sources.list"
+    apt-get "${APT[@]}" update -qq
+fi
 # meta package -> versioned image (e.g. linux-image-5.10.0-46-amd64); the
 # backports meta is linux-image-amd64 too, but only in that suite's index
 dep_of() {  # first dependency of $1 that matches $2
@@ -42,6 +60,15 @@ KV=${KV%-unsigned}
 HDR=linux-headers-$KV
 PKGS=("$HDR")
 [ "$WHAT" = headers ] || PKGS+=("$IMG")
+# since 7.x (trixie-backports, sid) linux-image-<KV> is an empty package: the
+# kernel is in linux-binary-<KV>, its modules in linux-modules-<KV>, and
+# modules.builtin (which modprobe needs to tell "built in" from "missing") in
+# linux-base-<KV>
+if [ "$WHAT" != headers ]; then
+    for d in $(apt-cache "${APT[@]}" depends "$IMG" | sed -n 's/^ *Depends: //p'); do
+        case $d in "linux-binary-$KV"|"linux-modules-$KV"|"linux-base-$KV") PKGS+=("$d") ;; esac
+    done
+fi
 for d in $(apt-cache "${APT[@]}" depends "$HDR" | sed -n 's/^ *Depends: //p'); do
     case $d in linux-headers-*|linux-kbuild-*) PKGS+=("$d") ;; esac
 done
@@ -60,11 +87,16 @@ KDIR=$ROOT/usr/src/linux-headers-$KV
 # the headers' Makefile may name the -common tree by absolute path (5.10):
 # point it at the unpacked copy
 sed -i "s#\([ =]\)/usr/src/linux-headers-#\1$ROOT/usr/src/linux-headers-#g" "$KDIR/Makefile"
-VMLINUZ=$(ls "$ROOT"/boot/vmlinuz-"$KV" 2>/dev/null || ls "$ROOT"/usr/lib/linux-image-"$KV"/vmlinuz 2>/dev/null || true)
+# /boot (up to 6.12), linux-image-<KV>'s own directory, or beside the modules (7.x linux-binary)
+VMLINUZ=$(ls "$ROOT"/boot/vmlinuz-"$KV" "$ROOT"/usr/lib/linux-image-"$KV"/vmlinuz \
+    "$ROOT"/usr/lib/modules/"$KV"/vmlinuz 2>/dev/null | head -1 || true)
+if [ "$WHAT" != headers ] && [ -z "$VMLINUZ" ]; then
+    echo "fetch-kernel: no vmlinuz for $KV in ${PKGS[*]}" >&2; exit 1
+fi
 cat >"$DIR/env" <<EOF
 KV=$KV
 VERSION=$VERSION
-SOURCE="Debian $SUITE $IMG"
+SOURCE="Debian $LABEL $IMG"
 VMLINUZ=$VMLINUZ
 KDIR=$KDIR
 ROOT=$ROOT

@@ -840,15 +840,28 @@ def cmd_complete(seconds=2.0):
     n = int(open(cnt).read())
     dropped = int(param("dropped")) - d0
     got = slow.collect(1.0)  # first recv reports ENOBUFS, then what was queued
-    p3, _ = run(["sh", "-c", "exit 3"])
-    after = slow.collect(3.0, until=lambda e: any(x.what == EV_EXIT and x.pid == p3 for x in e))
+    # delivery resumes: an exit arrives again. The buffer holds two or three
+    # messages (on 6.12 the FORK and EXEC of `sh` filled it before the reader
+    # woke, and the EXIT was dropped, every time in ten), so the same socket
+    # now asks for failed exits only (a live mask change) and gets a few tries.
+    for _ in range(3):  # its ack could meet a full buffer too
+        try:
+            slow.subscribe(EV_NONZERO_EXIT)
+            break
+        except RuntimeError:
+            slow.collect(0.5)
+    resumed, tries = False, 0
+    while not resumed and tries < 5:
+        tries += 1
+        p3, _ = run(["sh", "-c", "exit 3"])
+        after = slow.collect(3.0, until=lambda e: any(x.what == EV_EXIT and x.pid == p3 for x in e))
+        resumed = any(x.what == EV_EXIT and x.pid == p3 for x in after)
     slow.close()
-    ok = (n > 0 and dropped > 0 and slow.overruns >= 1
-          and any(x.what == EV_EXIT and x.pid == p3 for x in after))
+    ok = n > 0 and dropped > 0 and slow.overruns >= 1 and resumed
     print(f"full receiver: {n} processes, {len(got)} queued events read, dropped +{dropped}, "
-          f"ENOBUFS seen {slow.overruns}x", flush=True)
+          f"ENOBUFS seen {slow.overruns}x, an exit delivered again: {resumed} (try {tries})", flush=True)
     return report("5b full receiver: drops counted, no stall, delivery resumes", ok,
-                  f"processes {n}, dropped +{dropped}, overruns {slow.overruns}")
+                  f"processes {n}, dropped +{dropped}, overruns {slow.overruns}, resumed {resumed}")
 
 
 # ---- test 5: fork storm while reloading the module ---------------------------

@@ -1,9 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
-# Runs inside the QEMU guest (host / mounted read-only, /run is a tmpfs):
-# loads the module (ptc_ko=, default ../proctop_cn.ko) and runs cntest.py as
-# root and as uid 65534; with ptc_mode=native (6.6+ kernels) loads nothing and
-# tests the kernel's own proc connector and proctop's choice of it instead.
+# Runs inside the QEMU guest (host / mounted read-only, /run is a tmpfs).
+# ptc_mode= on the kernel command line says what it proves:
+#   module  (< 6.6) loads the module (ptc_ko=, default ../proctop_cn.ko), runs
+#           cntest.py as root and as uid 65534, then proctop end to end
+#           (auto: it must choose the module) with --json and the "named" test
+#   native  (6.6+) loads nothing: the kernel's own proc connector as root and
+#           uid 65534, then proctop end to end as uid 65534 (auto: it must
+#           choose native) with --json, --metrics and the UI in a pty
+#   both    (6.6+) first native's connector tests, then the module's whole
+#           suite on the same kernel, then proctop: auto with the module loaded
+#           (it must still choose native, which works here) and --source kmod
+#           (--json as uid 65534, "named")
+# ptc_storm= reload cycles of the fork-storm test; ptc_e2e= staged proctop.
 set -u
 SRC=$(cd "$(dirname "$0")" && pwd)
 arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
@@ -26,17 +35,30 @@ echo "guest: $(uname -r), uptime $(cut -d' ' -f1 /proc/uptime)s"
 step() { echo "--- $* (uptime $(cut -d' ' -f1 /proc/uptime)s)"; }
 
 rc=0
-if [ $MODE = native ]; then
-    step "native: tests 1-3 as root"; $PY cntest.py native 2>&1 | tee -a $LOG
-    step "native: tests 1-3 as uid 65534"; $NOBODY $PY cntest.py native 2>&1 | tee -a $LOG
+# --metrics listens on 127.0.0.1 and the UI runs in a pty: the initramfs
+# brings up no interface and mounts no devpts
+ip link set lo up 2>/dev/null || busybox ifconfig lo 127.0.0.1 up 2>/dev/null || echo "guest: no loopback"
+mkdir -p /dev/pts && mount -t devpts -o mode=620,ptmxmode=666 devpts /dev/pts || echo "guest: no devpts"
+e2e() {  # e2e WANT SOURCE CHECKS: proctop end to end, when staged
     if [ -n "$E2E" ] && [ "$E2E" != none ]; then
-        step "proctop end-to-end ($E2E)"; bash "$SRC/proctop-e2e.sh" "$E2E" native 2>&1 | tee -a $LOG
+        step "proctop end-to-end: --source $2, must be $1 ($3)"
+        bash "$SRC/proctop-e2e.sh" "$E2E" "$1" "$2" "$3" 2>&1 | tee -a $LOG
     fi
+}
+verdict() {
     step "test 6 dmesg"; $PY cntest.py dmesg 2>&1 | tee -a $LOG
     pass=$(grep -c '^PASS' $LOG); fail=$(grep -c '^FAIL' $LOG)
     echo "kmod guest tests: $pass passed, $fail failed"
     [ "$fail" = 0 ] && [ "$pass" -gt 0 ] || rc=1
     exit $rc
+}
+if [ $MODE = native ] || [ $MODE = both ]; then
+    step "native: tests 1-3 as root"; $PY cntest.py native 2>&1 | tee -a $LOG
+    step "native: tests 1-3 as uid 65534"; $NOBODY $PY cntest.py native 2>&1 | tee -a $LOG
+    if [ $MODE = native ]; then
+        e2e native auto json65534,metrics,ui
+        verdict
+    fi
 fi
 if ! insmod $KO; then
     echo "FAIL insmod"; dmesg | tail -20; exit 1
@@ -67,8 +89,11 @@ step "malformed control messages (uid 65534)"; $NOBODY $PY cntest.py malformed 2
 step "test 4 own_uid_only"; $PY cntest.py ownuid 2>&1 | tee -a $LOG
 step "test 5a completeness"; $PY cntest.py complete 2>&1 | tee -a $LOG
 step "test 5 fork storm + $CYCLES reloads"; $PY cntest.py storm $KO "$CYCLES" 2>&1 | tee -a $LOG
-if [ -n "$E2E" ] && [ "$E2E" != none ]; then
-    step "proctop end-to-end ($E2E)"; bash "$SRC/proctop-e2e.sh" "$E2E" kmod 2>&1 | tee -a $LOG
+if [ $MODE = both ]; then
+    e2e native auto json65534       # the module is loaded, native works: native
+    e2e kmod kmod json65534,named   # the module on a 6.6+ kernel, asked for
+else
+    e2e kmod auto json,named
 fi
 step "unload"
 if [ -d /sys/module/proctop_cn ]; then
@@ -77,10 +102,5 @@ if [ -d /sys/module/proctop_cn ]; then
 else
     echo "FAIL [root] module not loaded after the storm" | tee -a $LOG
 fi
-step "test 6 dmesg"; $PY cntest.py dmesg 2>&1 | tee -a $LOG
 dmesg | grep -E 'proctop_cn' | tail -5 | sed 's/^/dmesg: /'
-
-pass=$(grep -c '^PASS' $LOG); fail=$(grep -c '^FAIL' $LOG)
-echo "kmod guest tests: $pass passed, $fail failed"
-[ "$fail" = 0 ] && [ "$pass" -gt 0 ] || rc=1
-exit $rc
+verdict

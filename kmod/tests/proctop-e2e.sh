@@ -1,20 +1,38 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 # Guest side of the optional end-to-end check: proctop itself (staged by
-# scripts/check.sh in the world-readable directory $1: proctop/ + pyroute2 +
-# psutil) run with /usr/bin/python3, as root and as uid 65534, must choose
-# source $2 by itself (kmod: the loaded proctop_cn module; native: 6.6+ with
-# no module) and print the exit of `sh -c 'exit 3'`.
+# scripts/check.sh in the world-readable directory DIR: proctop/ + its
+# dependencies) run with /usr/bin/python3.
+#   proctop-e2e.sh DIR WANT [SOURCE [CHECKS]]
+# WANT: the source proctop must report (kmod: the loaded proctop_cn module;
+# native: the kernel's own 6.6+ filter); SOURCE: what --source to give (auto,
+# the default: proctop chooses by itself; kmod, native); CHECKS, comma
+# separated (default json,named):
+#   json      `proctop --json --only nonzero-exit --count 1` as root and as
+#             uid 65534 prints the exit of `sh -c 'exit 3'`
+#   json65534 the same as uid 65534 only
+#   named     (WANT kmod) 1,000 processes that exec and exit at once are all
+#             named (argv, comm) through the module's names extension
+#   metrics   as uid 65534, --metrics on 127.0.0.1 counts the failure (tests/e2e_checks.py)
+#   ui        as uid 65534, the UI in a 100x30 pty shows the failure's row, q exits 0
 set -u
 D=$1
 WANT=${2:-kmod}
+SOURCE=${3:-auto}
+CHECKS=,${4:-json,named},
+SRC=$(cd "$(dirname "$0")" && pwd)
 O=/run/ptc-e2e; mkdir -p $O; chmod 1777 $O
 NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
-for who in root uid65534; do
+FORCE=""; [ "$SOURCE" = auto ] || FORCE="--source $SOURCE"
+has() { case $CHECKS in *",$1,"*) return 0 ;; esac; return 1; }
+WHO=""
+has json && WHO="root uid65534"
+has json65534 && WHO="uid65534"
+for who in $WHO; do
     run=""; [ $who = uid65534 ] && run=$NOBODY
-    out=$O/$who.out; : >"$out"; chmod 666 "$out"
+    out=$O/$who.$SOURCE.out; : >"$out"; chmod 666 "$out"
     (cd /run && $run env PYTHONPATH="$D" PYTHONDONTWRITEBYTECODE=1 timeout 300 /usr/bin/python3 \
-        -m proctop --json --only nonzero-exit --count 1 >"$out" 2>&1) &
+        -m proctop $FORCE --json --only nonzero-exit --count 1 >"$out" 2>&1) &
     bg=$!
     for _ in $(seq 600); do [ -s "$out" ] && break; sleep 0.1; done  # header line = subscribed
     sleep 0.5
@@ -25,11 +43,19 @@ for who in root uid65534; do
     sed "s/^/  proctop[$who]: /" "$out" | cut -c1-300
     if [ $rc = 0 ] && grep -q "\"source\":\"$WANT\"" "$out" && grep -q '"event":"exit"' "$out" \
         && grep -q '"exit_code":3' "$out"; then
-        echo "PASS [$who] proctop --json --only nonzero-exit source $WANT (first: pid $sp)"
+        echo "PASS [$who] proctop --json --only nonzero-exit --source $SOURCE: source $WANT (first: pid $sp)"
     else
-        echo "FAIL [$who] proctop --json --only nonzero-exit source $WANT (rc=$rc)"
+        echo "FAIL [$who] proctop --json --only nonzero-exit --source $SOURCE: source $WANT (rc=$rc)"
         grep -H . /sys/module/proctop_cn/parameters/* 2>/dev/null | sed 's/^/  /'
     fi
+done
+
+for c in metrics ui; do
+    has $c || continue
+    /usr/bin/python3 "$SRC/e2e_checks.py" $c "$D" "$SOURCE" "$WANT" >$O/$c.out 2>&1
+    cat $O/$c.out
+    # a helper that died before its verdict is a failure too, never a silent skip
+    grep -q -E '^(PASS|FAIL) ' $O/$c.out || echo "FAIL [uid65534] $c: e2e_checks.py gave no verdict"
 done
 
 # "named": with the module's names extension, 1,000 processes that exec and
@@ -37,12 +63,12 @@ done
 # one be named in proctop's output: argv on the exec, comm on the exit, though
 # /proc has nothing left of them when proctop looks.
 NAMED=/run/ptc/ptc-named
-if [ "$WANT" = kmod ] && [ -x "$NAMED" ] && \
+if has named && [ "$WANT" = kmod ] && [ -x "$NAMED" ] && \
    [ "$(cat /sys/module/proctop_cn/parameters/extensions 2>/dev/null)" = 1 ]; then
     out=$O/named.out; : >"$out"
     # exec: $bg is timeout itself, which passes the TERM below on to proctop
     (cd /run && exec env PYTHONPATH="$D" PYTHONDONTWRITEBYTECODE=1 timeout 600 /usr/bin/python3 \
-        -m proctop --json --only exec,exit >"$out" 2>&1) &
+        -m proctop $FORCE --json --only exec,exit >"$out" 2>&1) &
     bg=$!
     for _ in $(seq 600); do [ -s "$out" ] && break; sleep 0.1; done
     sleep 0.5

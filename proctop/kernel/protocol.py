@@ -20,6 +20,7 @@ from proctop.errors import ProctopError
 PROC_CN_MCAST_LISTEN = 1
 PROC_CN_MCAST_IGNORE = 2
 
+NETLINK_CONNECTOR = 11  # the netlink protocol number (include/uapi/linux/netlink.h)
 CN_IDX_PROC = 1
 CN_VAL_PROC = 1
 
@@ -226,6 +227,25 @@ def decode_buffer(
                 out.append(ev)
         off += (nl_len + 3) & ~3
     return out
+
+
+def ack_error(buf: bytes | bytearray | memoryview, nbytes: int, idx: int, seq: int) -> int | None:
+    """The ``err`` of the ack answering request ``seq`` in one datagram, or None if there is none.
+
+    The kmod acks every LISTEN under any mask (kmod/README.md, Protocol 3):
+    ``cn_msg.ack = seq + 1``, ``what = PROC_EVENT_NONE``, then the errno (0 = accepted).
+    """
+    off = 0
+    while off + HEAD_SIZE + 4 <= nbytes:
+        nl_len = struct.unpack_from("=I", buf, off)[0]
+        if nl_len < 16 or off + nl_len > nbytes:
+            return None
+        if nl_len >= HEAD_SIZE + 4:
+            head = _HEAD.unpack_from(buf, off)
+            if head[5] == idx and head[8] == seq + 1 and head[11] == PROC_EVENT_NONE:
+                return int(struct.unpack_from("=I", buf, off + HEAD_SIZE)[0])
+        off += (nl_len + 3) & ~3
+    return None
 
 
 def _decode_one(

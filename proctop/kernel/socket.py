@@ -26,6 +26,7 @@ from pyroute2.netlink.connector.cn_proc import ProcEventSocket
 from proctop.kernel.protocol import (
     CN_IDX_PROC,
     CN_VAL_PROC,
+    NETLINK_CONNECTOR,
     PROC_CN_MCAST_IGNORE,
     PROC_CN_MCAST_LISTEN,
     PROC_EVENT_ALL,
@@ -41,6 +42,23 @@ DEFAULT_RCVBUF = 32 * 1024 * 1024
 
 
 T = TypeVar("T")
+
+
+def bind_error(groups: int, cause: BaseException) -> OSError:
+    """The ``OSError`` behind a failed pyroute2 bind, found by binding the same way once more.
+
+    pyroute2 (0.9.7, ``_sync_bind``) tries ports 20-199, logs each ``OSError``
+    at debug level and raises ``KeyError('no free address available')``: the
+    errno (EPERM where the kernel refuses a non-root subscriber) is lost. One
+    plain bind to the same groups brings it back. Should that bind succeed,
+    the failure was pyroute2's alone: EIO, with its message.
+    """
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR) as probe:
+            probe.bind((0, groups))
+    except OSError as exc:
+        return OSError(exc.errno, exc.strerror)
+    return OSError(errno.EIO, f"pyroute2 could not bind the connector socket ({type(cause).__name__}: {cause})")
 
 
 def off_event_loop(fn: Callable[[], T]) -> T:
@@ -122,7 +140,12 @@ class FilteredProcSocket(ProcEventSocket):  # type: ignore[misc]  # pyroute2 shi
             sock._detached = True
             return sock
 
-        return off_event_loop(make)
+        try:
+            return off_event_loop(make)
+        except OSError:
+            raise
+        except Exception as exc:  # pyroute2's own exceptions end here, as an OSError with the real errno
+            raise bind_error(kwarg.get("groups", CN_IDX_PROC), exc) from None
 
     def bind(self, **kwarg: Any) -> None:  # passed on to pyroute2 (untyped)
         # ProcEventSocket.bind() always joins CN_IDX_PROC; the kmod joins none.

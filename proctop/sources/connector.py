@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 from proctop.errors import ProctopError
-from proctop.kernel.probe import Capability
+from proctop.kernel.probe import Capability, refusal
 from proctop.kernel.protocol import (
     KMOD_WANT_NAMES,
     PROC_EVENT_EXEC,
@@ -177,19 +177,18 @@ class ConnectorSource(Source):
         cap = self.capability
         try:
             sock = self._open_socket(cap)
-        except OSError as exc:
-            if exc.errno == errno.EPERM:
-                raise SourceError(
-                    f"permission denied joining the proc connector ({cap.label}): "
-                    "this kernel wants root for process events"
-                ) from None
-            raise SourceError(f"cannot open the proc connector socket: {exc.strerror}") from None
-        self.rcvbuf = sock.set_rcvbuf(self.rcvbuf_wanted)
+        except OSError as exc:  # the socket layer gives every failure as an OSError with its errno
+            raise SourceError(refusal(cap, exc)) from None
+        try:
+            self.rcvbuf = sock.set_rcvbuf(self.rcvbuf_wanted)
+            # Non-blocking + poll(): with a socket timeout CPython polls *before* every
+            # recv, so a MSG_DONTWAIT drain would wait out the timeout once per batch.
+            sock.raw.setblocking(False)
+            self._listen(sock, self.mask)
+        except OSError as exc:  # the first LISTEN refused: nothing would ever arrive
+            sock.close()
+            raise SourceError(refusal(cap, exc)) from None
         self._sock = sock
-        # Non-blocking + poll(): with a socket timeout CPython polls *before* every
-        # recv, so a MSG_DONTWAIT drain would wait out the timeout once per batch.
-        sock.raw.setblocking(False)
-        self._send_mask(self.mask)
         _boost_priority()
         self._thread = threading.Thread(target=self._read_loop, name="proctop-reader", daemon=True)
         self._thread.start()
@@ -200,24 +199,29 @@ class ConnectorSource(Source):
         self._send_mask(mask)
 
     def _send_mask(self, mask: int) -> None:
+        """LISTEN with ``mask`` on the live socket; a refusal is kept in ``error`` (the header shows it)."""
         sock = self._sock
         if sock is None:
             return
+        try:
+            self._listen(sock, mask)
+        except OSError as exc:
+            self.error = f"cannot change the kernel filter: {exc.strerror}"
+
+    def _listen(self, sock: FilteredProcSocket, mask: int) -> None:
+        """Send the LISTEN (or IGNORE) that asks for ``mask``; raises the socket's ``OSError``."""
         if self.kind == "kmod":
             mask &= self.supported  # what the module cannot send need not be asked for
         with self._mask_lock:
-            try:
-                if sock.legacy:
-                    sock.listen()  # kernels < 6.6 send everything; the reader filters
-                elif self._names and mask:  # kmod: also the names of EXEC/EXIT
-                    sock.listen(mask, flags=KMOD_WANT_NAMES)
-                elif mask == 0:
-                    sock.ignore()  # the kernel reads mask 0 as "all"
-                else:
-                    sock.listen(mask)
-                self._mask_sent = time.monotonic()
-            except OSError as exc:
-                self.error = f"cannot change the kernel filter: {exc.strerror}"
+            if sock.legacy:
+                sock.listen()  # kernels < 6.6 send everything; the reader filters
+            elif self._names and mask:  # kmod: also the names of EXEC/EXIT
+                sock.listen(mask, flags=KMOD_WANT_NAMES)
+            elif mask == 0:
+                sock.ignore()  # the kernel reads mask 0 as "all"
+            else:
+                sock.listen(mask)
+            self._mask_sent = time.monotonic()
 
     def _renew_subscription(self) -> None:
         """Re-send LISTEN now and then to the kmod: a reloaded module forgot its subscribers.

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import REPO, proctop_cmd
+from helpers import REPO, need_tool, proctop_cmd
 
 NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree
 
@@ -64,6 +64,7 @@ def readme_one_liner(comment: str) -> str:
 
 
 def jq(comment: str, capture: Path) -> str:
+    need_tool("jq")
     command = readme_one_liner(comment).removesuffix(" capture.jsonl") + " " + shlex.quote(str(capture))
     proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr

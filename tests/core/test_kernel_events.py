@@ -205,6 +205,7 @@ def _nonroot_watch():
         src.close()
 
 
+@pytest.mark.nonroot
 def test_nonroot_subscriber_sees_failures(nonroot_child):
     result = nonroot_child(_nonroot_watch)
     assert result["uid"] == 65534
@@ -410,6 +411,7 @@ def _nonroot_names():
         src.close()
 
 
+@pytest.mark.nonroot
 def test_nonroot_names_a_process_at_exec_and_at_exit(nonroot_child):
     """As uid 65534: argv, comm and exe read at exec, and the exit named from them."""
     result = nonroot_child(_nonroot_names)

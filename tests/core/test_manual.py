@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import proctop_cmd
+from helpers import need_tool, proctop_cmd
 
 from proctop.cli import build_parser
 from proctop.manual import SHELLS, manpage
@@ -44,9 +44,7 @@ def script_file(tmp_path: Path, shell: str) -> Path:
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is needed (.ci/run installs it)"
-    return path
+    return need_tool(name)
 
 
 def run(*argv: str) -> str:

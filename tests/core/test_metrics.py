@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import REPO, proctop_cmd
+from helpers import REPO, need_tool, proctop_cmd
 from prometheus_client import generate_latest
 
 from proctop.cli import build_parser, make_source
@@ -61,7 +61,7 @@ def wait_for(predicate, timeout: float = 30.0, step: float = 0.25):
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["promtool", *args], input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run([need_tool("promtool"), *args], input=stdin, capture_output=True, text=True, timeout=60)
 
 
 def failure(comm: str | None, code: int | None = 1, sig: str | None = None, ts: float = 1.0) -> Event:
@@ -228,7 +228,7 @@ def test_prometheus_scrapes_the_failures_of_a_command(tmp_path, crashy):
         assert check.returncode == 0, check.stdout + check.stderr
         prometheus = subprocess.Popen(
             [
-                "prometheus",
+                need_tool("prometheus"),
                 f"--config.file={tmp_path / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
@@ -306,10 +306,11 @@ def installed_unit(tmp_path: Path, text: str | None = None) -> Path:
 
 def test_systemd_unit_verifies_and_is_confined(tmp_path):
     unit = installed_unit(tmp_path)
-    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    analyze = need_tool("systemd-analyze")
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
     security = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)],
+        [analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -326,7 +327,8 @@ def test_systemd_unit_verifies_and_is_confined(tmp_path):
         assert f"\n{line}\n" in text
     assert "--record %S/proctop" in text and "--metrics 0.0.0.0:9785" in text
     broken = installed_unit(tmp_path, text.replace("ProtectSystem=strict", "ProtectSystem=stricter"))
-    verify = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True, timeout=60)
+    analyze = need_tool("systemd-analyze")
+    verify = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True, timeout=60)
     assert "stricter" in verify.stderr  # the check above can fail
 
 
@@ -395,6 +397,7 @@ def _as_the_service_user(rec: str, port: int, crashy: str) -> dict:
     return {"uid": os.getuid(), "kind": source.kind, "pid": child.pid, "metrics": text}
 
 
+@pytest.mark.nonroot
 @pytest.mark.kernel
 def test_an_unprivileged_recorder_records_and_serves(nonroot_child):
     top = Path(tempfile.mkdtemp(prefix="proctop-service-"))  # pytest's tmp_path is closed to other users

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import need_tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,8 +53,7 @@ def proctop_bin():
     if os.geteuid() != 0:
         pytest.skip("needs root to run proctop as uid 65534 with setpriv (CI runs as root)")
     for tool in ("tmux", "setpriv"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (.ci/run installs it)")
+        need_tool(tool)
     root = tempfile.mkdtemp(prefix="proctop-e2e-")
     try:
         os.chmod(root, 0o755)

@@ -8,14 +8,18 @@ with ``tmux capture-pane``. Needs root (for setpriv) and tmux: CI has both.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO, run_in_pty
+from ui_helpers import SETPRIV_NOBODY, as_nobody_where_allowed
 
 pytestmark = pytest.mark.kernel
 
@@ -99,6 +103,7 @@ def rows_of(text: str, event: str, name: str) -> list[str]:
     return [line for line in text.splitlines() if row.match(line)]
 
 
+@pytest.mark.nonroot
 def test_proctop_in_tmux_as_nobody(proctop_bin):
     term = Tmux(f"setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}")
     try:
@@ -202,7 +207,7 @@ def zombie_wait_status(pid: int) -> int | None:
 
 def test_sighup_restores_the_terminal(proctop_bin):
     # and under TERM=screen, the classic terminal of tmux and GNU screen
-    term = Tmux(f"env TERM=screen setpriv --reuid=65534 --regid=65534 --clear-groups {proctop_bin}", 80, 24)
+    term = Tmux(f"env TERM=screen {as_nobody_where_allowed()} {proctop_bin}", 80, 24)
     try:
         screen = term.wait_for(lambda t: "x[x]nonzero-exit" in t, timeout=30)
         assert "f[x]fork e[x]exec x[x]nonzero-exit" in screen  # usable at 80x24 too
@@ -217,3 +222,66 @@ def test_sighup_restores_the_terminal(proctop_bin):
         stop_and_check_terminal(term, pid, signal.SIGHUP)
     finally:
         term.kill()
+
+
+@pytest.mark.kernel
+def test_a_refusing_kernel_gives_nobody_one_line_in_every_mode(proctop_bin, nonroot_subscribe):
+    """The real refusal as a new user meets it (issue 18): uid 65534 on a kernel that refuses its bind gets one
+    line, status 3 and the ways forward from --json, --summary, --record and the UI in a terminal (as over SSH),
+    and the UI never opens its screen."""
+    if nonroot_subscribe.allowed:
+        pytest.skip("this kernel lets uid 65534 subscribe: no refusal to meet (test_proctop_in_tmux_as_nobody runs)")
+    records = Path(tempfile.mkdtemp(prefix="proctop-refused-"))  # not under tmp_path: nobody cannot enter that
+    records.chmod(0o777)
+    nobody = [*SETPRIV_NOBODY.split(), str(proctop_bin)]
+    for mode in (["--json"], ["--summary", "--duration", "5"], ["--record", str(records)], []):
+        if mode:
+            proc = subprocess.run([*nobody, *mode], capture_output=True, text=True, cwd="/", timeout=60)
+            status, screen, stderr = proc.returncode, proc.stdout, proc.stderr
+        else:
+            status, screen, stderr = run_in_pty(nobody)
+            assert "\x1b[?1049h" not in screen  # the alternate screen was never entered
+        assert status == 3, (mode, stderr)
+        assert "Traceback" not in stderr and stderr.count("\n") == 1, (mode, stderr)
+        assert "refuses process events to non-root users (joining the proc connector: Operation not" in stderr
+        assert "run as root or with CAP_NET_ADMIN" in stderr and "--replay FILE" in stderr
+        assert mode != ["--json"] or screen == ""
+    assert list(records.iterdir()) == []  # nothing recorded, nothing left
+    records.rmdir()
+
+
+def test_the_installed_package_carries_the_module_source(proctop_bin):
+    """``pip install .`` ships kmod/ to <prefix>/share/proctop/kmod, which the refusal's advice names."""
+    venv = proctop_bin.parent.parent
+    kmod = venv / "share" / "proctop" / "kmod"
+    for name in ("proctop_cn.c", "Kbuild", "Makefile", "dkms.conf"):
+        assert (kmod / name).read_bytes() == (REPO / "kmod" / name).read_bytes()
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "from proctop.kernel.probe import kmod_source; print(kmod_source())"],
+        capture_output=True, text=True, cwd="/", timeout=60,
+    )
+    assert found.stdout.strip() == str(kmod), found.stderr
+
+
+@pytest.mark.kernel
+def test_the_advised_capability_lets_nobody_watch(proctop_bin):
+    """The refusal's first way forward, run as written: uid 65534 with only CAP_NET_ADMIN (setpriv) subscribes
+    on any kernel, this one included, and sees a failure."""
+    with_capability = [*SETPRIV_NOBODY.split(), "--inh-caps=+net_admin", "--ambient-caps=+net_admin"]
+    cmd = [*with_capability, str(proctop_bin), "--json", "--only", "nonzero-exit", "--count", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert proc.stdout is not None
+        header = json.loads(proc.stdout.readline())  # written once subscribed
+        assert header["source"] == "native"
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            subprocess.run(["sh", "-c", "exit 3"])
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    (event,) = [json.loads(line) for line in out.splitlines()]
+    assert event["event"] == "exit" and event["exit_code"] not in (0, None)

@@ -28,11 +28,11 @@ from pathlib import Path
 import pytest
 from helpers import proctop_cmd
 from test_ui_e2e import Tmux, zombie_wait_status
+from ui_helpers import as_nobody_where_allowed
 
 from proctop.ui.app import ProctopApp
 from proctop.ui.terminal import EXIT_DEADLINE
 
-NOBODY = "setpriv --reuid=65534 --regid=65534 --clear-groups"
 HEADER = "kernel filter "  # the header's second line, at every width and mask
 #: Drop states: what the TUI is doing when its terminal goes away.
 STATES = ("idle", "storm", "details", "render", "no-sighup")
@@ -107,7 +107,7 @@ def drop(proctop_bin: Path, state: str, *, nobody: bool, socket: str) -> float:
 
     Fails if proctop outlives EXIT_DEADLINE, or anything of its session is left running.
     """
-    cmd = f"{NOBODY} {proctop_bin} --only all" if nobody else f"{proctop_bin} --only all"
+    cmd = f"{as_nobody_where_allowed()} {proctop_bin} --only all" if nobody else f"{proctop_bin} --only all"
     if state == "no-sighup":
         # The session leader ignores SIGHUP and so does not die: the kernel sends SIGHUP to the
         # session leader only, so proctop sees nothing but end of file on stdin and EIO on stdout.
@@ -253,7 +253,7 @@ def _dead_status(term: Tmux, pid: int) -> str | None:
 
 
 def test_duration_in_the_terminal(proctop_bin):
-    term = Tmux(f"{NOBODY} {proctop_bin} --duration 3", 100, 30, socket=f"proctop-dur-{os.getpid()}")
+    term = Tmux(f"{as_nobody_where_allowed()} {proctop_bin} --duration 3", 100, 30, socket=f"proctop-dur-{os.getpid()}")
     try:
         term.wait_for(lambda t: HEADER in t, timeout=60)
         pid = int(term.info("#{pane_pid}"))

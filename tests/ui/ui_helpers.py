@@ -7,6 +7,20 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SAMPLE = DATA / "sample.jsonl"
+SETPRIV_NOBODY = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+
+
+def as_nobody_where_allowed() -> str:
+    """The command prefix for the terminal tests: uid 65534 where the kernel lets it subscribe, else root.
+
+    What those tests prove is the terminal's handling (drops, signals, --duration), which
+    does not depend on the user; on a kernel that refuses uid 65534 (Linux 6.18.44 here)
+    they run as root rather than not at all. The tests about non-root itself are marked
+    ``nonroot`` and skipped there (tests/conftest.py).
+    """
+    from helpers import nonroot_subscribe_answer
+
+    return SETPRIV_NOBODY if nonroot_subscribe_answer().allowed else ""
 
 
 def screen_text(app) -> str:
