@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary",
         action="store_true",
         help="no UI: print the failures board as a text table at the end (of a replay, --duration, "
-        "--count, the watched command, or on SIGINT/SIGTERM)",
+        "--count, the watched command, or on SIGINT/SIGTERM), as wide as COLUMNS or the terminal; "
+        "on stderr with -- COMMAND",
     )
     p.add_argument("--duration", metavar="SECONDS", type=_duration, help="stop after this many seconds")
     p.add_argument("--count", metavar="N", type=_count, help="stop after N events")
@@ -251,7 +252,8 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
             from proctop.summary import run_summary
 
             board = FailureBoard(loop_burst=args.loop_burst, loop_interval=args.loop_interval)
-            status = run_summary(source, board=board, duration=args.duration, count=args.count, stop_flag=stop)
+            out = sys.stderr if args.command else sys.stdout  # -- CMD: where time(1) writes; CMD keeps stdout
+            status = run_summary(source, board=board, out=out, duration=args.duration, count=args.count, stop_flag=stop)
         else:
             from proctop.headless import run_json
 

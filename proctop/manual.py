@@ -51,7 +51,10 @@ literal text: no column, no \fB|\fR, no regex.
 .TP
 \fIcolumn\fB:\fIvalue\fR
 the term in one column: \fBevent:\fR (a kind, or \fBfailed\fR, \fBsignal\fR), \fBpid:\fR, \fBppid:\fR,
-\fBuser:\fR (exactly), \fBcmd:\fR, \fBunit:\fR (substrings), \fBstatus:\fR (a number is the exit code,
+\fBuser:\fR (exactly), \fBid:\fR (a command's identity, the failures board's group, exactly and
+case included: what Enter on a board row writes, e.g. \fBid:"sh -c exit @cron.service"\fR),
+\fBcmd:\fR (a substring of the command or its identity's name), \fBunit:\fR (a substring),
+\fBstatus:\fR (a number is the exit code,
 other text a substring of the status, e.g. \fBstatus:SIGSEGV\fR). The value may be a \fB/regex/\fR.
 .PP
 A bad filter (a bad regex, an unknown column) is shown as an error in the input and matches no row.""",

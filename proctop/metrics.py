@@ -37,6 +37,7 @@ from prometheus_client.exposition import start_http_server
 from proctop import __version__
 from proctop.errors import ProctopError
 from proctop.model.events import EVENT_KINDS, Event
+from proctop.model.identity import identity
 from proctop.sources.base import SourceDescription
 
 MAX_FAILURE_SERIES = 200
@@ -75,12 +76,10 @@ def label(value: str | None, default: str = "unknown") -> str:
 
 
 def command_label(ev: Event) -> str:
-    """The process name: comm, else the basename of argv[0] cut to comm's 15 characters."""
-    if ev.comm:
-        return label(ev.comm)
-    if ev.cmdline:
-        return label(ev.cmdline[0].rsplit("/", 1)[-1][:15])
-    return "unknown"
+    """The command's identity's name (``proctop.model.identity``: the board's and the summary's),
+    as a label; the unit is a label of its own. Its escapes are the identity's (``\\x1b``, ``\\udcff``)."""
+    name = identity(ev).name
+    return label(name if name != "?" else None)  # nothing known: "unknown", as ever
 
 
 class Metrics:

@@ -1,5 +1,10 @@
 """``--summary``: the failures board as a plain text table, for scripts and bug reports.
 
+One line a command identity (``proctop.model.identity``: a build's broken
+files are a line each), fitted to the terminal's width and never wrapped.
+With ``-- CMD`` the table goes to stderr, where time(1) writes, so the
+command's own stdout stays clean; otherwise to stdout.
+
 It reads events like ``--json`` does (live, from a replay, or from one
 command's tree) and prints the board once, when the replay ends, after
 ``--duration``/``--count``, on SIGINT/SIGTERM/SIGHUP, or when the watched
@@ -8,20 +13,64 @@ command has exited.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
+from rich.cells import cell_len
+
 from proctop.headless import batches
-from proctop.model.failures import FailureBoard
+from proctop.model.failures import OTHER, FailureBoard, FailureGroup
 from proctop.sources.base import Source
 from proctop.ui.board import group_cells
 from proctop.ui.sanitize import safe
 from proctop.ui.timeline import fit
 
-#: (title, width) of the table's columns; the command is last and not cut.
-TABLE = (("LOOP", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10MIN", 10), ("LAST", 8), ("STATUSES", 28))
+#: Width when neither COLUMNS nor a terminal says (a pipe, a file, CI's log).
+DEFAULT_WIDTH = 80
+#: Widest table drawn, whatever COLUMNS says.
+MAX_WIDTH = 10_000
+#: The command column keeps at least this many cells before another column goes.
+COMMAND_MIN = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column before the command: its title, its widest, and how long it stays when space runs out."""
+
+    title: str
+    cap: int
+    keep: int  # the lowest goes first
+
+
+#: The table's columns, in order; ``group_cells`` gives their texts (the last, the command, is ``COMMAND``).
+TABLE = (
+    Column("LOOP", 4, 7),
+    Column("COUNT", 6, 9),
+    Column("/MIN", 5, 2),
+    Column("LAST 10MIN", 10, 1),
+    Column("LAST", 8, 4),
+    Column("STATUSES", 28, 8),
+    Column("USER", 8, 3),
+    Column("UNIT", 20, 6),  # part of a group: two rows that differ only by unit must say so
+)
+
+
+@dataclass(slots=True)
+class Collected:
+    """What ``collect_failures`` read: how many events, and the first and last event times."""
+
+    seen: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    @property
+    def span(self) -> float:
+        """Seconds from the first event to the last (a replay's real time span)."""
+        return self.last_ts - self.first_ts if self.first_ts is not None and self.last_ts is not None else 0.0
 
 
 def collect_failures(
@@ -31,47 +80,90 @@ def collect_failures(
     duration: float | None = None,
     count: int | None = None,
     stop_flag: Callable[[], bool] | None = None,
-) -> int:
-    """Feed ``board`` until the end of the source, the duration or count, or a stop; returns events read."""
-    seen = 0
+) -> Collected:
+    """Feed ``board`` until the end of the source, the duration or count, or a stop."""
+    got = Collected()
 
     def more() -> bool:
-        return count is None or seen < count
+        return count is None or got.seen < count
 
     for events in batches(source, duration=duration, stop_flag=stop_flag, more=more):
         for ev in events:
             if not source.shows(ev):
                 continue
-            seen += 1
+            got.seen += 1
+            if ev.event != "lost":
+                got.first_ts = ev.ts if got.first_ts is None else min(got.first_ts, ev.ts)
+                got.last_ts = ev.ts if got.last_ts is None else max(got.last_ts, ev.ts)
             board.add(ev)
             if not more():
                 break
-    return seen
+    return got
 
 
-def format_board(board: FailureBoard, title: str = "") -> str:
-    """The board as text: one line a group, crash loops first; every string made safe."""
+def terminal_width(out: TextIO) -> int:
+    """The width to fit: ``COLUMNS``, else the terminal ``out`` writes to, else ``DEFAULT_WIDTH``."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and columns.isascii() and len(columns) < 6 and int(columns) > 0:
+        return min(int(columns), MAX_WIDTH)
+    try:
+        if out.isatty():
+            return max(1, min(os.get_terminal_size(out.fileno()).columns, MAX_WIDTH))
+    except (OSError, ValueError, AttributeError):  # closed, or not a real file
+        pass
+    return DEFAULT_WIDTH
+
+
+def format_board(board: FailureBoard, title: str = "", width: int = DEFAULT_WIDTH) -> str:
+    """The board as text, one line a group, crash loops first; every string made safe.
+
+    No line is wider than ``width`` cells: the columns that matter least go first
+    (``Column.keep``), each is as wide as its widest cell (up to its cap), and what
+    still does not fit is cut with an ellipsis, never wrapped.
+    """
+    width = max(1, width)
     lines: list[str] = []
     if title:
-        lines.append(safe(title))
+        lines.append(_cut(title, width))
     if not board.total:
         lines.append("no failures")
         return "\n".join(lines) + "\n"
-    header = " ".join(name.ljust(w) for name, w in TABLE) + " USER     UNIT                 COMMAND / REASON"
-    lines.append(header.rstrip())
-    for group in board.rows():
-        cells = group_cells(board, group, width=10_000)  # wide: user, unit and reason too
-        mark, number, rate, spark, last, statuses, user, unit, reason, _ = cells
-        command = " ".join(group.last_command) if group.last_command else (group.last_comm or group.key)
-        if group.key == "other":
-            command = f"(other commands: {group.count} failures)"
-        fixed = [mark, number, rate, spark, last, statuses]
-        row = " ".join(fit(c, w) for c, (_, w) in zip(fixed, TABLE, strict=True))  # made safe, cut to fit
-        row += f" {safe(user or '-'):<8} {safe(unit or '-'):<20} {safe(command)}"
-        if reason:
-            row += f"  ({safe(reason)})"
-        lines.append(row)
+    rows = [_cells(board, group) for group in board.rows()]
+    widths = [
+        min(column.cap, max(len(column.title), *(cell_len(safe(cells[i])) for cells, _ in rows)))
+        for i, column in enumerate(TABLE)
+    ]
+    shown = list(range(len(TABLE)))
+    command_room = min(COMMAND_MIN, max(len("COMMAND"), *(cell_len(safe(command)) for _, command in rows)))
+    while shown and sum(widths[i] + 1 for i in shown) + command_room > width:
+        shown.remove(min(shown, key=lambda i: TABLE[i].keep))
+    room = width - sum(widths[i] + 1 for i in shown)
+
+    def line(cells: list[str], command: str) -> str:
+        fixed = "".join(fit(cells[i], widths[i]) + " " for i in shown)
+        return _cut(fixed + (fit(command, room) if room > 0 else ""), width).rstrip()
+
+    lines.append(line([column.title for column in TABLE], "COMMAND / REASON"))
+    lines.extend(line(cells, command) for cells, command in rows)
     return "\n".join(lines) + "\n"
+
+
+def _cells(board: FailureBoard, group: FailureGroup) -> tuple[list[str], str]:
+    """The texts of one row: the columns of ``TABLE``, and the command (with its reason)."""
+    mark, number, rate, spark, last, statuses, user, unit, reason, _ = group_cells(board, group, width=10_000)
+    if group.key == OTHER:
+        command = f"(other commands: {group.count} failures)"
+    else:
+        command = group.identity.text if group.identity is not None else group.key
+    if reason:
+        command += f"  ({reason})"
+    return [mark, number, rate, spark, last, statuses, user or "-", unit or "-"], command
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` made safe and no wider than ``width`` cells (an ellipsis where cut)."""
+    text = safe(text)
+    return text if cell_len(text) <= width else fit(text, width)
 
 
 def run_summary(
@@ -83,13 +175,28 @@ def run_summary(
     count: int | None = None,
     stop_flag: Callable[[], bool] | None = None,
 ) -> int:
-    """Collect, then print the board; returns 0 (the CLI may return the watched command's status)."""
+    """Collect, then print the board to ``out`` (stdout); returns 0 (the CLI may return the watched
+    command's status). A recorded source's time is its events' (first to last); a live one's the wall clock."""
+    out = out or sys.stdout
     started = time.time()
-    collect_failures(source, board, duration=duration, count=count, stop_flag=stop_flag)
-    span = time.time() - started
+    got = collect_failures(source, board, duration=duration, count=count, stop_flag=stop_flag)
+    if source.recorded:
+        span = got.span
+    else:  # from the first event if it came first: a watched command starts before this function
+        span = time.time() - min(started, got.first_ts if got.first_ts is not None else started)
     describe = source.describe()
-    title = f"proctop: {board.total} failures in {span:.0f}s ({describe.get('label', source.kind)})"
-    (out or sys.stdout).write(format_board(board, title))
-    (out or sys.stdout).flush()
+    title = f"proctop: {board.total} failures in {_duration(span)} ({describe.get('label', source.kind)})"
+    out.write(format_board(board, title, terminal_width(out)))
+    out.flush()
     return 0
 
+
+def _duration(seconds: float) -> str:
+    """``0.4s`` under ten seconds, ``42s``, ``5m07s``, ``2h03m``."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -137,3 +138,25 @@ def nonroot_subscribe_answer() -> NonrootSubscribe:
         f"kernel {platform.release()} refuses a non-root proc connector subscriber (uid 65534's bind: "
         f"{errno.errorcode.get(answer, answer)}); the QEMU guests prove this path (make -C kmod check)",
     )
+
+
+@contextmanager
+def unit_cgroup(name: str) -> Iterator[Callable[[], None]]:
+    """A cgroup v2 directory named like a unit (``x.service``), what systemd would make; yields a
+    ``preexec_fn`` that moves the child into it. Removed once its last process is gone."""
+    for root in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
+        if (root / "cgroup.controllers").exists():
+            path = root / name
+            break
+    else:
+        raise AssertionError("no cgroup v2 hierarchy on this machine")
+    path.mkdir()
+    try:
+        yield lambda: (path / "cgroup.procs").write_text(str(os.getpid()))
+    finally:
+        for _ in range(50):  # the kernel frees a cgroup a moment after its last exit
+            try:
+                path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)

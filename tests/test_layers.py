@@ -5,7 +5,7 @@ never one above:
 
     base     proctop/__init__.py, proctop/errors.py    (importable from anywhere)
     kernel   proctop/kernel/    the proc connector's wire format, socket, probe
-    model    proctop/model/     events, enrichment, /proc, failures; the UI's vocabulary
+    model    proctop/model/     events, enrichment, /proc, failures, identity; the UI's vocabulary
     sources  proctop/sources/   where events come from (connector, replay, stored records, tree)
     ui       proctop/ui/        the Textual app and what it draws
     top      proctop/cli.py and the other top-level modules (headless, summary, record,
@@ -141,3 +141,12 @@ def test_a_violation_is_caught(importer: str, source: str, expected: str):
 )
 def test_an_allowed_import_passes(importer: str, source: str):
     assert violations(source, importer) == []
+
+
+def test_identity_is_pure():
+    """The one identity of a command (board, summary, metrics, filter) is a pure function of an event:
+    no Textual, no /proc, no I/O, only the standard library and the event type."""
+    path = PACKAGE / "model" / "identity.py"
+    modules = {module for _, module in imported_modules(ast.parse(path.read_text()), "proctop.model.identity", False)}
+    allowed = {"__future__", "posixpath", "re", "dataclasses", "enum", "typing", "proctop.model.events"}
+    assert modules <= allowed, modules

@@ -1,5 +1,8 @@
 """The failures board: what fails, how often, why and where, one group per command.
 
+A command is its identity (``proctop.model.identity``): a script, not its
+shell; a compile, with its file; and never two units in one group.
+
 A stream of exits answers "what just happened"; the board answers the
 question users bring to ``--only nonzero-exit``: *what keeps failing*. It is
 fed every failed exit and keeps, per group, the count, the statuses seen,
@@ -16,12 +19,12 @@ group is folded into one ``other`` row, so a storm of unique command names
 
 from __future__ import annotations
 
-import os
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proctop.model.events import Event
+from proctop.model.identity import KEY_LIMIT, Identity, identity
 
 #: systemd's defaults for StartLimitBurst / StartLimitIntervalSec: 5 starts in 10 s
 #: there; a failure loop here is 5 failures within 60 s (both configurable).
@@ -33,27 +36,11 @@ MAX_GROUPS = 1000
 OTHER = "other"
 #: Failure times kept per group for the rate and the loop mark.
 RECENT_MAX = 10_000
-#: Characters of a group key kept: a key is a name, not a payload.
-KEY_LIMIT = 256
 
 
 def command_key(ev: Event) -> str:
-    """What a failure is grouped by: argv[0]'s name (what was run: a symlinked applet or a
-    renamed interpreter keeps its own name), else the executable's, else comm; a process
-    gone before anything could be read is named by its parent (``child of make``)."""
-    if ev.cmdline and ev.cmdline[0]:
-        name = os.path.basename(ev.cmdline[0]) or ev.cmdline[0]
-    elif ev.exe:
-        name = os.path.basename(ev.exe.removesuffix(" (deleted)"))
-    elif ev.comm:
-        name = ev.comm
-    elif ev.parent_cmdline and ev.parent_cmdline[0]:
-        name = f"child of {os.path.basename(ev.parent_cmdline[0])}"
-    elif ev.parent_comm:
-        name = f"child of {ev.parent_comm}"
-    else:
-        name = "?"
-    return name[:KEY_LIMIT]
+    """What a failure is grouped by: its identity's key (``proctop.model.identity``), unit included."""
+    return identity(ev).key
 
 
 def unit_key(ev: Event) -> str:
@@ -63,7 +50,7 @@ def unit_key(ev: Event) -> str:
 
 @dataclass(slots=True)
 class FailureGroup:
-    """What is known of one command's failures."""
+    """What is known of one command's failures (or, grouped by unit, one unit's)."""
 
     key: str
     count: int = 0
@@ -75,8 +62,9 @@ class FailureGroup:
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_MAX))
     first_seen: float = 0.0
     last_seen: float = 0.0
-    last_command: list[str] | None = None
-    last_comm: str | None = None
+    #: The identity of the latest failure named by argv (else by what was known): its text is what
+    #: the board and the summary show.
+    identity: Identity | None = None
     user: str | None = None
     unit: str | None = None
     reason: str | None = None
@@ -126,16 +114,14 @@ class FailureBoard:
         self.total = 0
         self.now = 0.0  # the latest event time seen: the board's clock
 
-    def key_of(self, ev: Event) -> str:
-        return unit_key(ev) if self.by == "unit" else command_key(ev)
-
     def add(self, ev: Event) -> FailureGroup | None:
         """Count ``ev`` if it is a failed exit; returns its group."""
         if not ev.failed:
             return None
         self.now = max(self.now, ev.ts)
         self.total += 1
-        key = self.key_of(ev)
+        ident = identity(ev)
+        key = unit_key(ev) if self.by == "unit" else ident.key
         group = self.groups.get(key)
         if group is None:
             if len(self.groups) >= self.max_groups:
@@ -143,7 +129,7 @@ class FailureBoard:
             group = self.groups[key] = FailureGroup(key, first_seen=ev.ts)
         else:
             self.groups.move_to_end(key)
-        _count(group, ev, max(self.loop_interval, 60.0))
+        _count(group, ev, ident, max(self.loop_interval, 60.0))
         return group
 
     def _fold_oldest(self) -> None:
@@ -182,7 +168,7 @@ class FailureBoard:
         return groups
 
 
-def _count(group: FailureGroup, ev: Event, interval: float) -> None:
+def _count(group: FailureGroup, ev: Event, ident: Identity, interval: float) -> None:
     ts = ev.ts
     group.count += 1
     group.statuses[ev.status_text] += 1
@@ -195,8 +181,8 @@ def _count(group: FailureGroup, ev: Event, interval: float) -> None:
         recent.popleft()
     if ts >= group.last_seen:
         group.last_seen = ts
-        group.last_command = ev.cmdline or group.last_command
-        group.last_comm = ev.comm or group.last_comm
+        if ev.cmdline or group.identity is None:  # an exit named by comm alone keeps the last argv shown
+            group.identity = ident
         group.user = ev.user or group.user
         group.unit = ev.unit or group.unit
         group.reason = ev.reason

@@ -488,7 +488,7 @@ class ProctopApp(App[int]):
             self.board_view.focus()
 
     def on_failures_view_open(self, message: FailuresView.Open) -> None:
-        """Enter on the board: the timeline, filtered to that command."""
+        """Enter on the board: the timeline, filtered to exactly that group's failures (an ``id:`` term)."""
         self.views.current = "timeline"
         self.timeline.focus()
         self.filter_input.value = message.text  # the filter follows (on_input_changed)

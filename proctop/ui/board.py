@@ -7,7 +7,7 @@ and every text goes through ``timeline.fit``, so it is made safe.
 
 from __future__ import annotations
 
-import os
+import re
 from typing import Any
 
 from rich.segment import Segment
@@ -19,9 +19,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proctop.model.failures import FailureBoard, FailureGroup
+from proctop.model.identity import filter_term
 from proctop.ui import keys
 from proctop.ui.cursor import page_size, reveal
 from proctop.ui.rows import format_time
+from proctop.ui.sanitize import safe
 from proctop.ui.timeline import fit
 
 SORTS = ("count", "rate", "recent")
@@ -68,14 +70,26 @@ def group_cells(board: FailureBoard, group: FailureGroup, width: int) -> list[st
         cells.append(group.reason or "")
     if group.key == "other":
         command = f"(other commands: {group.count} failures)"
-    elif group.last_command:  # argv[0] by its name: the full path is in --summary and JSON
-        command = " ".join([os.path.basename(group.last_command[0]) or group.last_command[0], *group.last_command[1:]])
+    elif group.identity is not None:  # what it is, then the arguments it last ran with
+        command = group.identity.text
     else:
-        command = group.last_comm or group.key
+        command = group.key
     if group.reason and width < WIDER:
         command += f"  ({group.reason})"
     cells.append(command)
     return cells
+
+
+def group_filter(key: str, by: str) -> str:
+    """The view filter that shows exactly one group's failures, in the language a user types.
+
+    By command, the identity's key, exactly (``id:"…"``); by unit, the unit, exactly
+    (a regex anchored at both ends: ``unit:`` alone is a substring), or no unit at all.
+    """
+    if by != "unit":
+        return f"event:failed {filter_term(key)}"
+    exact = "" if key == "-" else re.escape(safe(key)).replace("\\ ", "\\x20")  # the unit as rows show it
+    return f"event:failed unit:/^{exact}$/"
 
 
 def board_segments(
@@ -101,7 +115,7 @@ class FailuresView(ScrollView, can_focus=True):
     failures: reactive[int] = reactive(0, init=False)
 
     class Open(Message):
-        """Show the timeline filtered to this group's command (or unit)."""
+        """Show the timeline filtered to exactly this group's rows (``text`` is the filter)."""
 
         def __init__(self, text: str) -> None:
             super().__init__()
@@ -162,7 +176,7 @@ class FailuresView(ScrollView, can_focus=True):
     def action_open(self) -> None:
         group = self.selected
         if group is not None and group.key != "other":
-            self.post_message(self.Open(group.key))
+            self.post_message(self.Open(group_filter(group.key, self.by)))
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from proctop.model.events import Event
+from proctop.model.identity import Identity, identity
 from proctop.model.kinds import ROW_LABELS
 from proctop.ui.query import Filter, compile_filter
 from proctop.ui.sanitize import Shown, bounded, safe
@@ -114,7 +115,7 @@ class Row:
     (most of a 100,000-row history) costs only the event and this small object.
     """
 
-    __slots__ = ("_command", "_detail", "_short", "_time", "ev")
+    __slots__ = ("_command", "_detail", "_identity", "_short", "_time", "ev")
 
     def __init__(self, ev: Event) -> None:
         self.ev = ev
@@ -122,6 +123,7 @@ class Row:
         self._command: str | None = None
         self._detail: str | None = None
         self._short: str | None = None
+        self._identity: Identity | None = None
 
     @property
     def time(self) -> str:
@@ -147,6 +149,13 @@ class Row:
         if self._command is None:
             self._command = "" if self.ev.event == "lost" else command_of(self.ev)
         return self._command
+
+    @property
+    def identity(self) -> Identity:
+        """What the process is (``proctop.model.identity``): the board's group key, ``id:``, ``cmd:``."""
+        if self._identity is None:
+            self._identity = Identity("", "") if self.ev.event == "lost" else identity(self.ev)
+        return self._identity
 
     @property
     def detail(self) -> str:

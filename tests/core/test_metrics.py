@@ -114,7 +114,7 @@ def test_hostile_names_make_valid_labels():
     m.describe_source({"source": "native", "kernel": "6.18.0"})
     m([failure('evil"\n\\name\udcff\x1b[31m'), failure("ok")])
     text = generate_latest(m.registry).decode()
-    shown = 'evil"\\x0a\\name\\xdcff\\x1b[31m'  # control and undecodable characters spelled out
+    shown = 'evil"\\x0a\\name\\udcff\\x1b[31m'  # control and undecodable characters spelled out
     assert m.registry.get_sample_value("proctop_failures_total", {"command": shown, "status": "1", "unit": ""}) == 1
     check = promtool("check", "metrics", stdin=text)
     assert check.returncode == 0, check.stdout + check.stderr

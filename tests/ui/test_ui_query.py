@@ -99,6 +99,33 @@ def test_user_is_exact_and_cmd_unit_are_substrings():
     assert shown("cmd:exit") == [EXEC_EXIT]
 
 
+def test_id_is_the_identity_key_exactly_and_cmd_also_finds_its_name():
+    assert shown('id:"sh -c exit"') == [EXEC_EXIT]  # the inline loop; not the comm-only exit of `sh`
+    assert shown("id:sh") == [FAILED]
+    assert shown('id:"crash @flaky.service"') == [SEGV]  # the unit is part of the key
+    assert shown("id:crash") == []  # exact: the same program outside the unit is another group
+    assert shown('id:"Crash @flaky.service"') == []  # exact, case included
+    assert shown("id:gcc|nginx") == [TERM]  # gcc with a file is `gcc a.c`
+    assert shown('id:"gcc a.c"') == [FORK]
+    assert shown(r"id:/^cc1\s/") == [THREAD]
+    assert shown('cmd:"cc1 a.c"') == [THREAD]  # the identity's name, not only the command line
+    assert shown("cmd:\"sh -c 'exit\"") == [EXEC_EXIT]
+    assert shown("id:") == list(ROWS)  # still typing
+
+
+def test_a_board_group_and_its_filter_term_round_trip_for_any_key():
+    from proctop.model.identity import filter_term
+    from proctop.ui.board import group_filter
+
+    hostile = Row(Event(ts=9, event="exit", pid=9, tgid=9, cmdline=["/x/a \"b\\c\x1b|d"], exit_code=1, unit="u v"))
+    term = filter_term(hostile.identity.key)
+    assert compile_filter(term).matches(hostile)
+    assert [row for row in ROWS if compile_filter(term).matches(row)] == []
+    assert compile_filter(group_filter("u v", "unit")).matches(hostile)  # by unit: exactly that unit
+    assert not compile_filter(group_filter("u", "unit")).matches(hostile)
+    assert [row for row in ROWS if compile_filter(group_filter("-", "unit")).matches(row)] == [FAILED, TERM]
+
+
 def test_status_numbers_are_exit_codes_and_text_is_a_substring():
     assert shown("status:3") == [FAILED]
     assert shown("status:0") == [CLEAN]
