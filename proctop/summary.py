@@ -23,7 +23,7 @@ from typing import TextIO
 from rich.cells import cell_len
 
 from proctop.headless import batches
-from proctop.model.failures import OTHER, FailureBoard, FailureGroup
+from proctop.model.failures import FailureBoard, FailureGroup
 from proctop.sources.base import Source
 from proctop.ui.board import group_cells
 from proctop.ui.sanitize import safe
@@ -150,11 +150,7 @@ def format_board(board: FailureBoard, title: str = "", width: int = DEFAULT_WIDT
 
 def _cells(board: FailureBoard, group: FailureGroup) -> tuple[list[str], str]:
     """The texts of one row: the columns of ``TABLE``, and the command (with its reason)."""
-    mark, number, rate, spark, last, statuses, user, unit, reason, _ = group_cells(board, group, width=10_000)
-    if group.key == OTHER:
-        command = f"(other commands: {group.count} failures)"
-    else:
-        command = group.identity.text if group.identity is not None else group.key
+    mark, number, rate, spark, last, statuses, user, unit, reason, command = group_cells(board, group)
     if reason:
         command += f"  ({reason})"
     return [mark, number, rate, spark, last, statuses, user or "-", unit or "-"], command

@@ -8,7 +8,7 @@ and every text goes through ``timeline.fit``, so it is made safe.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from proctop.model.failures import FailureBoard, FailureGroup
+from proctop.model.failures import OTHER, FailureBoard, FailureGroup
 from proctop.model.identity import filter_term
 from proctop.ui import keys
 from proctop.ui.cursor import page_size, reveal
@@ -28,13 +28,49 @@ from proctop.ui.timeline import fit
 
 SORTS = ("count", "rate", "recent")
 SPARKS = " \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
-#: (title, width) of the fixed columns; the command takes the rest.
-COLUMNS = (("", 4), ("COUNT", 6), ("/MIN", 5), ("LAST 10MIN", 10), ("LAST", 8), ("STATUSES", 20))
-#: Shown from these widths on (narrower, the reason follows the command).
+#: Marks the title of the column the rows are sorted by.
+SORTED = "\u25be"
+
+
+class Cells(NamedTuple):
+    """The texts of one board row, for every column there is (a layout picks what the width holds)."""
+
+    mark: str
+    failures: str
+    rate: str
+    spark: str
+    last: str
+    statuses: str
+    user: str
+    unit: str
+    reason: str
+    command: str  # what failed, with its arguments (and its reason, where no REASON column is shown)
+
+
+class Column(NamedTuple):
+    title: str
+    width: int
+    cell: str  # the ``Cells`` field shown
+    sort: str = ""  # the sort this column's figures order (its title is marked when in force)
+
+
+LOOP = Column("", 4, "mark")
+COUNT = Column("COUNT", 6, "failures", "count")
+RATE = Column("/MIN", 5, "rate", "rate")
+SPARK = Column("LAST 10MIN", 10, "spark")
+LAST = Column("LAST", 8, "last", "recent")
+USER = Column("USER", 8, "user")
+REASON = Column("REASON", 30, "reason")
+#: STATUSES grows with the width (a second and third status are what tell a loop's story),
+#: between these bounds: a third of what the fixed columns leave, the command the rest.
+STATUSES_WIDTH = (20, 48)
+#: From these widths on: USER, then REASON (narrower, the reason follows the command).
 WIDE = 130
-WIDE_COLUMNS = (("USER", 8), ("UNIT", 20))
 WIDER = 170
-REASON_COLUMN = (("REASON", 30),)
+#: The unit's column: from ``WIDE`` on, and at every width when the rows are units (then
+#: first, narrower, in the sparkline's place below ``WIDE``: the unit is what a row is).
+UNIT = Column("UNIT", 20, "unit")
+NARROW_UNIT = Column("UNIT", 16, "unit")
 
 
 def sparkline(counts: list[int]) -> str:
@@ -45,39 +81,58 @@ def sparkline(counts: list[int]) -> str:
     return "".join(SPARKS[0 if not n else max(1, round(n / top * (len(SPARKS) - 1)))] for n in counts)
 
 
-def columns(width: int) -> tuple[tuple[str, int], ...]:
-    return COLUMNS + (WIDE_COLUMNS if width >= WIDE else ()) + (REASON_COLUMN if width >= WIDER else ())
-
-
-def command_width(width: int) -> int:
-    return max(0, width - sum(w + 1 for _, w in columns(width)) - 1)
-
-
-def group_cells(board: FailureBoard, group: FailureGroup, width: int) -> list[str]:
-    """The texts of one board row, in column order (made safe by ``fit`` when drawn)."""
-    rate = board.rate(group)
-    cells = [
-        "loop" if board.is_loop(group) else "",
-        str(group.count),
-        f"{rate:.0f}" if rate < 10_000 else "10k+",
-        sparkline(group.sparkline(board.now)),
-        format_time(group.last_seen)[:8] if group.last_seen else "",
-        group.statuses_text(),
-    ]
+def columns(width: int, by: str = "command") -> tuple[Column, ...]:
+    """The columns fitted to ``width``, by priority; the command takes what is left (``command_width``)."""
     if width >= WIDE:
-        cells += [group.user or "", group.unit or ""]
-    if width >= WIDER:
-        cells.append(group.reason or "")
-    if group.key == "other":
+        fixed = [LOOP, COUNT, RATE, SPARK, LAST, USER] + ([] if by == "unit" else [UNIT])
+        if width >= WIDER:
+            fixed.append(REASON)
+    else:
+        fixed = [LOOP, COUNT, RATE, LAST] if by == "unit" else [LOOP, COUNT, RATE, SPARK, LAST]
+    if by == "unit":
+        fixed.insert(1, UNIT if width >= WIDE else NARROW_UNIT)
+    left = width - 1 - sum(column.width + 1 for column in fixed) - 1
+    low, high = STATUSES_WIDTH
+    statuses = Column("STATUSES", max(low, min(high, left // 3)), "statuses")
+    fixed.insert(fixed.index(LAST) + 1, statuses)
+    return tuple(fixed)
+
+
+def command_width(width: int, by: str = "command") -> int:
+    return max(0, width - sum(column.width + 1 for column in columns(width, by)) - 1)
+
+
+def group_cells(board: FailureBoard, group: FailureGroup) -> Cells:
+    """The texts of one board row (made safe by ``fit`` when drawn)."""
+    rate = board.rate(group)
+    if group.key == OTHER:
         command = f"(other commands: {group.count} failures)"
     elif group.identity is not None:  # what it is, then the arguments it last ran with
         command = group.identity.text
     else:
         command = group.key
-    if group.reason and width < WIDER:
-        command += f"  ({group.reason})"
-    cells.append(command)
-    return cells
+    return Cells(
+        mark="loop" if board.is_loop(group) else "",
+        failures=str(group.count),
+        rate=f"{rate:.0f}" if rate < 10_000 else "10k+",
+        spark=sparkline(group.sparkline(board.now)),
+        last=format_time(group.last_seen)[:8] if group.last_seen else "",
+        statuses=group.statuses_text(limit=6),
+        user=group.user or "",
+        unit=group.unit or "",
+        reason=group.reason or "",
+        command=command,
+    )
+
+
+def header_text(width: int, by: str, sort: str, total: int) -> str:
+    """The titles, the sorted column marked; the command's title says the total when it fits."""
+    parts = [" "] + [fit(c.title + (SORTED if c.sort == sort else ""), c.width) + " " for c in columns(width, by)]
+    room = command_width(width, by)
+    title = "COMMAND" if by == "command" else "LAST COMMAND"
+    with_total = f"{title}  {total} failure{'s' if total != 1 else ''}"
+    parts.append(fit(with_total if len(with_total) <= room else title, room))
+    return "".join(parts)
 
 
 def group_filter(key: str, by: str) -> str:
@@ -93,14 +148,26 @@ def group_filter(key: str, by: str) -> str:
 
 
 def board_segments(
-    board: FailureBoard, group: FailureGroup, width: int, base: Style, loop: Style, failed: Style, cursor: bool
+    board: FailureBoard,
+    group: FailureGroup,
+    width: int,
+    base: Style,
+    loop: Style,
+    failed: Style,
+    cursor: bool,
+    by: str = "command",
 ) -> list[Segment]:
-    cells = group_cells(board, group, width)
+    cells = group_cells(board, group)
+    shown = columns(width, by)
     segments = [Segment("\u25b6" if cursor else " ", base)]
-    for i, ((_, w), cell) in enumerate(zip(columns(width), cells, strict=False)):
-        style = loop if i == 0 and cell else failed if i == 5 else base
-        segments.append(Segment(fit(cell, w) + " ", style))
-    segments.append(Segment(fit(cells[-1], command_width(width)), base))
+    for column in shown:
+        cell = getattr(cells, column.cell)
+        style = loop if column.cell == "mark" and cell else failed if column.cell == "statuses" else base
+        segments.append(Segment(fit(cell, column.width) + " ", style))
+    command = cells.command
+    if cells.reason and REASON not in shown:
+        command += f"  ({cells.reason})"
+    segments.append(Segment(fit(command, command_width(width, by)), base))
     return segments
 
 
@@ -175,7 +242,7 @@ class FailuresView(ScrollView, can_focus=True):
 
     def action_open(self) -> None:
         group = self.selected
-        if group is not None and group.key != "other":
+        if group is not None and group.key != OTHER:
             self.post_message(self.Open(group_filter(group.key, self.by)))
 
     def render_line(self, y: int) -> Strip:
@@ -183,10 +250,8 @@ class FailuresView(ScrollView, can_focus=True):
         base = self.rich_style
         if y == 0:
             style = base + self.get_component_rich_style("board--header", partial=True)
-            title = f"by {self.by}, sorted by {self.sort}"
-            parts = [" "] + [fit(name, w) + " " for name, w in columns(width)]
-            parts.append(fit(f"COMMAND ({title}; {self.board.total} failures)", command_width(width)))
-            return Strip([Segment("".join(parts), style)]).adjust_cell_length(width, style)
+            text = header_text(width, self.by, self.sort, self.board.total)
+            return Strip([Segment(text, style)]).adjust_cell_length(width, style)
         index = int(self.scroll_y) + y - 1
         if not 0 <= index < len(self.rows):
             if not self.rows and y == 1:
@@ -199,7 +264,7 @@ class FailuresView(ScrollView, can_focus=True):
             row_base = base
             loop = base + self.get_component_rich_style("event--loop", partial=True)
             failed = base + self.get_component_rich_style("event--failed", partial=True)
-        segments = board_segments(self.board, self.rows[index], width, row_base, loop, failed, cursor)
+        segments = board_segments(self.board, self.rows[index], width, row_base, loop, failed, cursor, self.by)
         return Strip(segments).adjust_cell_length(width, row_base)
 
     def on_resize(self) -> None:

@@ -81,12 +81,52 @@ async def test_grouping_by_unit():
         await pilot.press("b")
         keys = {g.key: g.count for g in app.board_view.rows}
         assert keys["session-3.scope"] == 4 and keys["flaky.service"] == 7
-        assert "by unit" in screen_text(app)
+        header = screen_text(app).splitlines()[2]  # below the two header lines
+    assert header.split()[:2] == ["UNIT", "COUNT\u25be"] and "LAST COMMAND" in header  # rows are units
 
 
 @pytest.mark.parametrize("theme", THEMES)
 def test_board_snapshot_80x24(snap_compare, theme):
     assert snap_compare(make_app(theme), terminal_size=(80, 24), run_before=_on_board)
+
+
+@pytest.mark.parametrize("size", [(100, 30), (120, 40), (160, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_board_snapshot_wider(snap_compare, size):
+    assert snap_compare(make_app(), terminal_size=size, run_before=_on_board)
+
+
+async def _by_unit(pilot) -> None:
+    await _on_board(pilot)
+    await pilot.press("b")
+    await pilot.pause()
+
+
+def test_board_by_unit_snapshot_80x24(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_by_unit)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160, 200])
+def test_columns_fit_by_priority_at_every_width(width):
+    """Every title whole, STATUSES growing with the width, the command keeping room; grouped by unit,
+    the unit first at every width (issue 22: below 130 columns no unit was shown at all)."""
+    from proctop.ui.board import STATUSES_WIDTH, columns, command_width, header_text
+
+    for by in ("command", "unit"):
+        shown = columns(width, by)
+        assert sum(c.width + 1 for c in shown) + 1 + command_width(width, by) == width
+        assert command_width(width, by) >= 12
+        header = header_text(width, by, "count", 1234)
+        assert len(header) == width
+        assert all(c.title in header for c in shown) and "\u2026" not in header  # no title cut
+        assert "COUNT\u25be" in header  # the sort in force, marked
+        statuses = next(c.width for c in shown if c.title == "STATUSES")
+        assert STATUSES_WIDTH[0] <= statuses <= STATUSES_WIDTH[1]
+        if by == "unit":
+            assert shown[1].title == "UNIT"
+    wider = [next(c.width for c in columns(w) if c.title == "STATUSES") for w in (80, 120, 160, 200)]
+    assert wider == sorted(wider) and wider[-1] > wider[0]
+    assert "1234 failures" in header_text(120, "command", "rate", 1234)
+    assert "/MIN\u25be" in header_text(120, "command", "rate", 1234)
 
 
 async def test_the_timeline_shows_units_when_wide_and_the_filter_matches_them():
