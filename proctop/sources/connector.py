@@ -30,6 +30,7 @@ from proctop.model.events import Event
 from proctop.model.kinds import EVENT_NAMES
 from proctop.model.procfs import Snapshot
 from proctop.sources.base import Source, SourceDescription, SourceStats
+from proctop.sources.creader import CReader, open_reader
 from proctop.sources.reader import LOST, SocketReader
 
 #: What names needs from the kernel when the mask lacks it: the exec (argv is read
@@ -111,7 +112,7 @@ class ConnectorSource(Source):
         self.rcvbuf_wanted = rcvbuf
         self.rcvbuf = 0
         self._sock: FilteredProcSocket | None = None
-        self._reader: SocketReader | None = None
+        self._reader: SocketReader | CReader | None = None
         self._mask_lock = threading.Lock()
         self.error: str | None = None
         self._mask_sent = 0.0
@@ -141,7 +142,7 @@ class ConnectorSource(Source):
             raise SourceError(refusal(cap, exc)) from None
         self._sock = sock
         _boost_priority()
-        self._reader = SocketReader(
+        self._reader = open_reader(
             sock,
             idx=cap.idx,
             mask=self.mask,

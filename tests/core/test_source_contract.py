@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from helpers import REPO
@@ -31,6 +31,9 @@ from proctop.model.events import Event
 from proctop.sources.base import Source
 from proctop.sources.connector import ConnectorSource
 from proctop.sources.replay import ReplaySource
+
+#: Every test here runs over both socket readers, which must give the same events (issue 20).
+pytestmark = pytest.mark.usefixtures("reader_kind")
 
 SAMPLE = REPO / "tests" / "data" / "sample.jsonl"
 #: Pids far above pid_max: /proc never has them, so enrichment takes its "gone" paths.
@@ -208,23 +211,32 @@ def test_the_fed_connector_drops_threads_and_what_the_mask_refuses():
         source.close()
 
 
+def _reads_through(monkeypatch: pytest.MonkeyPatch, read: Callable[..., object]) -> None:
+    """Make both readers see /proc as ``read`` says: the Python one instead of reading, the
+    compiled one instead of parsing what its thread read (``EventTaker._read``)."""
+    from proctop.sources.creader import CReader
+    from proctop.sources.reader import SocketReader
+
+    monkeypatch.setattr(SocketReader, "_read", read)
+    monkeypatch.setattr(CReader, "_read", read)
+
+
 def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_start(monkeypatch):
     """A storm's exits are not read in vain: a process whose named exec the reader saw, or whose
     fork from such a process, is named by the consumer's table; one that started unseen, whose
     exec found it gone, or forked by a process known only from /proc, is read while it may
     still be a zombie."""
-    import proctop.sources.reader as reader
     from proctop.model.procfs import Snapshot
 
     reads: list[tuple[int, bool]] = []
 
-    def recording(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
-        reads.append((pid, argv))
-        if pid == PARENT:  # the one alive: a shell that exec'd
+    def recording(self: object, ev: RawEvent, argv: bool, pre: object) -> Snapshot | None:
+        reads.append((ev.tgid, argv))
+        if ev.tgid == PARENT:  # the one alive: a shell that exec'd
             return Snapshot("sh", 1, None, 0, ["sh", "-c", "..."], "/bin/sh")
         return None  # as /proc answers for these pids: gone
 
-    monkeypatch.setattr(reader, "snapshot", recording)
+    _reads_through(monkeypatch, recording)
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
     try:
@@ -250,13 +262,10 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
 def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monkeypatch):
     """procfs.snapshot keeps the argv it read when stat is gone by the next read; the rest
     (parent, owner) comes from the fork the enricher saw."""
-    import proctop.sources.reader as reader
     from proctop.model.procfs import Snapshot
 
     argv = ["cc1", "-quiet", "broken.c"]
-    monkeypatch.setattr(
-        reader, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
-    )
+    _reads_through(monkeypatch, lambda self, ev, argv_, pre: Snapshot(None, None, None, None, argv, None))
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
     try:
@@ -302,5 +311,20 @@ def test_the_process_table_belongs_to_the_consumer_thread_alone(monkeypatch):
         assert table.owner == got["ident"]
         with pytest.raises(TableOwnerError):
             source.ancestry(got["events"][-1])  # from the wrong thread: a bug, said at once
+    finally:
+        source.close()
+
+
+def test_the_connector_runs_the_reader_the_environment_names(reader_kind):
+    """PROCTOP_READER picks the twin; the "c" runs of this module exercise the compiled thread."""
+    from proctop.sources.creader import CReader
+    from proctop.sources.reader import SocketReader
+
+    source, fed = fed_connector()
+    source.start()
+    try:
+        assert type(source._reader) is (CReader if reader_kind == "c" else SocketReader)
+        _life_of_a_failure(fed)
+        assert [ev.event for ev in drain(source, 3)] == ["fork", "exec", "exit"]
     finally:
         source.close()
