@@ -78,7 +78,7 @@ def reader_kind(request, monkeypatch) -> str:
     Without the compiled reader the "c" run is skipped on a laptop and fails under .ci/run
     (PROCTOP_REQUIRE_TOOLS=1), which builds it: the twin tests are never silently halved there.
     """
-    from proctop.sources.creader import compiled
+    from proctop.sources.choice import compiled
 
     if request.param == "c" and not compiled():
         message = "the compiled reader is not built (pip install . needs gcc and python3-dev)"

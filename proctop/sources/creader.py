@@ -24,53 +24,22 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from proctop.errors import ProctopError
 from proctop.kernel.protocol import PROC_EVENT_FORK, DecodeStats, RawEvent
 from proctop.kernel.socket import FilteredProcSocket
 from proctop.model.procfs import Snapshot, parse_cmdline, parse_stat
+from proctop.sources import choice
 from proctop.sources import reader as _python_reader
+from proctop.sources.choice import ReaderChoiceError, ReaderKind
 from proctop.sources.reader import EventTaker, Queued, ReaderStats, SocketReader
 
 if TYPE_CHECKING:
     from proctop.sources._creader import CReader as _Thread
     from proctop.sources._creader import RawBatch, Reads
 
-try:
-    from proctop.sources import _creader
-except ImportError:  # built without a compiler or Python.h: the Python reader alone
-    _creader = None  # type: ignore[assignment]
-
-ReaderKind = Literal["c", "python"]
-#: PROCTOP_READER=python runs the Python twin although the compiled reader is built.
-READER_ENV = "PROCTOP_READER"
-
-
-class ReaderChoiceError(ProctopError):
-    """PROCTOP_READER names a reader that is not here (bad input: status 2)."""
-
-    status = 2
-
-
-def compiled() -> bool:
-    """The compiled reader was built and imports."""
-    return _creader is not None
-
-
-def reader_kind() -> ReaderKind:
-    """The reader that runs: the compiled one where built, unless PROCTOP_READER says otherwise."""
-    want = os.environ.get(READER_ENV, "")
-    if want == "python":
-        return "python"
-    if want == "c" and not compiled():
-        raise ReaderChoiceError(f"{READER_ENV}=c: the compiled reader is not built (it needs gcc and python3-dev)")
-    if want not in ("", "c"):
-        raise ReaderChoiceError(f"{READER_ENV}={want!r}: choose c or python")
-    return "c" if compiled() else "python"
-
-
 def open_reader(
+    kind: ReaderKind,
     sock: FilteredProcSocket,
     *,
     idx: int,
@@ -79,8 +48,8 @@ def open_reader(
     threads: bool,
     renew: Callable[[], None],
 ) -> SocketReader | CReader:
-    """The reader ``reader_kind`` names, on ``sock``."""
-    if reader_kind() == "c":
+    """The reader ``kind`` (``reader_kind``) on ``sock``."""
+    if kind == "c":
         return CReader(sock, idx=idx, mask=mask, names_bits=names_bits, threads=threads, renew=renew)
     return SocketReader(sock, idx=idx, mask=mask, names_bits=names_bits, threads=threads, renew=renew)
 
@@ -99,7 +68,7 @@ class CReader(EventTaker):
         renew: Callable[[], None],
     ) -> None:
         super().__init__()
-        if _creader is None:
+        if choice.extension is None:
             raise ReaderChoiceError("the compiled reader is not built")
         self.sock = sock
         self.idx = idx
@@ -107,7 +76,7 @@ class CReader(EventTaker):
         self._mask = mask
         self._names_bits = names_bits
         self._renew = renew
-        self._thread: _Thread = _creader.CReader(
+        self._thread: _Thread = choice.extension.CReader(
             sock.raw.fileno(), idx, mask, names_bits, threads, _python_reader.QUEUE_MAX
         )
         self.queue: deque[Queued] = deque()
