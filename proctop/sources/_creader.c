@@ -68,6 +68,7 @@ typedef struct Item {
     Bytes argv; /* kmod names extension */
     int read;   /* /proc was read: the fields below hold what it gave */
     int64_t read_end_ns;
+    int64_t argv_end_ns; /* when argv (the first read, the one racing the exit) was in hand; 0: not read */
     Bytes cmdline, exe, stat, cgroup;
     int uid_ok;
     uint32_t uid;
@@ -188,6 +189,7 @@ static void read_proc(Item *it, int argv) {
     if (argv) {
         snprintf(path, sizeof path, "/proc/%u/cmdline", pid);
         read_whole(path, &it->cmdline);
+        it->argv_end_ns = now_ns();
         char link[LINK_MAX];
         snprintf(path, sizeof path, "/proc/%u/exe", pid);
         ssize_t n = readlink(path, link, sizeof link);
@@ -514,9 +516,12 @@ static PyObject *item_to_python(const Item *it) {
         PyObject *cmd = bytes_or_none(&it->cmdline), *exe = bytes_or_none(&it->exe);
         PyObject *stat = bytes_or_none(&it->stat), *cg = bytes_or_none(&it->cgroup);
         PyObject *uid = it->uid_ok ? PyLong_FromUnsignedLong(it->uid) : (Py_INCREF(Py_None), Py_None);
-        PyObject *end = PyLong_FromLongLong(it->read_end_ns);
-        reads = (end && cmd && exe && stat && cg && uid) ? PyTuple_Pack(6, end, cmd, exe, stat, uid, cg) : NULL;
+        PyObject *end = PyLong_FromLongLong(it->read_end_ns), *argv_end = PyLong_FromLongLong(it->argv_end_ns);
+        reads = (end && argv_end && cmd && exe && stat && cg && uid)
+                    ? PyTuple_Pack(7, end, cmd, exe, stat, uid, cg, argv_end)
+                    : NULL;
         Py_XDECREF(end);
+        Py_XDECREF(argv_end);
         Py_XDECREF(cmd); Py_XDECREF(exe); Py_XDECREF(stat); Py_XDECREF(cg); Py_XDECREF(uid);
         if (!reads) { Py_DECREF(ev); return NULL; }
     } else {

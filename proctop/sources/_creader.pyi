@@ -2,8 +2,9 @@
 
 from proctop.kernel.protocol import RawEvent
 
-#: (when the reads ended, monotonic ns; cmdline, exe link, stat, owner uid, cgroup: None where a read failed)
-Reads = tuple[int, bytes | None, bytes | None, bytes | None, int | None, bytes | None]
+#: (when the reads ended, monotonic ns; cmdline, exe link, stat, owner uid, cgroup: None where a read failed;
+#: when argv was read, monotonic ns, 0 at an exit)
+Reads = tuple[int, bytes | None, bytes | None, bytes | None, int | None, bytes | None, int]
 #: An event with its verdict (1 shown, 0 names only, -1 filtered) and reads, or None for an overrun.
 RawBatch = list[tuple[RawEvent, int, Reads | None] | None]
 

@@ -182,7 +182,7 @@ class CReader(EventTaker):
         if pre is None:  # not read by the thread (it reads every exec and exit it keeps)
             return None
         reads: Reads = pre  # type: ignore[assignment]
-        _end, raw_cmdline, raw_exe, stat, uid, cgroup = reads
+        _end, raw_cmdline, raw_exe, stat, uid, cgroup, _argv_end = reads
         cmdline = parse_cmdline(raw_cmdline) if argv and raw_cmdline is not None else None
         exe = os.fsdecode(raw_exe) if argv and raw_exe is not None else None
         if stat is None or uid is None:

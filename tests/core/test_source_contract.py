@@ -328,3 +328,83 @@ def test_the_connector_runs_the_reader_the_environment_names(reader_kind):
         assert [ev.event for ev in drain(source, 3)] == ["fork", "exec", "exit"]
     finally:
         source.close()
+
+
+def _every_kind_of_datagram() -> list[bytes]:
+    """Valid events of every type (with the kmod's names after EXEC and EXIT), then the same cut,
+    lengthened, bit-flipped and with lying length fields: untrusted input for both decoders."""
+    import random
+    import struct
+
+    from proctop.kernel.protocol import MASK_BITS
+
+    now = time.monotonic_ns()
+    valid = [
+        encode_event(RawEvent(what, 1, now + i, CHILD + i % 3, CHILD + i % 2, PARENT, PARENT, i % 5 << 8, 17, b"c"))
+        for i, what in enumerate([*MASK_BITS.values(), PROC_EVENT_FORK, PROC_EVENT_EXEC, PROC_EVENT_EXIT] * 3)
+        if what != PROC_EVENT_NONZERO_EXIT
+    ]
+    names = struct.pack("=IHH16s", 0x4E435450, 40, 0, b"kcomm") + b"argv\0one\0" * 2
+    for ev in (RawEvent(PROC_EVENT_EXEC, 0, now, CHILD, CHILD), RawEvent(PROC_EVENT_EXIT, 0, now, CHILD, CHILD)):
+        msg = bytearray(encode_event(ev) + names)
+        struct.pack_into("=I", msg, 0, len(msg))
+        struct.pack_into("=H", msg, 32, len(msg) - 36)
+        valid.append(bytes(msg))
+    rng = random.Random(20)
+    out = list(valid)
+    for _ in range(150):
+        msg = bytearray(rng.choice(valid))
+        how = rng.randrange(5)
+        if how == 0:
+            msg = msg[: rng.randrange(len(msg))]
+        elif how == 1:
+            msg += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+        elif how == 2:
+            for _ in range(rng.randrange(1, 6)):
+                msg[rng.randrange(len(msg))] ^= 1 << rng.randrange(8)
+        elif how == 3:
+            struct.pack_into("=I", msg, 0, rng.choice([0, 15, 16, 51, 52, len(msg) + 1, 0xFFFFFFFF]))
+        else:
+            struct.pack_into("=H", msg, 32, rng.choice([0, 7, 8, 23, 24, 48, 0xFFFF]))
+        out.append(bytes(msg))
+    out.append(valid[0] * 3)  # several messages in one datagram
+    return out
+
+
+def test_both_readers_take_the_same_events_from_the_same_datagrams():
+    """The twin contract at the decoder: the compiled reader (bounds checks in C) and the Python
+    one give the same events, verdicts and counts for valid, cut and lying datagrams alike."""
+    from proctop.sources.choice import compiled
+    from proctop.sources.creader import CReader
+    from proctop.sources.reader import SocketReader
+
+    if not compiled():
+        pytest.skip("the compiled reader is not built")
+    datagrams = _every_kind_of_datagram()
+    taken = {}
+    for cls in (SocketReader, CReader):
+        fed = FedSocket()
+        fed.reader.setblocking(False)
+        reader = cls(fed, idx=1, mask=PROC_EVENT_FORK | PROC_EVENT_EXIT, names_bits=PROC_EVENT_EXEC, threads=False,
+                     renew=lambda: None)  # fmt: skip
+        reader.start()
+        try:
+            items: list = []
+            for d in datagrams:
+                fed.feeder.send(d)
+                time.sleep(0.0005)
+            idle = time.monotonic()
+            while time.monotonic() - idle < 0.5:
+                got = reader.take(0.05, 100_000)
+                if got:
+                    items += got
+                    idle = time.monotonic()
+        finally:
+            reader.stop()
+            fed.close()
+        s = reader.stats
+        events = [(it[0], it[2]) if isinstance(it, tuple) else it for it in items]
+        taken[cls.__name__] = (events, s.received, s.filtered, s.names_only, s.malformed, s.lost)
+    assert taken["CReader"] == taken["SocketReader"]
+    events, _received, filtered, names_only, malformed, _lost = taken["SocketReader"]
+    assert len(events) > 20 and filtered and names_only and malformed > 20  # every path was taken
