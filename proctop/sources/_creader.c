@@ -82,6 +82,32 @@ typedef struct Batch {
     int drained;       /* the socket was empty at its end: its reads stand */
 } Batch;
 
+/* reader.EventTaker._announced in C: processes whose fork or named exec went by, oldest evicted first
+ * past ANNOUNCED_MAX (an insertion-ordered set: a hash of pid -> stamp, and a ring of (pid, stamp) in
+ * insertion order whose entries are stale once their pid was removed or added again). */
+#define ANNOUNCED_MAX 32768
+#define SLOTS (2 * ANNOUNCED_MAX) /* a power of two, at most half full */
+#define RING (2 * ANNOUNCED_MAX)
+
+typedef struct {
+    uint32_t pid;
+    uint32_t used;
+    uint64_t stamp;
+} Slot;
+
+typedef struct {
+    uint32_t pid;
+    uint64_t stamp;
+} RingEntry;
+
+typedef struct {
+    Slot *slots;
+    RingEntry *ring, *spare; /* spare: where a full ring is squeezed */
+    size_t head, len; /* ring: oldest at head */
+    size_t count;
+    uint64_t next_stamp;
+} Announced;
+
 typedef struct {
     PyObject_HEAD
     int fd;
@@ -98,6 +124,7 @@ typedef struct {
     Batch *qhead, *qtail; /* under lock */
     long long held;       /* items queued, under lock */
     char error[160];      /* set once by the thread before `stopped` */
+    Announced announced;  /* the thread's alone */
     /* the thread's counters: written by it alone */
     volatile long long received, filtered, malformed, acks, errors, other, lost;
 } CReader;
@@ -210,6 +237,120 @@ static void read_proc(Item *it, int argv) {
     it->read_end_ns = now_ns();
 }
 
+
+static size_t slot_of(const Announced *a, uint32_t pid) {
+    size_t i = (size_t)(pid * 2654435761u) & (SLOTS - 1);
+    while (a->slots[i].used && a->slots[i].pid != pid) i = (i + 1) & (SLOTS - 1);
+    return i;
+}
+
+static int ann_has(const Announced *a, uint32_t pid) { return a->slots[slot_of(a, pid)].used; }
+
+static void ann_del(Announced *a, uint32_t pid) {
+    size_t i = slot_of(a, pid);
+    if (!a->slots[i].used) return;
+    a->slots[i].used = 0;
+    a->count--;
+    /* backward-shift deletion keeps every probe chain unbroken */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & (SLOTS - 1);
+        if (!a->slots[j].used) break;
+        size_t home = (size_t)(a->slots[j].pid * 2654435761u) & (SLOTS - 1);
+        if (((j - home) & (SLOTS - 1)) >= ((j - i) & (SLOTS - 1))) {
+            a->slots[i] = a->slots[j];
+            a->slots[j].used = 0;
+            i = j;
+        }
+    }
+}
+
+static void ann_clear(Announced *a) {
+    memset(a->slots, 0, SLOTS * sizeof *a->slots);
+    a->head = a->len = a->count = 0;
+}
+
+static int ann_live(const Announced *a, const RingEntry *e) {
+    const Slot *s = &a->slots[slot_of(a, e->pid)];
+    return s->used && s->stamp == e->stamp;
+}
+
+/* EventTaker._announce: past ANNOUNCED_MAX the longest known is forgotten */
+static void ann_add(Announced *a, uint32_t pid) {
+    while (a->count >= ANNOUNCED_MAX && a->len) {
+        RingEntry e = a->ring[a->head];
+        a->head = (a->head + 1) % RING;
+        a->len--;
+        if (ann_live(a, &e)) ann_del(a, e.pid);
+    }
+    if (a->len == RING) { /* more stale entries than live ones: squeeze them out, in order */
+        size_t kept = 0;
+        for (size_t k = 0; k < a->len; k++) {
+            RingEntry e = a->ring[(a->head + k) % RING];
+            if (ann_live(a, &e)) a->spare[kept++] = e;
+        }
+        RingEntry *t = a->ring;
+        a->ring = a->spare;
+        a->spare = t;
+        a->head = 0;
+        a->len = kept;
+    }
+    size_t i = slot_of(a, pid);
+    if (!a->slots[i].used) a->count++;
+    a->slots[i].used = 1;
+    a->slots[i].pid = pid;
+    a->slots[i].stamp = ++a->next_stamp;
+    a->ring[(a->head + a->len) % RING] = (RingEntry){pid, a->next_stamp};
+    a->len++;
+}
+
+/* int(token) in Python, for the bytes of one stat field: spaces, a sign, digits (single '_' between) */
+static int py_int_ok(const char *p, size_t n) {
+    size_t i = 0;
+    while (i < n && (p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r'))) i++;
+    if (i < n && (p[i] == '+' || p[i] == '-')) i++;
+    size_t digits = 0;
+    while (i < n && ((p[i] >= '0' && p[i] <= '9') || (p[i] == '_' && digits && i + 1 < n && p[i + 1] >= '0' && p[i + 1] <= '9'))) {
+        if (p[i] != '_') digits++;
+        i++;
+    }
+    if (!digits) return 0;
+    while (i < n && (p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r'))) i++;
+    return i == n;
+}
+
+/* procfs.parse_stat's verdict: -1 does not parse, else whether the comm is non-empty */
+static int stat_comm(const Bytes *stat) {
+    const char *d = stat->data;
+    size_t n = stat->len;
+    const char *close = NULL, *open = memchr(d, '(', n);
+    for (size_t k = n; k-- > 0;) if (d[k] == ')') { close = d + k; break; }
+    if (!close || !open) return -1;
+    size_t start = (size_t)(close - d) + 2;
+    const char *f = d + (start < n ? start : n), *end = d + n;
+    /* fields = rest.split(b" ", 20): fields 1 and 19 are single tokens */
+    const char *tok[21];
+    size_t ntok = 0;
+    tok[ntok++] = f;
+    for (const char *q = f; q < end && ntok < 21; q++) if (*q == ' ') tok[ntok++] = q + 1;
+    if (ntok < 20) return -1;
+    for (int which = 1; which <= 19; which += 18) {
+        const char *t = tok[which];
+        const char *te = (size_t)which + 1 < ntok ? tok[which + 1] - 1 : end;
+        if (!py_int_ok(t, (size_t)(te - t))) return -1;
+    }
+    return open + 1 < close;
+}
+
+/* Would the exec's Snapshot, after kernel_names, name the process (EventTaker._keep's announce)? */
+static int exec_named(const Item *it) {
+    if (it->comm_len) return 1; /* the kmod's comm: kernel_names fills it in */
+    int cmdline = it->cmdline.data && it->cmdline.len;
+    if (!it->stat.data || !it->uid_ok) return cmdline;
+    int comm = stat_comm(&it->stat);
+    return comm < 0 ? 0 : (comm || cmdline);
+}
+
 /* protocol.mask_accepts */
 static int mask_accepts(uint32_t mask, uint32_t what, uint32_t code) {
     if (mask == 0 || mask == EV_ALL) return 1;
@@ -298,9 +439,20 @@ static void take_event(CReader *r, Item *it, Batch *b, int *reads) {
         it->verdict = -1;
         if (what != EV_FORK) { r->filtered++; item_free(it); return; } /* forks may unsay a read (Python's _forked) */
     }
-    if (it->verdict >= 0) {
-        if (what == EV_EXEC) { read_proc(it, 1); (*reads)++; }
-        else if (what == EV_EXIT && it->pid == it->tgid) { read_proc(it, 0); (*reads)++; }
+    if (it->verdict >= 0) { /* EventTaker._keep's reads and its record of announced processes */
+        Announced *a = &r->announced;
+        if (what == EV_EXEC) {
+            read_proc(it, 1);
+            (*reads)++;
+            ann_del(a, it->tgid);
+            if (exec_named(it)) ann_add(a, it->tgid);
+        } else if (what == EV_FORK && it->pid == it->tgid) {
+            ann_del(a, it->tgid);
+            if (ann_has(a, it->ptgid)) ann_add(a, it->tgid);
+        } else if (what == EV_EXIT && it->pid == it->tgid) {
+            if (ann_has(a, it->tgid)) ann_del(a, it->tgid); /* named from events: not read */
+            else { read_proc(it, 0); (*reads)++; }
+        }
     }
     batch_add(b, it);
 }
@@ -323,7 +475,8 @@ static void take_datagram(CReader *r, const unsigned char *buf, size_t n, Batch 
     }
 }
 
-static void add_lost(Batch *b) {
+static void add_lost(CReader *r, Batch *b) {
+    ann_clear(&r->announced); /* forks and execs may have been among the lost: read exits again */
     Item *it = calloc(1, sizeof *it);
     if (!it) return;
     it->kind = IT_LOST;
@@ -380,12 +533,12 @@ static void *read_loop(void *arg) {
             ssize_t n = recvfrom(r->fd, buf, RECV_SIZE, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK) { b->drained = 1; }
-                else if (errno == ENOBUFS) { r->lost++; add_lost(b); }
+                else if (errno == ENOBUFS) { r->lost++; add_lost(r, b); }
                 else if (errno == EINTR) { }
                 else {
                     if (!r->stop)
                         snprintf(r->error, sizeof r->error, "reading process events failed: %s", strerror(errno));
-                    add_lost(b);
+                    add_lost(r, b);
                     fatal = 1;
                 }
                 break;
@@ -446,6 +599,19 @@ static PyObject *CReader_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     pthread_cond_init(&self->cond, &attr);
     pthread_condattr_destroy(&attr);
     self->fd = -1;
+    self->announced.slots = calloc(SLOTS, sizeof(Slot));
+    self->announced.ring = calloc(RING, sizeof(RingEntry));
+    self->announced.spare = calloc(RING, sizeof(RingEntry));
+    if (!self->announced.slots || !self->announced.ring || !self->announced.spare) {
+        free(self->announced.slots);
+        free(self->announced.ring);
+        free(self->announced.spare);
+        self->announced.slots = NULL;
+        self->announced.ring = NULL;
+        self->announced.spare = NULL;
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
     return (PyObject *)self;
 }
 
@@ -462,6 +628,9 @@ static void CReader_dealloc(CReader *self) {
     join_thread(self);
     Batch *b = self->qhead;
     while (b) { Batch *next = b->next; batch_free(b); b = next; }
+    free(self->announced.slots);
+    free(self->announced.ring);
+    free(self->announced.spare);
     pthread_mutex_destroy(&self->lock);
     pthread_cond_destroy(&self->cond);
     Py_TYPE(self)->tp_free((PyObject *)self);

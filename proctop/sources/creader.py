@@ -10,9 +10,10 @@ give the same events for the same datagrams (the twin tests,
 tests/core/test_source_contract.py and test_kernel_events.py, run over both).
 
 What the C side leaves to Python here, under the GIL: building the
-``RawEvent``/``Snapshot`` objects and deciding, from the announced record,
-whether an exit's read is used (the thread reads every accepted exit of a
-process; a few microseconds of C against a queue round trip to ask).
+``RawEvent``/``Snapshot`` objects and everything after the reads (the reuse
+check, ``_zombie``, ``kernel_names``). The record of announced processes,
+which decides whether an exit is read, is the thread's (in C, the same rules
+as ``EventTaker._keep``'s).
 Differences from the twin: a /proc file is cut at 4 MB; a batch waiting for a
 pending read to be vouched for is cut at 65,536 events when any read was made
 in it (the twin: while one is still pending); the consumer, not the thread,
@@ -176,6 +177,14 @@ class CReader(EventTaker):
             else:
                 keep.append(dropped)
         queue.extend(keep)
+
+    def _unannounced_exit(self, ev: RawEvent, pre: object) -> bool:
+        """The thread keeps the record of announced processes (the same rules, in C) and reads an
+        exit only when its process was unannounced: ``pre`` says which."""
+        return pre is not None
+
+    def _announce(self, pid: int) -> None:
+        """Kept by the thread (``_unannounced_exit``), not here."""
 
     def _read(self, ev: RawEvent, argv: bool, pre: object) -> Snapshot | None:
         """``procfs.snapshot`` from the bytes the thread read (``pre``), parsed alike."""

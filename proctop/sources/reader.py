@@ -144,15 +144,13 @@ class EventTaker:
                 announced.pop(ev.tgid, None)
                 if ev.ptgid in announced:  # ...if the parent's name came from events too
                     self._announce(ev.tgid)
-        elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
-            if ev.tgid in announced:
-                del announced[ev.tgid]
-            else:  # unannounced (older than proctop, or its fork filtered out), or exec'd too fast to read.
-                # Not looked up in the consumer's process table: that is the consumer thread's alone
-                # (proctop.model.proctable); a stat read (~8 us) per such exit is the price.
-                snap = self._zombie(ev, self._read(ev, False, pre))
-                read = snap is not None
-                snap = kernel_names(ev, snap)
+        elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid and self._unannounced_exit(ev, pre):
+            # Unannounced (older than proctop, or its fork filtered out), or exec'd too fast to read.
+            # Not looked up in the consumer's process table: that is the consumer thread's alone
+            # (proctop.model.proctable); a stat read (~8 us) per such exit is the price.
+            snap = self._zombie(ev, self._read(ev, False, pre))
+            read = snap is not None
+            snap = kernel_names(ev, snap)
         if read:
             places = self._pending.setdefault(ev.tgid, [])
             places.append(len(keep))
@@ -160,6 +158,13 @@ class EventTaker:
             places.append(self._read_ended(pre))
         else:
             keep.append((ev, snap, shown))
+
+    def _unannounced_exit(self, ev: RawEvent, pre: object) -> bool:
+        """Was ``ev``'s process unannounced (so its exit is read)? Forgets it either way."""
+        if ev.tgid in self._announced:
+            del self._announced[ev.tgid]
+            return False
+        return True
 
     def _announce(self, pid: int) -> None:
         announced = self._announced

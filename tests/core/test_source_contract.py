@@ -8,6 +8,7 @@ queue and the lost accounting are exercised in every run; the kernel tests
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -229,10 +230,12 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
     from proctop.model.procfs import Snapshot
 
     reads: list[tuple[int, bool]] = []
+    live = os.getpid()  # the one alive (a shell that exec'd, says the patched read): the compiled
+    # reader's thread reads the real /proc and keeps its own record of who is announced
 
     def recording(self: object, ev: RawEvent, argv: bool, pre: object) -> Snapshot | None:
         reads.append((ev.tgid, argv))
-        if ev.tgid == PARENT:  # the one alive: a shell that exec'd
+        if ev.tgid == live:
             return Snapshot("sh", 1, None, 0, ["sh", "-c", "..."], "/bin/sh")
         return None  # as /proc answers for these pids: gone
 
@@ -242,9 +245,9 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
     try:
         now = time.monotonic_ns()
         seen, unseen, gone_at_exec, orphan = CHILD, CHILD + 1, CHILD + 2, CHILD + 3
-        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1, seen, seen, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, seen, seen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, live, live))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1, seen, seen, live, live))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, seen, seen, live, live, 0, 17))
         fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 3, unseen, unseen, PARENT, PARENT, 0, 17))
         fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 4, gone_at_exec, gone_at_exec, PARENT, PARENT))
         fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 5, gone_at_exec, gone_at_exec))
@@ -253,7 +256,7 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
         fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 8, orphan, orphan, OTHER, OTHER, 0, 17))
         events = drain(source, 9)
         assert [ev.event for ev in events] == ["exec", "fork", "exit", "exit", "fork", "exec", "exit", "fork", "exit"]
-        assert reads == [(PARENT, True), (unseen, False), (gone_at_exec, True), (gone_at_exec, False), (orphan, False)]
+        assert reads == [(live, True), (unseen, False), (gone_at_exec, True), (gone_at_exec, False), (orphan, False)]
         assert events[2].cmdline == ["sh", "-c", "..."]  # the fork of a named shell: named after it
     finally:
         source.close()
