@@ -199,9 +199,17 @@ class Watcher:
     """A watching process started for one measurement."""
 
     def __init__(
-        self, env: Env, name: str, kind: str, mask: str = "all", user: str = "root", extra: tuple[str, ...] = ()
+        self,
+        env: Env,
+        name: str,
+        kind: str,
+        mask: str = "all",
+        user: str = "root",
+        extra: tuple[str, ...] = (),
+        reader: str = "",
     ) -> None:
         self.env = env
+        self.reader = reader  # proctop's socket reader: "c", "python", or "" (what it picks)
         self.extra = list(extra)  # more proctop options (``--names off``)
         self.name = name
         self.kind = kind  # proctop | forkstat | clisten
@@ -233,7 +241,7 @@ class Watcher:
             stderr=subprocess.STDOUT if self.kind == "forkstat" else subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             cwd="/",
-            env=self.env.env,
+            env=dict(self.env.env, PROCTOP_READER=self.reader) if self.reader else self.env.env,
             **kw,
         )
         out.close()

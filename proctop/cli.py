@@ -21,6 +21,7 @@ from proctop import __version__, always_on, config, manual
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
+from proctop.sources.choice import describe_reader
 
 if TYPE_CHECKING:  # annotations only: the sources are imported when one is made
     from proctop.sources.base import Source
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--loop-interval", metavar="SECONDS", type=_duration, default=LOOP_INTERVAL,
         help=f"...within this many seconds (default {LOOP_INTERVAL:.0f})",
     )
-    p.add_argument("--version", action="version", version=f"proctop {__version__}")
+    p.add_argument("--version", action="version", version=f"proctop {__version__} (reader: {describe_reader()})")
     always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/always_on.py)
     config.add_options(p)  # --config, --no-config (proctop/config.py)
     manual.add_options(p)  # --completion SHELL, --manpage (proctop/manual.py)

@@ -141,15 +141,25 @@ def snapshot(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
         uid = os.stat(base).st_uid
     except OSError:  # reaped meanwhile: what was read before still names it
         return Snapshot(None, None, None, None, cmdline, exe) if cmdline or exe else None
+    parsed = parse_stat(stat)
+    if parsed is None:
+        return None
+    comm, ppid, start = parsed
+    return Snapshot(comm, ppid, start, uid, cmdline, exe, read_cgroup(pid) if cgroup else None)
+
+
+def parse_stat(stat: bytes) -> tuple[str, int, float] | None:
+    """comm, ppid and start (epoch seconds) from /proc/PID/stat's bytes; None if they do not parse.
+
+    Shared by ``snapshot`` and the compiled reader (proctop.sources.creader), which reads the same bytes.
+    """
     try:
         close = stat.rindex(b")")
         comm = stat[stat.index(b"(") + 1 : close].decode("utf-8", "surrogateescape")  # as argv: bytes kept
         fields = stat[close + 2 :].split(b" ", 20)
-        ppid = int(fields[1])
-        start = BOOT_TIME + int(fields[19]) / CLK_TCK
+        return comm, int(fields[1]), BOOT_TIME + int(fields[19]) / CLK_TCK
     except (ValueError, IndexError):
         return None
-    return Snapshot(comm, ppid, start, uid, cmdline, exe, read_cgroup(pid) if cgroup else None)
 
 
 def read_cgroup(pid: int) -> str | None:

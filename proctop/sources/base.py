@@ -35,6 +35,7 @@ class SourceDescription(TypedDict, total=False):
     kernel_filters: bool  # connector: the kernel applies the mask (6.6+), not proctop
     rcvbuf: int  # connector: the socket's receive buffer in effect
     names: bool  # connector: exec (and fork) are read for names even when the mask lacks them
+    reader: str  # connector: "c" (the compiled socket reader) or "python" (its twin)
     file: str  # replay: the capture read
     recorded_from: str | None  # replay: the source named in the capture's own header
     command: list[str]  # command tree: the watched command's argv

@@ -30,6 +30,8 @@ from proctop.model.events import Event
 from proctop.model.kinds import EVENT_NAMES
 from proctop.model.procfs import Snapshot
 from proctop.sources.base import Source, SourceDescription, SourceStats
+from proctop.sources.choice import reader_kind
+from proctop.sources.creader import CReader, open_reader
 from proctop.sources.reader import LOST, SocketReader
 
 #: What names needs from the kernel when the mask lacks it: the exec (argv is read
@@ -104,14 +106,17 @@ class ConnectorSource(Source):
         self._open_socket = open_socket or _open_proc_socket
         self.capability = capability
         self.kind = capability.kind
-        self.label = capability.label
+        #: Which socket reader runs, the compiled one or its Python twin (proctop.sources.creader):
+        #: named in the label (the UI header), the JSON header and ``--version``.
+        self.reader = reader_kind()
+        self.label = f"{capability.label}, {self.reader} reader"
         self.supported = capability.supported
         self.threads = threads
         self.enricher = enricher if enricher is not None else Enricher()
         self.rcvbuf_wanted = rcvbuf
         self.rcvbuf = 0
         self._sock: FilteredProcSocket | None = None
-        self._reader: SocketReader | None = None
+        self._reader: SocketReader | CReader | None = None
         self._mask_lock = threading.Lock()
         self.error: str | None = None
         self._mask_sent = 0.0
@@ -141,7 +146,8 @@ class ConnectorSource(Source):
             raise SourceError(refusal(cap, exc)) from None
         self._sock = sock
         _boost_priority()
-        self._reader = SocketReader(
+        self._reader = open_reader(
+            self.reader,
             sock,
             idx=cap.idx,
             mask=self.mask,
@@ -228,6 +234,7 @@ class ConnectorSource(Source):
             "kernel_filters": self.capability.kernel_filters,
             "rcvbuf": self.rcvbuf,
             "names": self.names,
+            "reader": self.reader,
         }
 
     # --- consumer --------------------------------------------------------

@@ -98,7 +98,136 @@ def kernel_names(ev: RawEvent, snap: Snapshot | None) -> Snapshot | None:
     return snap._replace(comm=snap.comm or comm, cmdline=snap.cmdline or argv)
 
 
-class SocketReader:
+class EventTaker:
+    """What both reader threads do with a decoded event, the Python one and the compiled one's twin half.
+
+    The record of announced processes and of pending reads belongs to
+    whichever thread takes the events (``SocketReader``'s own, or the
+    consumer's in ``proctop.sources.creader``).
+    """
+
+    def __init__(self) -> None:
+        self._announced: dict[int, None] = {}  # oldest first (see ``_keep``)
+        #: /proc reads not yet known to be of the right process: pid -> their places in
+        #: the batch being read, each followed by when the read ended (monotonic ns),
+        #: flat (see ``_unsure``).
+        self._pending: dict[int, list[int]] = {}
+        self._clock_offset = time.time() - time.monotonic()  # kernel stamps -> epoch seconds
+
+    def _keep(self, ev: RawEvent, shown: bool, pre: object, keep: list[Queued]) -> None:
+        """Queue one taken event with what /proc shows of it where that cannot wait.
+
+        An exec'd process may exit within a millisecond and a dying one is
+        reaped as soon as its parent waits, so their /proc entries are read
+        here, not in the (possibly busy) consumer. A dying process is read
+        only if its fork or a named exec went by unseen (``_announced``, the
+        reader's own record: the consumer's table lags the socket by a queue,
+        and in a storm that made the reader read every exit, mostly in vain),
+        or its parent was not named from events either (the consumer gives such
+        a child no name of its own: ``Enricher.enrich``, fork).
+        Every read is pending until the socket is drained (``_unsure``).
+        ``pre`` is what the compiled reader already read (``_read``).
+        """
+        announced = self._announced
+        what = ev.what
+        snap = None
+        read = False
+        if what == PROC_EVENT_EXEC:
+            snap = self._read(ev, True, pre)
+            read = snap is not None
+            snap = kernel_names(ev, snap or GONE)
+            announced.pop(ev.tgid, None)
+            if snap is not GONE and snap is not None and (snap.comm or snap.cmdline):
+                self._announce(ev.tgid)
+        elif what == PROC_EVENT_FORK:
+            if ev.pid == ev.tgid:  # a new process, named after its parent until it execs
+                announced.pop(ev.tgid, None)
+                if ev.ptgid in announced:  # ...if the parent's name came from events too
+                    self._announce(ev.tgid)
+        elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid and self._unannounced_exit(ev, pre):
+            # Unannounced (older than proctop, or its fork filtered out), or exec'd too fast to read.
+            # Not looked up in the consumer's process table: that is the consumer thread's alone
+            # (proctop.model.proctable); a stat read (~8 us) per such exit is the price.
+            snap = self._zombie(ev, self._read(ev, False, pre))
+            read = snap is not None
+            snap = kernel_names(ev, snap)
+        if read:
+            places = self._pending.setdefault(ev.tgid, [])
+            places.append(len(keep))
+            keep.append((ev, snap, shown))
+            places.append(self._read_ended(pre))
+        else:
+            keep.append((ev, snap, shown))
+
+    def _unannounced_exit(self, ev: RawEvent, pre: object) -> bool:
+        """Was ``ev``'s process unannounced (so its exit is read)? Forgets it either way."""
+        if ev.tgid in self._announced:
+            del self._announced[ev.tgid]
+            return False
+        return True
+
+    def _announce(self, pid: int) -> None:
+        announced = self._announced
+        if len(announced) >= ANNOUNCED_MAX:  # exits filtered out never remove theirs
+            del announced[next(iter(announced))]
+        announced[pid] = None
+
+    def _read(self, ev: RawEvent, argv: bool, pre: object) -> Snapshot | None:
+        """What /proc shows of ``ev``'s process now (argv and exe too at an exec)."""
+        return snapshot(ev.tgid, argv=argv, cgroup=True)
+
+    def _read_ended(self, pre: object) -> int:
+        return time.monotonic_ns()
+
+    def _lost_mark(self, keep: list[Queued]) -> None:
+        keep.append(LOST)
+        self._announced.clear()  # forks and execs may have been among the lost: read exits again
+        # a fork that reused the pid of a read may be among the lost: the reads say nothing
+        self._unsure(keep, [i for places in self._pending.values() for i in places[::2]])
+        self._pending.clear()
+
+    @staticmethod
+    def _unsure(keep: list[Queued], places: list[int]) -> None:
+        """Unsay the /proc reads at ``places``: they may be of a later process with the same pid.
+
+        A read names the image of its event only if its pid was not reused before
+        the read ended. A reuse starts with a fork whose event comes after: the
+        reader keeps each read pending until the socket was drained, and a fork
+        of the same pid (a process or a thread: /proc/TID resolves too) stamped
+        before the read ended, or a loss that may have hidden one, unsays it. An
+        exec unsaid is nameless (``GONE``), an exit falls back on what its fork
+        or exec said, or nothing: less, never something false (issue 19).
+        """
+        for i in places:
+            item = keep[i]
+            if isinstance(item, tuple):
+                ev, _snap, shown = item
+                keep[i] = (ev, GONE if ev.what == PROC_EVENT_EXEC else None, shown)
+
+    def _forked(self, fork: RawEvent, keep: list[Queued]) -> None:
+        """A fork of a pid read lately: unsay the reads that ended too close before it (``_unsure``)."""
+        places = self._pending.pop(fork.pid)
+        unsure = [places[i] for i in range(0, len(places), 2) if fork.ts_ns < places[i + 1] + _REUSE_MARGIN_NS]
+        self._unsure(keep, unsure)
+
+    def _zombie(self, exit: RawEvent, snap: Snapshot | None) -> Snapshot | None:
+        """What a dying process's /proc read says, if it can be of that process.
+
+        Read after its exit: the parent may have reaped it and its pid gone to
+        another process. Without fork events (names off) the reuse check above
+        cannot help, so the read must at least show the exit's parent and a start
+        before the exit (to the clock tick).
+        """
+        if snap is None:
+            return None
+        if exit.ptgid and snap.ppid is not None and snap.ppid != exit.ptgid:
+            return None
+        if snap.start is not None and snap.start > exit.ts_ns / 1e9 + self._clock_offset + TICK:
+            return None
+        return snap
+
+
+class SocketReader(EventTaker):
     """The thread that reads a proc connector socket and queues what it took."""
 
     def __init__(
@@ -126,12 +255,7 @@ class SocketReader:
         self.cond = threading.Condition()
         self.stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._announced: dict[int, None] = {}  # oldest first (see ``_take``)
-        #: /proc reads not yet known to be of the right process: pid -> their places in
-        #: the batch being read, each followed by when the read ended (monotonic ns),
-        #: flat (see ``_unsure``).
-        self._pending: dict[int, list[int]] = {}
-        self._clock_offset = time.time() - time.monotonic()  # kernel stamps -> epoch seconds
+        super().__init__()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._read_loop, name="proctop-reader", daemon=True)
@@ -222,58 +346,17 @@ class SocketReader:
         with cond:
             cond.notify_all()
 
-    def _lost_mark(self, keep: list[Queued]) -> None:
-        keep.append(LOST)
-        self._announced.clear()  # forks and execs may have been among the lost: read exits again
-        # a fork that reused the pid of a read may be among the lost: the reads say nothing
-        self._unsure(keep, [i for places in self._pending.values() for i in places[::2]])
-        self._pending.clear()
-
-    @staticmethod
-    def _unsure(keep: list[Queued], places: list[int]) -> None:
-        """Unsay the /proc reads at ``places``: they may be of a later process with the same pid.
-
-        A read names the image of its event only if its pid was not reused before
-        the read ended. A reuse starts with a fork whose event comes after: the
-        reader keeps each read pending until the socket was drained, and a fork
-        of the same pid (a process or a thread: /proc/TID resolves too) stamped
-        before the read ended, or a loss that may have hidden one, unsays it. An
-        exec unsaid is nameless (``GONE``), an exit falls back on what its fork
-        or exec said, or nothing: less, never something false (issue 19).
-        """
-        for i in places:
-            item = keep[i]
-            if isinstance(item, tuple):
-                ev, _snap, shown = item
-                keep[i] = (ev, GONE if ev.what == PROC_EVENT_EXEC else None, shown)
-
     def _take(self, events: list[RawEvent], keep: list[Queued]) -> None:
-        """Apply the mask and the thread filter; snapshot /proc where it cannot wait.
+        """Apply the mask and the thread filter; snapshot /proc where it cannot wait (``_keep``).
 
-        An exec'd process may exit within a millisecond and a dying one is
-        reaped as soon as its parent waits, so their /proc entries are read
-        here, not in the (possibly busy) consumer. A dying process is read
-        only if its fork or a named exec went by unseen (``_announced``, the
-        reader's own record: the consumer's table lags the socket by a queue,
-        and in a storm that made the reader read every exit, mostly in vain),
-        or its parent was not named from events either (the consumer gives such
-        a child no name of its own: ``Enricher.enrich``, fork).
         Events the mask lacks but names needs (``names_bits``) are taken the
-        same way and queued as not shown. Every read is pending until the
-        socket is drained (``_unsure``).
+        same way and queued as not shown.
         """
         mask = self.mask
         names_bits = self.names_bits
         threads = self.threads
-        announced = self._announced
         pending = self._pending
         stats = self.stats
-
-        def announce(pid: int) -> None:
-            if len(announced) >= ANNOUNCED_MAX:  # exits filtered out never remove theirs
-                del announced[next(iter(announced))]
-            announced[pid] = None
-
         stats.received += len(events)
         for ev in events:
             what = ev.what
@@ -287,55 +370,4 @@ class SocketReader:
             else:
                 stats.filtered += 1
                 continue
-            snap = None
-            read = False
-            if what == PROC_EVENT_EXEC:
-                snap = snapshot(ev.tgid, argv=True, cgroup=True)
-                read = snap is not None
-                snap = kernel_names(ev, snap or GONE)
-                announced.pop(ev.tgid, None)
-                if snap is not GONE and snap is not None and (snap.comm or snap.cmdline):
-                    announce(ev.tgid)
-            elif what == PROC_EVENT_FORK:
-                if ev.pid == ev.tgid:  # a new process, named after its parent until it execs
-                    announced.pop(ev.tgid, None)
-                    if ev.ptgid in announced:  # ...if the parent's name came from events too
-                        announce(ev.tgid)
-            elif what == PROC_EVENT_EXIT and ev.pid == ev.tgid:
-                if ev.tgid in announced:
-                    del announced[ev.tgid]
-                else:  # unannounced (older than proctop, or its fork filtered out), or exec'd too fast to read.
-                    # Not looked up in the consumer's process table: that is the consumer thread's alone
-                    # (proctop.model.proctable); a stat read (~8 us) per such exit is the price.
-                    snap = self._zombie(ev, snapshot(ev.tgid, argv=False, cgroup=True))
-                    read = snap is not None
-                    snap = kernel_names(ev, snap)
-            if read:
-                places = pending.setdefault(ev.tgid, [])
-                places.append(len(keep))
-                keep.append((ev, snap, shown))
-                places.append(time.monotonic_ns())
-            else:
-                keep.append((ev, snap, shown))
-
-    def _forked(self, fork: RawEvent, keep: list[Queued]) -> None:
-        """A fork of a pid read lately: unsay the reads that ended too close before it (``_unsure``)."""
-        places = self._pending.pop(fork.pid)
-        unsure = [places[i] for i in range(0, len(places), 2) if fork.ts_ns < places[i + 1] + _REUSE_MARGIN_NS]
-        self._unsure(keep, unsure)
-
-    def _zombie(self, exit: RawEvent, snap: Snapshot | None) -> Snapshot | None:
-        """What a dying process's /proc read says, if it can be of that process.
-
-        Read after its exit: the parent may have reaped it and its pid gone to
-        another process. Without fork events (names off) the reuse check above
-        cannot help, so the read must at least show the exit's parent and a start
-        before the exit (to the clock tick).
-        """
-        if snap is None:
-            return None
-        if exit.ptgid and snap.ppid is not None and snap.ppid != exit.ptgid:
-            return None
-        if snap.start is not None and snap.start > exit.ts_ns / 1e9 + self._clock_offset + TICK:
-            return None
-        return snap
+            self._keep(ev, shown, None, keep)

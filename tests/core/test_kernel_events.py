@@ -23,7 +23,8 @@ from proctop.kernel.protocol import (
 )
 from proctop.sources.connector import ConnectorSource
 
-pytestmark = pytest.mark.kernel
+#: Every test here runs over both socket readers, which must give the same events (issue 20).
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("reader_kind")]
 
 
 @pytest.fixture

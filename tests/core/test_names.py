@@ -26,7 +26,8 @@ from proctop.kernel.probe import probe
 from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT
 from proctop.sources.connector import ConnectorSource
 
-pytestmark = pytest.mark.kernel
+#: Every test here runs over both socket readers, which must give the same events (issue 20).
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("reader_kind")]
 
 FAIL_C = r"""
 #include <stdlib.h>

@@ -8,10 +8,11 @@ queue and the lost accounting are exercised in every run; the kernel tests
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from helpers import REPO
@@ -31,6 +32,9 @@ from proctop.model.events import Event
 from proctop.sources.base import Source
 from proctop.sources.connector import ConnectorSource
 from proctop.sources.replay import ReplaySource
+
+#: Every test here runs over both socket readers, which must give the same events (issue 20).
+pytestmark = pytest.mark.usefixtures("reader_kind")
 
 SAMPLE = REPO / "tests" / "data" / "sample.jsonl"
 #: Pids far above pid_max: /proc never has them, so enrichment takes its "gone" paths.
@@ -208,31 +212,42 @@ def test_the_fed_connector_drops_threads_and_what_the_mask_refuses():
         source.close()
 
 
+def _reads_through(monkeypatch: pytest.MonkeyPatch, read: Callable[..., object]) -> None:
+    """Make both readers see /proc as ``read`` says: the Python one instead of reading, the
+    compiled one instead of parsing what its thread read (``EventTaker._read``)."""
+    from proctop.sources.creader import CReader
+    from proctop.sources.reader import SocketReader
+
+    monkeypatch.setattr(SocketReader, "_read", read)
+    monkeypatch.setattr(CReader, "_read", read)
+
+
 def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_start(monkeypatch):
     """A storm's exits are not read in vain: a process whose named exec the reader saw, or whose
     fork from such a process, is named by the consumer's table; one that started unseen, whose
     exec found it gone, or forked by a process known only from /proc, is read while it may
     still be a zombie."""
-    import proctop.sources.reader as reader
     from proctop.model.procfs import Snapshot
 
     reads: list[tuple[int, bool]] = []
+    live = os.getpid()  # the one alive (a shell that exec'd, says the patched read): the compiled
+    # reader's thread reads the real /proc and keeps its own record of who is announced
 
-    def recording(pid: int, *, argv: bool, cgroup: bool = False) -> Snapshot | None:
-        reads.append((pid, argv))
-        if pid == PARENT:  # the one alive: a shell that exec'd
+    def recording(self: object, ev: RawEvent, argv: bool, pre: object) -> Snapshot | None:
+        reads.append((ev.tgid, argv))
+        if ev.tgid == live:
             return Snapshot("sh", 1, None, 0, ["sh", "-c", "..."], "/bin/sh")
         return None  # as /proc answers for these pids: gone
 
-    monkeypatch.setattr(reader, "snapshot", recording)
+    _reads_through(monkeypatch, recording)
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
     try:
         now = time.monotonic_ns()
         seen, unseen, gone_at_exec, orphan = CHILD, CHILD + 1, CHILD + 2, CHILD + 3
-        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1, seen, seen, PARENT, PARENT))
-        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, seen, seen, PARENT, PARENT, 0, 17))
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, live, live))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1, seen, seen, live, live))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 2, seen, seen, live, live, 0, 17))
         fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 3, unseen, unseen, PARENT, PARENT, 0, 17))
         fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 4, gone_at_exec, gone_at_exec, PARENT, PARENT))
         fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now + 5, gone_at_exec, gone_at_exec))
@@ -241,7 +256,7 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
         fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 8, orphan, orphan, OTHER, OTHER, 0, 17))
         events = drain(source, 9)
         assert [ev.event for ev in events] == ["exec", "fork", "exit", "exit", "fork", "exec", "exit", "fork", "exit"]
-        assert reads == [(PARENT, True), (unseen, False), (gone_at_exec, True), (gone_at_exec, False), (orphan, False)]
+        assert reads == [(live, True), (unseen, False), (gone_at_exec, True), (gone_at_exec, False), (orphan, False)]
         assert events[2].cmdline == ["sh", "-c", "..."]  # the fork of a named shell: named after it
     finally:
         source.close()
@@ -250,13 +265,10 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
 def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monkeypatch):
     """procfs.snapshot keeps the argv it read when stat is gone by the next read; the rest
     (parent, owner) comes from the fork the enricher saw."""
-    import proctop.sources.reader as reader
     from proctop.model.procfs import Snapshot
 
     argv = ["cc1", "-quiet", "broken.c"]
-    monkeypatch.setattr(
-        reader, "snapshot", lambda pid, *, argv_=argv, **kw: Snapshot(None, None, None, None, argv_, None)
-    )
+    _reads_through(monkeypatch, lambda self, ev, argv_, pre: Snapshot(None, None, None, None, argv, None))
     source, fed = fed_connector(PROC_EVENT_ALL)
     source.start()
     try:
@@ -304,3 +316,98 @@ def test_the_process_table_belongs_to_the_consumer_thread_alone(monkeypatch):
             source.ancestry(got["events"][-1])  # from the wrong thread: a bug, said at once
     finally:
         source.close()
+
+
+def test_the_connector_runs_the_reader_the_environment_names(reader_kind):
+    """PROCTOP_READER picks the twin; the "c" runs of this module exercise the compiled thread."""
+    from proctop.sources.creader import CReader
+    from proctop.sources.reader import SocketReader
+
+    source, fed = fed_connector()
+    source.start()
+    try:
+        assert type(source._reader) is (CReader if reader_kind == "c" else SocketReader)
+        _life_of_a_failure(fed)
+        assert [ev.event for ev in drain(source, 3)] == ["fork", "exec", "exit"]
+    finally:
+        source.close()
+
+
+def _every_kind_of_datagram() -> list[bytes]:
+    """Valid events of every type (with the kmod's names after EXEC and EXIT), then the same cut,
+    lengthened, bit-flipped and with lying length fields: untrusted input for both decoders."""
+    import random
+    import struct
+
+    from proctop.kernel.protocol import MASK_BITS
+
+    now = time.monotonic_ns()
+    valid = [
+        encode_event(RawEvent(what, 1, now + i, CHILD + i % 3, CHILD + i % 2, PARENT, PARENT, i % 5 << 8, 17, b"c"))
+        for i, what in enumerate([*MASK_BITS.values(), PROC_EVENT_FORK, PROC_EVENT_EXEC, PROC_EVENT_EXIT] * 3)
+        if what != PROC_EVENT_NONZERO_EXIT
+    ]
+    names = struct.pack("=IHH16s", 0x4E435450, 40, 0, b"kcomm") + b"argv\0one\0" * 2
+    for ev in (RawEvent(PROC_EVENT_EXEC, 0, now, CHILD, CHILD), RawEvent(PROC_EVENT_EXIT, 0, now, CHILD, CHILD)):
+        msg = bytearray(encode_event(ev) + names)
+        struct.pack_into("=I", msg, 0, len(msg))
+        struct.pack_into("=H", msg, 32, len(msg) - 36)
+        valid.append(bytes(msg))
+    rng = random.Random(20)
+    out = list(valid)
+    for _ in range(150):
+        msg = bytearray(rng.choice(valid))
+        how = rng.randrange(5)
+        if how == 0:
+            msg = msg[: rng.randrange(len(msg))]
+        elif how == 1:
+            msg += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80)))
+        elif how == 2:
+            for _ in range(rng.randrange(1, 6)):
+                msg[rng.randrange(len(msg))] ^= 1 << rng.randrange(8)
+        elif how == 3:
+            struct.pack_into("=I", msg, 0, rng.choice([0, 15, 16, 51, 52, len(msg) + 1, 0xFFFFFFFF]))
+        else:
+            struct.pack_into("=H", msg, 32, rng.choice([0, 7, 8, 23, 24, 48, 0xFFFF]))
+        out.append(bytes(msg))
+    out.append(valid[0] * 3)  # several messages in one datagram
+    return out
+
+
+def test_both_readers_take_the_same_events_from_the_same_datagrams():
+    """The twin contract at the decoder: the compiled reader (bounds checks in C) and the Python
+    one give the same events, verdicts and counts for valid, cut and lying datagrams alike."""
+    from proctop.sources.choice import compiled
+    from proctop.sources.creader import CReader
+    from proctop.sources.reader import SocketReader
+
+    if not compiled():
+        pytest.skip("the compiled reader is not built")
+    datagrams = _every_kind_of_datagram()
+    taken = {}
+    for cls in (SocketReader, CReader):
+        fed = FedSocket()
+        fed.reader.setblocking(False)
+        reader = cls(fed, idx=1, mask=PROC_EVENT_FORK | PROC_EVENT_EXIT, names_bits=PROC_EVENT_EXEC, threads=False,
+                     renew=lambda: None)  # fmt: skip
+        reader.start()
+        try:
+            items: list = []
+            for d in datagrams:
+                fed.feeder.send(d)
+                time.sleep(0.0005)
+            idle = time.monotonic()
+            while time.monotonic() - idle < 0.5:
+                got = reader.take(0.05, 100_000)
+                if got:
+                    items += got
+                    idle = time.monotonic()
+        finally:
+            reader.stop()
+            fed.close()
+        s = reader.stats
+        events = [(it[0], it[2]) if isinstance(it, tuple) else it for it in items]
+        taken[cls.__name__] = (events, s.received, s.filtered, s.names_only, s.malformed, s.lost)
+    assert taken["CReader"] == taken["SocketReader"]
+    events, _received, filtered, names_only, malformed, _lost = taken["SocketReader"]
+    assert len(events) > 20 and filtered and names_only and malformed > 20  # every path was taken

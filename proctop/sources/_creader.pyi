@@ -1,0 +1,20 @@
+"""Types of the compiled reader thread (proctop/sources/_creader.c)."""
+
+from proctop.kernel.protocol import RawEvent
+
+#: (when the reads ended, monotonic ns; cmdline, exe link, stat, owner uid, cgroup: None where a read failed;
+#: when argv was read, monotonic ns, 0 at an exit)
+Reads = tuple[int, bytes | None, bytes | None, bytes | None, int | None, bytes | None, int]
+#: An event with its verdict (1 shown, 0 names only, -1 filtered) and reads, or None for an overrun.
+RawBatch = list[tuple[RawEvent, int, Reads | None] | None]
+
+class CReader:
+    error: str | None
+    stopped: bool
+    empty: bool
+    def __init__(self, fd: int, idx: int, mask: int, names_bits: int, threads: bool, queue_max: int) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def set_filter(self, mask: int, names_bits: int, /) -> None: ...
+    def take_raw(self, timeout: float, most: int, /) -> list[tuple[RawBatch, bool, int]]: ...
+    def counters(self) -> dict[str, int]: ...
