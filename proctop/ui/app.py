@@ -118,6 +118,8 @@ class ProctopApp(App[int]):
     state: reactive[str] = reactive("live", init=False)
     shown_rows: reactive[int] = reactive(0, init=False)
     hidden_rows: reactive[int] = reactive(0, init=False)
+    history_full: reactive[bool] = reactive(False, init=False)  # the history cap bites: the oldest rows go
+    dropped: reactive[int] = reactive(0, init=False)  # rows the cap dropped while the view was held or paused
     view_filter: reactive[str] = reactive("", init=False)
     lost: reactive[int] = reactive(0, init=False)
     error: reactive[str] = reactive("", init=False)
@@ -156,6 +158,7 @@ class ProctopApp(App[int]):
         self.source = source
         self.history = history
         self.pending: deque[Row] = deque(maxlen=history)
+        self.pending_dropped = 0  # rows the pause held beyond the history, dropped (said in the header)
         #: Rows whose ancestry the details panel asks the worker for (it owns the process table).
         self._questions: queue.SimpleQueue[Row] = queue.SimpleQueue()
         #: The failures board's model, one per grouping, fed every failed exit received.
@@ -201,6 +204,7 @@ class ProctopApp(App[int]):
             self.source.label,
             self.source.supported,
             recorded=os.path.basename(recorded) if recorded else None,
+            history=self.history,
             id="header",
         )
         self.header_bar = header.data_bind(
@@ -212,6 +216,8 @@ class ProctopApp(App[int]):
             app.span,
             app.shown_rows,
             app.hidden_rows,
+            app.history_full,
+            app.dropped,
             app.view_filter,
             app.lost,
             app.error,
@@ -354,8 +360,10 @@ class ProctopApp(App[int]):
                     board.add(ev)
         self.failures = failures
         if self.paused:
+            self.pending_dropped += max(0, len(self.pending) + len(rows) - self.history)
             self.pending.extend(rows)
             self.waiting = len(self.pending)
+            self._count_dropped()
         else:
             self.timeline.add(rows)
         self._sync_source()
@@ -497,17 +505,29 @@ class ProctopApp(App[int]):
 
     def action_pause(self) -> None:
         self.paused = not self.paused
-        if not self.paused and self.pending:
-            rows = list(self.pending)
-            self.pending.clear()
-            self.waiting = 0
-            self.timeline.add(rows)
+        if not self.paused:
+            if not self.timeline.follow:  # still held: what the pause dropped was dropped while held
+                self.timeline.held_dropped += self.pending_dropped
+            self.pending_dropped = 0
+            if self.pending:
+                rows = list(self.pending)
+                self.pending.clear()
+                self.waiting = 0
+                self.timeline.add(rows)
+            self._count_dropped()
+
+    def _count_dropped(self) -> None:
+        """Rows the history cap dropped while the view was held (the timeline's count) or paused (ours)."""
+        self.dropped = self.timeline.held_dropped + self.pending_dropped
 
     def on_timeline_view_changed(self, message: Timeline.ViewChanged) -> None:
         self.shown_rows, self.hidden_rows = message.shown, message.hidden
+        self.history_full = message.full
+        self._count_dropped()
 
     def on_timeline_follow_changed(self, message: Timeline.FollowChanged) -> None:
         self.following = message.follow
+        self._count_dropped()
 
     def on_timeline_typed_ahead(self, message: Timeline.TypedAhead) -> None:
         self.filter_input.insert_text_at_cursor(message.character)

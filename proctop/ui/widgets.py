@@ -57,14 +57,19 @@ class HeaderBar(Widget):
     span: reactive[tuple[float, float] | None] = reactive(None)  # replay: first and last event's time
     shown_rows: reactive[int] = reactive(0)
     hidden_rows: reactive[int] = reactive(0)  # recorded rows the event keys hide (replay)
+    history_full: reactive[bool] = reactive(False)  # the history cap bites: the oldest rows go
+    dropped: reactive[int] = reactive(0)  # rows the cap dropped while the view was held or paused
     view_filter: reactive[str] = reactive("")
     lost: reactive[int] = reactive(0)
     error: reactive[str] = reactive("")
     mask: reactive[int] = reactive(0)
     rates: reactive[dict[str, float]] = reactive(dict)  # events/s of every kind seen so far
 
-    def __init__(self, label: str, supported: int, *, recorded: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, label: str, supported: int, *, recorded: str | None = None, history: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)  # kwargs: Widget's (id, classes)
+        self.history = history  # the history cap, said when it bites
         self.label = label  # the source's label
         self.supported = supported  # mask bits the source can deliver at all
         self.recorded = recorded  # a replay: the capture's file name; None when live
@@ -91,9 +96,12 @@ class HeaderBar(Widget):
         else:
             source = f" {self.label}"
             short = ""
+        spaced: Chunk = (" ", None)
+        dropped = self.dropped
         if self.paused:
-            state: Chunk = (f" PAUSED: {self.waiting} new held, none lost (space resumes) ", "header--paused")
-            brief: Chunk = (f" PAUSED {self.waiting} held ", "header--paused")
+            none_lost = "" if dropped else ", none lost"
+            state: Chunk = (f" PAUSED: {self.waiting:,} new held{none_lost} (space resumes) ", "header--paused")
+            brief: Chunk = (f" PAUSED {self.waiting:,} held ", "header--paused")
         elif self.state == "live" and self.recorded is None:
             state = (f" live since {format_time(self.since)[:8]} " if self.since else " live ", "header--dim")
             brief = (" live ", "header--dim")
@@ -101,9 +109,30 @@ class HeaderBar(Widget):
             failed = self.error and self.state != "live"
             state = (f" {self.state} ", "header--lost" if failed else "header--dim")
             brief = (" ended " if self.state == "end of capture" else f" {self.state} ", state[1])
-        follow: Chunk = ("following", "header--dim") if self.following else ("held (End follows)", "header--paused")
-        rows = f"  rows {self.shown_rows}"
-        hidden = f" ({self.hidden_rows} hidden by the event keys)" if self.hidden_rows else ""
+        # what the history cap dropped while held or paused: said next to "held" (or PAUSED)
+        lost_rows: list[Chunk] = []
+        brief_lost: list[Chunk] = []
+        if dropped:
+            lost_rows = [(f"; {dropped:,} rows dropped (history {self.history:,})", "header--lost")]
+            brief_lost = [(f"; {dropped:,} dropped", "header--lost")]
+        if self.paused and self.following:
+            state, brief = (state[0].rstrip(), state[1]), (brief[0].rstrip(), brief[1])
+
+        def follow(lost: list[Chunk]) -> list[Chunk]:
+            """Following or held, after the state; what the cap dropped said next to "held" (or PAUSED)."""
+            if self.following:
+                if self.paused and lost:
+                    return [*lost, ("  following", "header--dim")]
+                return [spaced, ("following", "header--dim")]
+            if lost:
+                return [spaced, ("held", "header--paused"), *lost, (" (End follows)", "header--paused")]
+            return [spaced, ("held (End follows)", "header--paused")]
+
+        rows = f"  rows {self.shown_rows:,}"
+        if self.history_full:
+            rows += " (history full)"
+        short_rows = f"  rows {self.shown_rows:,}" + (" (full)" if self.history_full else "")
+        hidden = f" ({self.hidden_rows:,} hidden by the event keys)" if self.hidden_rows else ""
         needle = self.view_filter.strip()
         tail: list[Chunk] = []
         if needle:
@@ -120,18 +149,22 @@ class HeaderBar(Widget):
         if len(rates) == 1:
             rates.append(("  none yet", "header--dim"))
         # from the fullest to the barest; the first that fits is drawn (the last one always is)
-        spaced: Chunk = (" ", None)
-        short_hidden = f" ({self.hidden_rows} hidden)" if hidden else ""
-        held: list[Chunk] = [] if self.following else [spaced, ("held", "header--paused")]
-        full = [(source, None), state, spaced, follow, (rows + hidden, None), *tail]
-        shorter = [(short, None), state, spaced, follow, (rows + short_hidden, None), *tail]
+        short_hidden = f" ({self.hidden_rows:,} hidden)" if hidden else ""
+        if self.following:
+            held: list[Chunk] = brief_lost if self.paused else []
+        else:
+            held = [spaced, ("held", "header--paused"), *brief_lost]
+        full = [(source, None), state, *follow(lost_rows), (rows + hidden, None), *tail]
+        shorter = [(short, None), state, *follow(lost_rows), (short_rows + short_hidden, None), *tail]
+        shortest = [(short, None), state, *follow(brief_lost), (short_rows + short_hidden, None), *tail]
         candidates = [
             [*head, *full, *rates],
             [*head, *full],
             [*head, *shorter],
+            [*head, *shortest],
             # narrow: following is the usual state, so only "held" is said
-            [*head, (short, None), brief, *held, (rows + short_hidden, None), *narrow_tail],
-            [*head, brief, *held, (rows + short_hidden, None), *narrow_tail],
+            [*head, (short, None), brief, *held, (short_rows + short_hidden, None), *narrow_tail],
+            [*head, brief, *held, (short_rows + short_hidden, None), *narrow_tail],
         ]
         return _first_fitting(candidates, width)
 
