@@ -225,7 +225,7 @@ class ProctopApp(App[int]):
             app.rates,
         )
         self.timeline = Timeline(self.history, id="timeline").data_bind(
-            app.view_filter, app.filter_open, app.empty_note
+            app.view_filter, app.empty_note
         )
         self.details_body = DetailsPanel(id="details-body")
         self.filter_input = Input(
@@ -529,15 +529,12 @@ class ProctopApp(App[int]):
         self.following = message.follow
         self._count_dropped()
 
-    def on_timeline_typed_ahead(self, message: Timeline.TypedAhead) -> None:
-        self.filter_input.insert_text_at_cursor(message.character)
+    def on_timeline_filter_pasted(self, message: Timeline.FilterPasted) -> None:
+        self.filter_open = True
+        self.filter_input.insert_text_at_cursor(message.text)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While the filter input is open, letters are text, not commands.
-
-        Keys typed right after ``/`` may reach us before the input has focus
-        (focus moves on the next message loop turn); the timeline forwards them.
-        """
+        """While the filter input is open, letters are text, not commands."""
         if action in _VIEW_ACTIONS and len(self.screen_stack) > 1:
             return False
         if self.filter_open and action in _TEXT_KEY_ACTIONS:
@@ -547,11 +544,12 @@ class ProctopApp(App[int]):
         return True
 
     def watch_filter_open(self, open_: bool) -> None:
+        """The focus moves at once, not on the next turn of the loop (``Widget.focus``): the keys
+        typed or pasted right after ``/`` are already queued, and each goes to whoever has the
+        focus when the app takes it, so the input gets every one, in order."""
         self.filter_input.set_class(open_, "-open")
-        if open_:
-            self.filter_input.focus()
-        else:
-            self.timeline.focus()
+        screen = self.filter_input.screen
+        screen.set_focus(self.filter_input if open_ else self.timeline)
 
     def watch_details_open(self, open_: bool) -> None:
         self.details.set_class(open_, "-open")

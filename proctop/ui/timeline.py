@@ -82,8 +82,6 @@ class Timeline(ScrollView, can_focus=True):
     follow: reactive[bool] = reactive(True, init=False, bindings=True)
     #: The filter text (bound from the app's); rows are refiltered when it changes.
     view_filter: reactive[str] = reactive("", init=False)
-    #: True while the filter input is open (bound from the app's): typed text goes there.
-    filter_open: reactive[bool] = reactive(False, init=False)
     #: What an empty timeline says (bound from the app's): what is watched, since when.
     empty_note: reactive[str] = reactive("", init=False)
 
@@ -112,12 +110,12 @@ class Timeline(ScrollView, can_focus=True):
             super().__init__()
             self.follow = follow
 
-    class TypedAhead(Message):
-        """A character typed before the just-opened filter input had the focus (it belongs there)."""
+    class FilterPasted(Message):
+        """Text pasted on the timeline that starts with ``/``: the filter, opened with the rest."""
 
-        def __init__(self, character: str) -> None:
+        def __init__(self, text: str) -> None:
             super().__init__()
-            self.character = character
+            self.text = text
 
     def __init__(self, history: int = 100_000, **kwargs: Any) -> None:  # kwargs: Widget's (id, classes)
         super().__init__(**kwargs)
@@ -355,11 +353,11 @@ class Timeline(ScrollView, can_focus=True):
         self.follow = True
         self._after_change(0, counted=False)
 
-    def on_key(self, event: events.Key) -> None:
-        """Text typed before the just-opened filter input has focus goes to that input."""
-        if self.filter_open and event.is_printable and event.character:
-            self.post_message(self.TypedAhead(event.character))
-            event.prevent_default()
+    def on_paste(self, event: events.Paste) -> None:
+        """A paste of ``/cmd:gcc`` (a bracketed paste: one event, not keys) opens the filter with ``cmd:gcc``."""
+        lines = event.text.splitlines()
+        if lines and lines[0].startswith("/"):
+            self.post_message(self.FilterPasted(lines[0][1:]))
             event.stop()
 
     def on_click(self, event: events.Click) -> None:

@@ -19,6 +19,7 @@ from proctop.kernel.protocol import (
 from proctop.model.events import Event
 from proctop.sources.base import Source
 from proctop.sources.replay import ReplaySource, load_capture
+from proctop.ui import keys
 from proctop.ui.app import BATCH_HZ, MASK_KEYS, ProctopApp
 
 _, SAMPLE_EVENTS = load_capture(SAMPLE)
@@ -371,6 +372,43 @@ async def test_keys_typed_right_after_slash_go_to_the_filter(sample_source):
         assert app.filter_input.value == "exec/u"
         await pilot.press("enter", "f")  # back on the timeline letters are commands again
         assert app.source.mask == PROC_EVENT_ALL ^ PROC_EVENT_FORK
+
+
+async def test_every_key_after_slash_reaches_the_filter_in_order():
+    """Typed with no delay, in a storm (a busy loop), ten times over: every key, in order, none a command."""
+    source = StormSource()
+    app = make_app(source, history=20_000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.events_seen >= 5_000, timeout=30)
+        for _ in range(10):
+            for char in "/cmd:gcc":
+                app.post_message(events.Key(keys.normalize_key(char), char))  # all queued before any is handled
+            assert await wait_for(pilot, lambda: len(app.filter_input.value) >= 7)
+            await pilot.pause()
+            assert app.filter_input.value == "cmd:gcc"
+            assert app.source.mask == PROC_EVENT_ALL  # the c of cmd toggled no comm events
+            await pilot.press("escape")
+            assert not app.filter_open and app.filter_input.value == ""
+
+
+async def test_a_paste_after_slash_or_with_it_reaches_the_filter(sample_source):
+    """A terminal's bracketed paste is one Paste event, not keys: it goes where the keys would."""
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        app.post_message(events.Paste("/cmd:gcc"))  # the slash pasted too: the filter opens with the rest
+        assert await wait_for(pilot, lambda: app.filter_input.value == "cmd:gcc")
+        assert app.filter_open
+        await pilot.press("escape")
+        app.post_message(events.Key("slash", "/"))
+        app.post_message(events.Paste("exit 3"))  # queued right behind the slash
+        app.post_message(events.Key("x", "x"))
+        assert await wait_for(pilot, lambda: app.filter_input.value == "exit 3x")
+        assert app.source.mask == PROC_EVENT_ALL
+        await pilot.press("escape")
+        app.post_message(events.Paste("cmd:gcc"))  # no slash: a paste on the timeline does nothing
+        await pilot.pause()
+        assert not app.filter_open and app.filter_input.value == "" and app.source.mask == PROC_EVENT_ALL
 
 
 async def test_moving_up_freezes_the_view_until_end():

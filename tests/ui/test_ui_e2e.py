@@ -285,3 +285,36 @@ def test_the_advised_capability_lets_nobody_watch(proctop_bin):
     assert proc.returncode == 0, err
     (event,) = [json.loads(line) for line in out.splitlines()]
     assert event["event"] == "exit" and event["exit_code"] not in (0, None)
+
+
+def test_keys_and_pastes_right_after_slash_reach_the_filter(proctop_bin):
+    """A real terminal in a storm: '/cmd:gcc' typed in one write, pasted (a bracketed paste), and '/' then a
+    paste reach the filter whole and in order, and no letter toggles the kernel filter."""
+    storm = subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"])
+    term = Tmux(f"{as_nobody_where_allowed()} {proctop_bin}", 100, 30)
+    try:
+        term.wait_for(lambda t: "x[x]nonzero-exit  7 more off" in t, timeout=30)
+        ways = {
+            "typed": lambda: term.send("-l", "/cmd:gcc"),
+            "pasted": lambda: (
+                term.tmux("set-buffer", "-b", "e2e", "/cmd:gcc"),
+                term.tmux("paste-buffer", "-p", "-b", "e2e", "-t", term.target),
+            ),
+            "slash then pasted": lambda: (
+                term.send("-l", "/"),
+                term.tmux("set-buffer", "-b", "e2e", "cmd:gcc"),
+                term.tmux("paste-buffer", "-p", "-b", "e2e", "-t", term.target),
+            ),
+        }
+        for way, send in [*ways.items()] * 3:
+            send()
+            screen = term.wait_for(lambda t: "filter: cmd:gcc  " in t.splitlines()[0], timeout=5)  # header: whole
+            assert "x[x]nonzero-exit  7 more off" in screen, (way, screen)
+            term.send("Escape")
+            term.wait_for(lambda t: "cmd:gcc" not in t)
+        term.send("q")
+        term.wait_for(lambda t: term.info("#{pane_dead}") == "1")
+    finally:
+        term.kill()
+        storm.kill()
+        storm.wait()
