@@ -129,7 +129,7 @@ class ProctopApp(App[int]):
     filter_open: reactive[bool] = reactive(False, init=False)
     details_open: reactive[bool] = reactive(False, init=False)
     failures: reactive[int] = reactive(0, init=False)  # failed exits fed to the boards
-    since: reactive[float] = reactive(0.0, init=False)  # when the kernel filter was last set
+    since: reactive[float] = reactive(0.0, init=False)  # when proctop started watching (a toggle keeps it)
     span: reactive[tuple[float, float] | None] = reactive(None, init=False)  # first and last event's time
     empty_note: reactive[str] = reactive("", init=False)  # what an empty timeline says
 
@@ -182,6 +182,7 @@ class ProctopApp(App[int]):
         if keymap:
             self.apply_keymap(keymap)
         self._details_row: Row | None = None  # the row the details panel shows
+        self.start_mask = 0  # the kinds watched at the start (on_mount)
 
     def _remember_theme(self, theme: Theme) -> None:
         """The theme changed (the palette): save it, or say in a notification why it was not."""
@@ -245,6 +246,7 @@ class ProctopApp(App[int]):
 
     def on_mount(self) -> None:
         self.since = time.time()
+        self.start_mask = self.source.mask  # the third stop of a's cycle (all, none, these)
         self._sync_source()
         self.timeline.focus()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
@@ -464,8 +466,14 @@ class ProctopApp(App[int]):
         self._set_mask(self.source.mask ^ bit)
 
     def action_toggle_all(self) -> None:
-        all_on = self.source.mask & PROC_EVENT_ALL == PROC_EVENT_ALL
-        self._set_mask(0 if all_on else PROC_EVENT_ALL)
+        """a cycles every kind on, then none, then the kinds proctop started with (--only, the default)."""
+        mask = self.source.mask
+        if mask & PROC_EVENT_ALL == PROC_EVENT_ALL:
+            self._set_mask(0)
+        elif mask == 0 and self.start_mask:
+            self._set_mask(self.start_mask)
+        else:
+            self._set_mask(PROC_EVENT_ALL)
 
     def _set_mask(self, mask: int) -> None:
         """Hand the new mask to the source (and so to the kernel) now.
@@ -475,7 +483,6 @@ class ProctopApp(App[int]):
         """
         try:
             self.source.set_mask(mask)
-            self.since = time.time()
             error = self.source.error
         except Exception as exc:  # a failed write must not take the UI down
             error = str(exc)

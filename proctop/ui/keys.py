@@ -90,8 +90,8 @@ KEYS: tuple[KeySpec, ...] = (
     # kernel filter: what the kernel sends from now on (a replay hides recorded rows instead)
     *_mask_keys(),
     # not in the footer: at 80 columns it would cut the footer's last entries (it is in the help and palette)
-    KeySpec("toggle-all", "a", "toggle_all", "app", "All on/off",
-            "every event kind on/off", "kernel filter", palette=True),
+    KeySpec("toggle-all", "a", "toggle_all", "app", "All / none / start",
+            "all kinds, none, the start's", "kernel filter", palette=True),
     # view: what is on screen of what was received
     # slash: priority, handled as the key arrives, so the keys typed after it already see the open input
     KeySpec("filter", "slash", "filter", "app", "Filter",

@@ -26,6 +26,9 @@ RATE_TYPES = kinds.RATE_LABELS
 #: a process that runs a new program is seen only at its exit, by then often nameless.
 NAMING_BITS = MASK_BITS["exec"]
 
+#: The kinds proctop watches by default (proctop.kernel.protocol.DEFAULT_MASK): always listed, on or off.
+DEFAULT_KINDS = MASK_BITS["fork"] | MASK_BITS["exec"] | MASK_BITS["nonzero-exit"]
+
 Chunk = tuple[str, str | None]  # (text, component class or None), one piece of a header line
 
 
@@ -53,7 +56,7 @@ class HeaderBar(Widget):
     waiting: reactive[int] = reactive(0)  # events held while paused
     state: reactive[str] = reactive("live")  # "live", "stopped", "end of capture"
     following: reactive[bool] = reactive(True)  # the view sticks to the newest row
-    since: reactive[float] = reactive(0.0)  # live: when the current kernel filter was set
+    since: reactive[float] = reactive(0.0)  # live: when proctop started watching
     span: reactive[tuple[float, float] | None] = reactive(None)  # replay: first and last event's time
     shown_rows: reactive[int] = reactive(0)
     hidden_rows: reactive[int] = reactive(0)  # recorded rows the event keys hide (replay)
@@ -70,6 +73,8 @@ class HeaderBar(Widget):
     ) -> None:
         super().__init__(**kwargs)  # kwargs: Widget's (id, classes)
         self.history = history  # the history cap, said when it bites
+        #: Mask bits the filter line lists by name: the default kinds, and every kind on at some time (watch_mask).
+        self.listed = DEFAULT_KINDS
         self.label = label  # the source's label
         self.supported = supported  # mask bits the source can deliver at all
         self.recorded = recorded  # a replay: the capture's file name; None when live
@@ -168,15 +173,29 @@ class HeaderBar(Widget):
         ]
         return _first_fitting(candidates, width)
 
+    def watch_mask(self, mask: int) -> None:
+        self.listed |= mask  # a kind once on stays listed, on or off: switched off, it says [ ], not nothing
+
     def _filter_line(self, width: int) -> list[Chunk]:
-        """The kernel filter: the keys toggle what the kernel sends from now on (not rows already here)."""
+        """The kernel filter: the keys toggle what the kernel sends from now on (not rows already here).
+
+        In a replay the same keys hide and show recorded rows, and the line says so. Every kind
+        the line lists it shows on (``[x]``) or off (``[ ]``); too narrow for all, it lists the
+        kinds on now or on since the start and counts the others.
+        """
+        replay = self.recorded is not None
         on_names = toggles_on(self.mask)
         warning: list[Chunk] = []
+        brief: list[Chunk] = []  # the warning, shorter
         if not self.mask:
-            warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
-        elif self.recorded is None and not self.mask & NAMING_BITS and on_names:
+            if replay:
+                warning = [("  every kind hidden (a: all shown)", "header--lost")]
+            else:
+                warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
+        elif not replay and not self.mask & NAMING_BITS and on_names:
             warning = [("  exec off: names may be lost (e)", "header--paused")]
-        prefix: Chunk = ("kernel filter ", "header--dim")
+            brief = [("  exec off: names lost", "header--paused")]
+        prefix: Chunk = ("recorded events shown " if replay else "kernel filter ", "header--dim")
 
         def toggle(key: str, name: str, label: str, *, keys_only: bool = False) -> list[Chunk]:
             bit = MASK_BITS[name]
@@ -186,19 +205,28 @@ class HeaderBar(Widget):
             return [(" ", None), (shown, "header--on" if on else "header--off")]
 
         every = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label)]
-        on_only = [chunk for key, name, label in TOGGLES if name in on_names for chunk in toggle(key, name, label)]
+        listed = [(key, name, label) for key, name, label in TOGGLES if self.listed & MASK_BITS[name]]
+        some = [chunk for key, name, label in listed for chunk in toggle(key, name, label)]
+        more = len(TOGGLES) - len(listed)
         off = len(TOGGLES) - len(on_names)
         keys = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label, keys_only=True)]
         candidates = [
             [prefix, *every, *warning],
-            [prefix, *on_only, (f"  {off} more off (? keys)", "header--dim"), *warning],
-            [prefix, *on_only, (f"  +{off} off", "header--dim"), *warning],
-            [prefix, (" on: " + " ".join(on_names), "header--on"), (f"  +{off} off" if off else "", None), *warning],
-            [prefix, *keys, *warning],
+            [prefix, *some, (f"  {more} more off (? keys)", "header--dim"), *warning],
+            [prefix, *some, (f"  +{more} off", "header--dim"), *warning],
         ]
+        if brief:
+            candidates.append([prefix, *some, (f"  +{more} off", "header--dim"), *brief])
+        # a replay's shorter prefix: every kind's name still fits at 120 columns, and all on at 80
+        prefixes = [prefix, ("replay shows ", "header--dim")] if replay else [prefix]
+        if replay:
+            candidates.append([prefixes[1], *every, *warning])
+        if not off:  # every kind on: their names, none hidden
+            candidates += [[first, (" on: " + " ".join(on_names), "header--on")] for first in prefixes]
+        candidates.append([prefix, *keys, *warning])
         if not on_names:
-            bare: list[Chunk] = [prefix, (" every kind off: nothing can arrive (a: all on)", "header--lost")]
-            candidates = [candidates[0], candidates[-1], bare]
+            bare: list[Chunk] = [prefix, warning[0] if warning else ("", None)]
+            candidates += [bare]
         return _first_fitting(candidates, width)
 
 

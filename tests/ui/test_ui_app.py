@@ -207,7 +207,7 @@ async def test_mask_keys_change_the_source_mask(sample_source):
     sample_source.set_mask(PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT)
     app = make_app(sample_source)
     async with app.run_test(size=(130, 30)) as pilot:  # wide: every toggle is listed, on or off
-        assert "kernel filter  f[x]fork e[ ]exec x[x]nonzero-exit X[ ]exit" in screen_text(app)
+        assert "recorded events shown  f[x]fork e[ ]exec x[x]nonzero-exit X[ ]exit" in screen_text(app)
         for key, name in MASK_KEYS.items():
             before = app.source.mask
             await pilot.press(key)
@@ -223,9 +223,11 @@ async def test_mask_keys_change_the_source_mask(sample_source):
         await pilot.press("a")
         assert app.source.mask == 0
         await pilot.pause()
-        # nothing on: the keys alone, and a warning that nothing can arrive
+        # nothing on: the keys alone, and a warning that every recorded row is hidden
         assert "f[ ] e[ ] x[ ] X[ ] u[ ]" in screen_text(app)
-        assert "nothing can arrive: every kind is off (a: all on)" in screen_text(app)
+        assert "every kind hidden (a: all shown)" in screen_text(app)
+        await pilot.press("a")  # and back to the kinds it started with
+        assert app.source.mask == PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT
 
 
 async def test_mask_hides_replayed_events_without_discarding_them():
@@ -291,7 +293,7 @@ async def test_no_color(sample_source, no_color):
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot, app)
         text = screen_text(app)
-        assert "kernel filter  on: fork exec" in text and "LOST 3" in text and "\u25b622:13:24.120 exit" in text
+        assert "replay shows  on: fork exec" in text and "LOST 3" in text and "\u25b622:13:24.120 exit" in text
 
 
 class StormSource(Source):

@@ -306,7 +306,7 @@ async def test_every_action_is_in_the_palette_with_its_key():
         for _, _name, label in TOGGLES:
             assert any(t.startswith(f"Kernel: {label} on/off  (") for t in titles), label
         for title in ("Pause  (space)", "Filter  (^f)", "Details  (⏎)", "Board  (tab)", "Follow  (end)",
-                      "All on/off  (a)", "Help  (?/f1)", "Quit  (q)"):
+                      "All / none / start  (a)", "Help  (?/f1)", "Quit  (q)"):
             assert title in titles, title
         assert "Keys" not in titles and titles.count("Quit  (q)") == 1  # not Textual's generic ones
         assert "Theme" in titles  # Textual's other commands stay
@@ -320,7 +320,8 @@ async def test_palette_runs_the_actions_and_escape_closes_it():
         await loaded(pilot)
         await pilot.press("ctrl+p")
         assert await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
-        assert await wait_for(pilot, lambda: "All on/off  (a)" in screen_text(app))  # shown before anything is typed
+        # shown before anything is typed
+        assert await wait_for(pilot, lambda: "All / none / start  (a)" in screen_text(app))
         await pilot.press("escape")
         assert await wait_for(pilot, lambda: len(app.screen_stack) == 1)
 
@@ -330,7 +331,7 @@ async def test_palette_runs_the_actions_and_escape_closes_it():
         assert not app.paused
         await run_from_palette(pilot, "kernel: coredump")
         assert app.source.mask == PROC_EVENT_ALL ^ MASK_BITS["coredump"]
-        await run_from_palette(pilot, "all on/off")
+        await run_from_palette(pilot, "all / none / start")
         assert app.source.mask == PROC_EVENT_ALL
         await pilot.press("up", "up")
         assert not app.timeline.follow
