@@ -427,7 +427,7 @@ class ProctopApp(App[int]):
     # --- actions ---------------------------------------------------------------
 
     def apply_keymap(self, keymap: Mapping[str, str]) -> None:
-        """Remap keys by binding id (``pause = "p"``); ids and defaults: proctop/ui/keys.py.
+        """Remap keys by binding id (``pause = "z"``); ids and defaults: proctop/ui/keys.py.
 
         Raises ValueError for an unknown id: the config reader checks first
         (``keys.check_keymap``) and reports the file and key.

@@ -451,3 +451,20 @@ async def test_a_bad_capture_line_ends_the_ui_with_one_line_and_status_2(tmp_pat
         assert await wait_for(pilot, lambda: app.fatal is not None)
     assert app.return_code == 2
     assert app.fatal.startswith(f"{path}:2: not valid JSON")
+
+
+async def test_j_and_k_move_the_cursor_as_down_and_up_do(sample_source):
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        newest = app.timeline.cursor
+        await pilot.press("k", "k")
+        assert app.timeline.cursor == newest - 2 and not app.timeline.follow  # k holds the view, as Up does
+        await pilot.press("j")
+        assert app.timeline.cursor == newest - 1
+        await pilot.press("tab", "j")  # the board's cursor too (the same binding ids)
+        assert app.views.current == "board" and len(app.board_view.rows) > 1
+        assert app.board_view.cursor == 1
+        await pilot.press("k")
+        assert app.board_view.cursor == 0
+        assert app.source.mask == PROC_EVENT_ALL  # no letter toggled anything
