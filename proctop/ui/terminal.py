@@ -331,6 +331,19 @@ class ProctopDriver(LinuxDriver):
                 self._writer_thread.start()
                 self._terminal_gone()
 
+    def stop_application_mode(self) -> None:
+        """Textual's, after a blank alternate screen with the cursor home.
+
+        A terminal resized while the alternate screen is on may carry that screen's
+        lines into the main screen's scrollback when it is left: tmux shrinks the
+        alternate screen back to the size it saved the main one at, pushing the top
+        of the last frame into the history, then grows it again (issue 22: after a
+        resize, q left the top of the last frame above the prompt). Blank lines
+        below the cursor are dropped, not pushed, so nothing of the frame is left.
+        """
+        self.write("\x1b[0m\x1b[H\x1b[2J")
+        super().stop_application_mode()  # type: ignore[no-untyped-call]  # Textual's own, untyped
+
     def _terminal_gone(self) -> None:
         guard: TerminalGuard | None = getattr(self._app, "terminal_guard", None)
         if guard is not None:

@@ -318,3 +318,23 @@ def test_keys_and_pastes_right_after_slash_reach_the_filter(proctop_bin):
         term.kill()
         storm.kill()
         storm.wait()
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_q_after_a_resize_leaves_nothing_of_the_screen_behind(proctop_bin, size):
+    """Resized while on the alternate screen, then q: the main screen and its scrollback hold the shell's lines
+    only (tmux carried the top of the last frame into the scrollback when the window had grown)."""
+    sample = REPO / "tests" / "data" / "sample.jsonl"
+    term = Tmux(f"sh -c 'clear; echo BEFORE; {proctop_bin} --replay {sample}; echo AFTER; exec sleep 60'", 100, 30)
+    try:
+        term.wait_for(lambda t: "end of capture" in t, timeout=30)
+        term.tmux("resize-window", "-t", term.target, "-x", str(size[0]), "-y", str(size[1]))
+        term.wait_for(lambda t: ("UNIT" in t) == (size[0] >= 120) and len(t.splitlines()[0]) <= size[0])
+        term.send("q")
+        term.wait_for(lambda t: "AFTER" in t)
+        everything = term.tmux("capture-pane", "-p", "-t", term.target, "-S", "-100")
+        assert [line for line in everything.splitlines() if line.strip()] == ["BEFORE", "AFTER"], everything
+        assert term.info("#{history_size}") == "0"
+        assert term.info("#{alternate_on}") == "0"
+    finally:
+        term.kill()
