@@ -342,7 +342,7 @@ class ProctopDriver(LinuxDriver):
         below the cursor are dropped, not pushed, so nothing of the frame is left.
         """
         self.write("\x1b[0m\x1b[H\x1b[2J")
-        super().stop_application_mode()  # type: ignore[no-untyped-call]  # Textual's own, untyped
+        super().stop_application_mode()
 
     def _terminal_gone(self) -> None:
         guard: TerminalGuard | None = getattr(self._app, "terminal_guard", None)
