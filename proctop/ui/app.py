@@ -2,7 +2,8 @@
 
 The source is polled in a Textual thread worker. The worker never waits on
 the UI: it accumulates events and posts at most one ``Batch`` message every
-``1 / BATCH_HZ`` seconds, and only when the previous batch has been taken, so
+``1 / BATCH_HZ`` seconds, and only when the previous batch has been taken and
+the terminal has taken the last frame (a slow link lowers the frame rate), so
 a storm of events costs one message per frame, not one per event. The UI
 touches the source only through the ``Source`` interface.
 
@@ -325,7 +326,7 @@ class ProctopApp(App[int]):
                     overflow += len(events) - room
                 buf.extend(events)
             now = time.monotonic()
-            if buf and not self._inflight.is_set() and now - last >= interval:
+            if buf and not self._inflight.is_set() and now - last >= interval and self._output_ready():
                 self._inflight.set()
                 self.post_message(Batch(list(buf), overflow))
                 buf.clear()
@@ -338,6 +339,14 @@ class ProctopApp(App[int]):
         else:
             return
         self.post_message(ReaderStopped(error))
+
+    def _output_ready(self) -> bool:
+        """The terminal took the last frame (``ProctopDriver.output_ready``): over a slow link the
+        reader waits for it, so the frame rate drops to what the link carries instead of frames
+        queueing (the rows wait in the reader's buffer meanwhile; bench/slow_link.py measures it).
+        Any other driver (a test pilot's) is always ready."""
+        ready: Callable[[], bool] | None = getattr(self._driver, "output_ready", None)
+        return ready is None or ready()
 
     def on_batch(self, message: Batch) -> None:
         self._inflight.clear()
