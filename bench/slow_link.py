@@ -61,7 +61,7 @@ def run(rate: int, seconds: float, checkout: str | None) -> dict[str, object]:
     )
     os.close(slave)
     storm = subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"], start_new_session=True)
-    received = 0
+    received = storm_bytes = 0
     frames: list[float] = []
     ages: list[tuple[float, float]] = []  # (when, age of the newest row shown)
     newest = 0.0
@@ -98,6 +98,7 @@ def run(rate: int, seconds: float, checkout: str | None) -> dict[str, object]:
         while time.monotonic() - began < seconds:
             read_some(budget)
             time.sleep(tick)
+        storm_bytes = received
         os.write(master, b"q")
         pressed = time.monotonic()
         while proc.poll() is None and time.monotonic() - pressed < 120:
@@ -117,7 +118,7 @@ def run(rate: int, seconds: float, checkout: str | None) -> dict[str, object]:
         "rate_limit_bytes_s": rate,
         "seconds": seconds,
         "checkout": checkout or "this",
-        "bytes_s": round(received / seconds),
+        "bytes_s": round(storm_bytes / seconds),
         "frames_s": round(len([t for t in frames if t - began < seconds]) / seconds, 2),
         "age_p50_s": round(statistics.median(second_half), 2) if second_half else None,
         "age_max_s": round(max(second_half), 2) if second_half else None,
