@@ -189,9 +189,9 @@ class HeaderBar(Widget):
         brief: list[Chunk] = []  # the warning, shorter
         if not self.mask:
             if replay:
-                warning = [("  every kind hidden (a: all shown)", "header--lost")]
+                warning = [("  every kind hidden (a: shown again)", "header--lost")]
             else:
-                warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
+                warning = [("  nothing can arrive: every kind is off (a: back on)", "header--lost")]
         elif not replay and not self.mask & NAMING_BITS and on_names:
             warning = [("  exec off: names may be lost (e)", "header--paused")]
             brief = [("  exec off: names lost", "header--paused")]

@@ -225,7 +225,7 @@ async def test_mask_keys_change_the_source_mask(sample_source):
         await pilot.pause()
         # nothing on: the keys alone, and a warning that every recorded row is hidden
         assert "f[ ] e[ ] x[ ] X[ ] u[ ]" in screen_text(app)
-        assert "every kind hidden (a: all shown)" in screen_text(app)
+        assert "every kind hidden (a: shown again)" in screen_text(app)
         await pilot.press("a")  # and back to the kinds it started with
         assert app.source.mask == PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT
 

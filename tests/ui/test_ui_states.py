@@ -155,6 +155,6 @@ async def test_a_replay_names_what_its_keys_filter():
             assert "kernel" not in screen_text(app)
             await pilot.press("a", "a")  # all, then none: every recorded row hidden
             await pilot.pause()
-            assert "every kind hidden (a: all shown)" in screen_text(app).splitlines()[1]
+            assert "every kind hidden (a: shown again)" in screen_text(app).splitlines()[1]
     finally:
         source.close()
