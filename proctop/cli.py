@@ -8,12 +8,13 @@ run with 0. No traceback reaches the user.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -39,7 +40,20 @@ class UsageError(ProctopError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        unknown = "unrecognized arguments: "
+        if message.startswith(unknown):  # --jsno: "did you mean --json?"
+            message += _suggestion(message[len(unknown) :].split(), self._option_string_actions)
         raise UsageError(message)
+
+
+def _suggestion(words: Sequence[str], options: Iterable[str]) -> str:
+    """`` (did you mean --json?)`` for the first mistyped option among ``words`` that is close to one."""
+    for word in words:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], [o for o in options if o.startswith("--")], n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,13 +318,6 @@ def _run_ui(args: argparse.Namespace, mask: int) -> int:
 
         if args.theme in theme_files():  # resolved by config.apply; a Textual theme needs no file
             load_theme_by_name(args.theme)  # the file itself is checked before the screen opens
-    keymap = getattr(args, "keymap", None)
-    if keymap:  # the config file's [keys]: checked against the real bindings before the screen opens
-        from proctop.ui.keys import check_keymap
-
-        problem = check_keymap(keymap)
-        if problem:
-            raise config.ConfigError(f"config file {args.config_path}: [keys] {problem}")
     _need_terminal()
     source = make_source(args, mask)
     return run_app(source, args, exit_process=True)

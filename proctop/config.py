@@ -7,7 +7,7 @@ What htoprc and btop.conf are to those tools::
     history = 100000                    # --history
     names = false                       # --names off: no exec/fork read for names alone
     [keys]                              # binding id = key string (Textual's keymap)
-    pause = "p"
+    pause = "z"
     quit = "q,ctrl+q"
 
 Command-line options win over the file. The file is read with ``tomllib`` and
@@ -18,9 +18,11 @@ everything it recorded unless ``--only`` says otherwise (README, "Using it").
 The default path under a home we may not enter (``setpriv`` keeps HOME=/root)
 is no config at all; a file named by ``--config`` must be readable.
 
-``[keys]`` is checked for its shape only (a binding id, a comma list of key
-names): which ids exist is the app's business, which applies the table with
-Textual's ``App.set_keymap``.
+``[keys]`` is read for its shape here (a binding id, a comma list of key
+names), then ``apply`` checks it against the table of keys (``proctop.ui.keys``:
+the ids, and no key two live bindings share) in every mode, so ``--json``
+refuses a bad ``[keys]`` as the UI does. The app applies it with Textual's
+``App.set_keymap``.
 
 The UI remembers the theme chosen in its command palette with ``save_theme``:
 the one ``theme = ...`` line is rewritten in place, so the user's other
@@ -267,6 +269,12 @@ def apply(args: argparse.Namespace, *, history_default: int) -> Config:
     names = getattr(args, "names", None)  # --names on/off wins; else the file; else on
     args.names = (names == "on") if names is not None else (config.names if config.names is not None else True)
     args.keymap = dict(config.keymap)
+    if args.keymap:  # checked against the real bindings in every mode: --json with a bad [keys] fails as the UI does
+        from proctop.ui.keys import check_keymap
+
+        problem = check_keymap(args.keymap)
+        if problem:
+            raise ConfigError(f"config file {args.config_path}: [keys] {problem}")
     # The UI calls it with the theme picked in its palette. A callable, not the module: the UI
     # layer does not import the top layer (tests/test_layers.py).
     args.save_theme = None if args.config_path is None else functools.partial(save_theme, args.config_path)

@@ -60,13 +60,36 @@ other text a substring of the status, e.g. \fBstatus:SIGSEGV\fR). The value may 
 A bad filter (a bad regex, an unknown column) is shown as an error in the input and matches no row.""",
     ),
     (
+        "config file",
+        r"""\fI$XDG_CONFIG_HOME/proctop/config.toml\fR (by default \fI~/.config/proctop/config.toml\fR;
+another with \fB--config\fR, none with \fB--no-config\fR), TOML, read at start; every key is optional
+and the command line wins over it:
+.PP
+.nf
+theme = "cb-safe"                   # as --theme
+events = ["fork", "exec", "nonzero-exit"]   # as --only, for a live run
+history = 200000                    # as --history
+[keys]                              # binding id = key(s), comma-separated
+pause = "z"
+quit = "q,ctrl+q"
+.fi
+.PP
+The binding ids are in \fBKEYS\fR below. A wrong file (bad TOML, an unknown key, id or theme, a key
+that another binding already has) stops proctop in every mode with one line naming the file, status 2.
+A theme chosen in the UI's command palette is written back to the file (only the \fBtheme\fR line).""",
+    ),
+    (
         "exit status",
         r""".TP
 \fB0\fR
 stopped by \fB--duration\fR, \fB--count\fR, \fBq\fR, SIGINT, SIGTERM or SIGHUP, or the end of a replay.
 .TP
+\fB1\fR
+a failure during the run: the output or a recording could not be written, or reading events failed.
+.TP
 \fB2\fR
-bad command-line input, or the UI without a terminal: one line on stderr.
+bad input: the command line, the config file, a capture file or record directory, a \fB--metrics\fR
+address; or the UI without a terminal: one line on stderr.
 .TP
 \fB3\fR
 this machine cannot deliver process events.
@@ -88,11 +111,29 @@ proctop --completion bash > /etc/bash_completion.d/proctop
 )
 
 
+def completion_values() -> dict[str, list[str]]:
+    """The values offered after the options whose values are a known list (by ``dest``).
+
+    Offered, not enforced: the parser checks them itself (``--only`` takes a comma
+    list, ``--theme`` any Textual theme), so they are set on the parser only here,
+    for shtab, whose scripts complete an action's ``choices``.
+    """
+    from textual.theme import BUILTIN_THEMES
+
+    from proctop.kernel.protocol import MASK_NAMES
+    from proctop.ui.themes import short_names
+
+    return {"only": list(MASK_NAMES), "theme": [*short_names(), *sorted(BUILTIN_THEMES)]}
+
+
 def completion(parser: argparse.ArgumentParser, shell: str) -> str:
     """The ``shell`` completion script for ``parser`` (shtab)."""
     import shtab
 
+    values = completion_values()
     for action in parser._actions:
+        if action.dest in values:
+            action.choices = values[action.dest]  # the parser exits once the script is printed
         if action.dest in _FILE_OPTIONS:
             action.complete = shtab.FILE  # type: ignore[attr-defined]
         elif action.dest in _DIRECTORY_OPTIONS:
@@ -117,12 +158,31 @@ def manpage(parser: argparse.ArgumentParser) -> str:
         page.manual = "User Commands"
         page.date = ""  # no build date: the shipped file must equal a fresh one (tests/core/test_manual.py)
         page.description = "watch forks, execs and abnormal process deaths live"
-        for heading, content in _SECTIONS:
+        for heading, content in (*_SECTIONS[:1], ("keys", _keys_section()), *_SECTIONS[1:]):
             page.add_section(heading, ">", content)
         text: str = str(page)
     finally:
         parser.formatter_class = formatter_class
     return "\n".join(_as_text(line) for line in text.split("\n"))
+
+
+def _keys_section() -> str:
+    """The UI's keys as the help screen groups them, each with its binding id (``[keys]`` in the config file)."""
+    from proctop.ui.keys import GROUPS, HELP
+
+    lines = [r"In the UI; \fB?\fR or F1 lists them as bound now, \fBctrl+p\fR finds any action by name."]
+    for group in GROUPS:
+        lines.append(f".SS {group}")
+        for spec in HELP[group]:
+            shown = " or ".join(rf"\fB{_roff(key)}\fR" for key in spec.key.split(","))
+            lines += [".TP", f"{shown}  ({spec.id})", _roff(spec.help)]
+    return "\n".join(lines)
+
+
+def _roff(text: str) -> str:
+    """Text safe in a roff line: backslashes doubled, a leading dot or quote escaped."""
+    text = text.replace("\\", "\\\\")
+    return "\\&" + text if text[:1] in (".", "'") else text
 
 
 #: The roff requests argparse-manpage and the sections above write; any other line that starts

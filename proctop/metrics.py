@@ -53,10 +53,10 @@ class MetricsError(ProctopError):
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``127.0.0.1:9464``, ``[::1]:9464``, ``:9464`` (every address) -> (host, port); checks the host resolves."""
+    """``127.0.0.1:9785``, ``[::1]:9785``, ``:9785`` (every address) -> (host, port); checks the host resolves."""
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise MetricsError(f"--metrics: not ADDR:PORT: {text!r} (example: 127.0.0.1:9464)")
+        raise MetricsError(f"--metrics: not ADDR:PORT: {text!r} (example: 127.0.0.1:9785, the README's port)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     host = host or "0.0.0.0"

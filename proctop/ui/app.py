@@ -2,7 +2,8 @@
 
 The source is polled in a Textual thread worker. The worker never waits on
 the UI: it accumulates events and posts at most one ``Batch`` message every
-``1 / BATCH_HZ`` seconds, and only when the previous batch has been taken, so
+``1 / BATCH_HZ`` seconds, and only when the previous batch has been taken and
+the terminal has taken the last frame (a slow link lowers the frame rate), so
 a storm of events costs one message per frame, not one per event. The UI
 touches the source only through the ``Source`` interface.
 
@@ -118,6 +119,8 @@ class ProctopApp(App[int]):
     state: reactive[str] = reactive("live", init=False)
     shown_rows: reactive[int] = reactive(0, init=False)
     hidden_rows: reactive[int] = reactive(0, init=False)
+    history_full: reactive[bool] = reactive(False, init=False)  # the history cap bites: the oldest rows go
+    dropped: reactive[int] = reactive(0, init=False)  # rows the cap dropped while the view was held or paused
     view_filter: reactive[str] = reactive("", init=False)
     lost: reactive[int] = reactive(0, init=False)
     error: reactive[str] = reactive("", init=False)
@@ -127,7 +130,7 @@ class ProctopApp(App[int]):
     filter_open: reactive[bool] = reactive(False, init=False)
     details_open: reactive[bool] = reactive(False, init=False)
     failures: reactive[int] = reactive(0, init=False)  # failed exits fed to the boards
-    since: reactive[float] = reactive(0.0, init=False)  # when the kernel filter was last set
+    since: reactive[float] = reactive(0.0, init=False)  # when proctop started watching (a toggle keeps it)
     span: reactive[tuple[float, float] | None] = reactive(None, init=False)  # first and last event's time
     empty_note: reactive[str] = reactive("", init=False)  # what an empty timeline says
 
@@ -156,6 +159,7 @@ class ProctopApp(App[int]):
         self.source = source
         self.history = history
         self.pending: deque[Row] = deque(maxlen=history)
+        self.pending_dropped = 0  # rows the pause held beyond the history, dropped (said in the header)
         #: Rows whose ancestry the details panel asks the worker for (it owns the process table).
         self._questions: queue.SimpleQueue[Row] = queue.SimpleQueue()
         #: The failures board's model, one per grouping, fed every failed exit received.
@@ -179,6 +183,7 @@ class ProctopApp(App[int]):
         if keymap:
             self.apply_keymap(keymap)
         self._details_row: Row | None = None  # the row the details panel shows
+        self.start_mask = 0  # the kinds watched at the start (on_mount)
 
     def _remember_theme(self, theme: Theme) -> None:
         """The theme changed (the palette): save it, or say in a notification why it was not."""
@@ -202,6 +207,7 @@ class ProctopApp(App[int]):
             self.source.supported,
             recorded=os.path.basename(recorded) if recorded else None,
             names=self.source.describe().get("names"),
+            history=self.history,
             id="header",
         )
         self.header_bar = header.data_bind(
@@ -213,6 +219,8 @@ class ProctopApp(App[int]):
             app.span,
             app.shown_rows,
             app.hidden_rows,
+            app.history_full,
+            app.dropped,
             app.view_filter,
             app.lost,
             app.error,
@@ -220,7 +228,7 @@ class ProctopApp(App[int]):
             app.rates,
         )
         self.timeline = Timeline(self.history, id="timeline").data_bind(
-            app.view_filter, app.filter_open, app.empty_note
+            app.view_filter, app.empty_note
         )
         self.details_body = DetailsPanel(id="details-body")
         self.filter_input = Input(
@@ -240,6 +248,7 @@ class ProctopApp(App[int]):
 
     def on_mount(self) -> None:
         self.since = time.time()
+        self.start_mask = self.source.mask  # the third stop of a's cycle (all, none, these)
         self._sync_source()
         self.timeline.focus()
         self.theme_changed_signal.subscribe(self, self._remember_theme)
@@ -318,7 +327,7 @@ class ProctopApp(App[int]):
                     overflow += len(events) - room
                 buf.extend(events)
             now = time.monotonic()
-            if buf and not self._inflight.is_set() and now - last >= interval:
+            if buf and not self._inflight.is_set() and now - last >= interval and self._output_ready():
                 self._inflight.set()
                 self.post_message(Batch(list(buf), overflow))
                 buf.clear()
@@ -331,6 +340,14 @@ class ProctopApp(App[int]):
         else:
             return
         self.post_message(ReaderStopped(error))
+
+    def _output_ready(self) -> bool:
+        """The terminal took the last frame (``ProctopDriver.output_ready``): over a slow link the
+        reader waits for it, so the frame rate drops to what the link carries instead of frames
+        queueing (the rows wait in the reader's buffer meanwhile; bench/slow_link.py measures it).
+        Any other driver (a test pilot's) is always ready."""
+        ready: Callable[[], bool] | None = getattr(self._driver, "output_ready", None)
+        return ready is None or ready()
 
     def on_batch(self, message: Batch) -> None:
         self._inflight.clear()
@@ -355,8 +372,10 @@ class ProctopApp(App[int]):
                     board.add(ev)
         self.failures = failures
         if self.paused:
+            self.pending_dropped += max(0, len(self.pending) + len(rows) - self.history)
             self.pending.extend(rows)
             self.waiting = len(self.pending)
+            self._count_dropped()
         else:
             self.timeline.add(rows)
         self._sync_source()
@@ -418,7 +437,7 @@ class ProctopApp(App[int]):
     # --- actions ---------------------------------------------------------------
 
     def apply_keymap(self, keymap: Mapping[str, str]) -> None:
-        """Remap keys by binding id (``pause = "p"``); ids and defaults: proctop/ui/keys.py.
+        """Remap keys by binding id (``pause = "z"``); ids and defaults: proctop/ui/keys.py.
 
         Raises ValueError for an unknown id: the config reader checks first
         (``keys.check_keymap``) and reports the file and key.
@@ -457,8 +476,14 @@ class ProctopApp(App[int]):
         self._set_mask(self.source.mask ^ bit)
 
     def action_toggle_all(self) -> None:
-        all_on = self.source.mask & PROC_EVENT_ALL == PROC_EVENT_ALL
-        self._set_mask(0 if all_on else PROC_EVENT_ALL)
+        """a cycles every kind on, then none, then the kinds proctop started with (--only, the default)."""
+        mask = self.source.mask
+        if mask & PROC_EVENT_ALL == PROC_EVENT_ALL:
+            self._set_mask(0)
+        elif mask == 0 and self.start_mask:
+            self._set_mask(self.start_mask)
+        else:
+            self._set_mask(PROC_EVENT_ALL)
 
     def _set_mask(self, mask: int) -> None:
         """Hand the new mask to the source (and so to the kernel) now.
@@ -468,7 +493,6 @@ class ProctopApp(App[int]):
         """
         try:
             self.source.set_mask(mask)
-            self.since = time.time()
             error = self.source.error
         except Exception as exc:  # a failed write must not take the UI down
             error = str(exc)
@@ -498,27 +522,36 @@ class ProctopApp(App[int]):
 
     def action_pause(self) -> None:
         self.paused = not self.paused
-        if not self.paused and self.pending:
-            rows = list(self.pending)
-            self.pending.clear()
-            self.waiting = 0
-            self.timeline.add(rows)
+        if not self.paused:
+            if not self.timeline.follow:  # still held: what the pause dropped was dropped while held
+                self.timeline.held_dropped += self.pending_dropped
+            self.pending_dropped = 0
+            if self.pending:
+                rows = list(self.pending)
+                self.pending.clear()
+                self.waiting = 0
+                self.timeline.add(rows)
+            self._count_dropped()
+
+    def _count_dropped(self) -> None:
+        """Rows the history cap dropped while the view was held (the timeline's count) or paused (ours)."""
+        self.dropped = self.timeline.held_dropped + self.pending_dropped
 
     def on_timeline_view_changed(self, message: Timeline.ViewChanged) -> None:
         self.shown_rows, self.hidden_rows = message.shown, message.hidden
+        self.history_full = message.full
+        self._count_dropped()
 
     def on_timeline_follow_changed(self, message: Timeline.FollowChanged) -> None:
         self.following = message.follow
+        self._count_dropped()
 
-    def on_timeline_typed_ahead(self, message: Timeline.TypedAhead) -> None:
-        self.filter_input.insert_text_at_cursor(message.character)
+    def on_timeline_filter_pasted(self, message: Timeline.FilterPasted) -> None:
+        self.filter_open = True
+        self.filter_input.insert_text_at_cursor(message.text)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While the filter input is open, letters are text, not commands.
-
-        Keys typed right after ``/`` may reach us before the input has focus
-        (focus moves on the next message loop turn); the timeline forwards them.
-        """
+        """While the filter input is open, letters are text, not commands."""
         if action in _VIEW_ACTIONS and len(self.screen_stack) > 1:
             return False
         if self.filter_open and action in _TEXT_KEY_ACTIONS:
@@ -528,11 +561,12 @@ class ProctopApp(App[int]):
         return True
 
     def watch_filter_open(self, open_: bool) -> None:
+        """The focus moves at once, not on the next turn of the loop (``Widget.focus``): the keys
+        typed or pasted right after ``/`` are already queued, and each goes to whoever has the
+        focus when the app takes it, so the input gets every one, in order."""
         self.filter_input.set_class(open_, "-open")
-        if open_:
-            self.filter_input.focus()
-        else:
-            self.timeline.focus()
+        screen = self.filter_input.screen
+        screen.set_focus(self.filter_input if open_ else self.timeline)
 
     def watch_details_open(self, open_: bool) -> None:
         self.details.set_class(open_, "-open")

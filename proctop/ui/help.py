@@ -33,6 +33,15 @@ COLUMNS: tuple[tuple[keys.Group, ...], ...] = (("kernel filter", "general"), ("v
 #: Said once at the top: the kernel filter keys change what arrives, not what is shown.
 KERNEL_NOTE = "kernel filter: what the kernel sends from now on; / hides rows received"
 
+#: The view filter's syntax (proctop.ui.query), under the filter's key: each line fits the help
+#: column at 80 columns, which has no row to spare for more (the man page has it all).
+#: tests/ui/test_ui_keys.py checks that the columns named are the query's.
+FILTER_HELP = (
+    "a b both, a|b either, /regex/",
+    '"a b" literal; event:failed',
+    "cmd: pid: user: unit: status:",
+)
+
 
 def key_text(app: App[Any], spec: KeySpec, keymap: Mapping[str, str]) -> str:
     """The keys bound to ``spec`` now, as the footer writes them (``?/f1``, ``^p``, ``pgdn``)."""
@@ -107,6 +116,9 @@ class HelpScreen(ModalScreen[None]):
                 text.newline()
                 text.append(f"{key_text(self.app, spec, self.keymap):<{KEY_WIDTH}}", style="bold")
                 text.append(" " + spec.help)
+                if spec.id == "filter":  # its syntax, below it
+                    for line in FILTER_HELP:
+                        text.newline().append(" " * (KEY_WIDTH + 1) + line)
         return text
 
 

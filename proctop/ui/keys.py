@@ -19,7 +19,8 @@ the cursor in both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,8 +71,8 @@ def _mask_keys() -> tuple[KeySpec, ...]:
 
 #: (id, key, label, help) of the cursor keys the timeline and the board share.
 CURSOR_KEYS = (
-    ("cursor-up", "up", "Up", "cursor up a row"),
-    ("cursor-down", "down", "Down", "cursor down a row"),
+    ("cursor-up", "up,k", "Up", "cursor up a row"),
+    ("cursor-down", "down,j", "Down", "cursor down a row"),
     ("page-up", "pageup", "Page up", "cursor up a page"),
     ("page-down", "pagedown", "Page down", "cursor down a page"),
 )
@@ -90,8 +91,8 @@ KEYS: tuple[KeySpec, ...] = (
     # kernel filter: what the kernel sends from now on (a replay hides recorded rows instead)
     *_mask_keys(),
     # not in the footer: at 80 columns it would cut the footer's last entries (it is in the help and palette)
-    KeySpec("toggle-all", "a", "toggle_all", "app", "All on/off",
-            "every event kind on/off", "kernel filter", palette=True),
+    KeySpec("toggle-all", "a", "toggle_all", "app", "All / none / start",
+            "all kinds, none, the start's", "kernel filter", palette=True),
     # view: what is on screen of what was received
     # slash: priority, handled as the key arrives, so the keys typed after it already see the open input
     KeySpec("filter", "slash", "filter", "app", "Filter",
@@ -190,7 +191,8 @@ def check_keymap(keymap: Mapping[str, str]) -> str | None:
     """
     for binding_id, value in keymap.items():
         if binding_id not in IDS:
-            return f"unknown key binding id {binding_id!r}"
+            hint = did_you_mean(binding_id, IDS)
+            return f"unknown key binding id {binding_id!r}{hint}; choose from {', '.join(sorted(IDS))}"
         if not isinstance(value, str) or not all(k.strip() for k in value.split(",")):
             return f"{binding_id}: keys must be a non-empty string of comma-separated key names"
     moved = {  # ids bound to other keys than their defaults
@@ -210,6 +212,12 @@ def check_keymap(keymap: Mapping[str, str]) -> str | None:
                     first, second = sorted((other, item.id), key=lambda i: i not in moved)
                     return f"{first}: key {key!r} is also {second}'s (remap that one too)"
     return None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'pause'?)`` for the closest of ``choices`` to a mistyped ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def current_keys(spec: KeySpec, keymap: Mapping[str, str]) -> list[str]:

@@ -267,6 +267,17 @@ def _sigaction_default(sig: int) -> None:
     libc.signal(sig, None)  # SIG_DFL is 0
 
 
+#: A frame that takes longer than this to reach the terminal was held up by it (a slow link):
+#: writing ~10 KB to a pty with room takes well under a millisecond, but a loaded machine can
+#: keep the writer thread from the CPU (or the GIL) for tens of them: that is not the link.
+BLOCKED = 0.08
+#: Longest pause between frames over a slow link (a frame every 2 s still shows it moves).
+MAX_GAP = 2.0
+#: How much of the pause each frame that got out at once keeps: a link that is fast again gets
+#: full speed back within about twice the last pause.
+GAP_DECAY = 0.5
+
+
 class _TerminalFile:
     """The terminal for Textual's writer thread: a failed write means the terminal is gone.
 
@@ -278,12 +289,32 @@ class _TerminalFile:
         self._file = file
         self._on_gone = on_gone
         self.dead = False
+        #: When the output not yet taken by the terminal began (a write or flush under way, or text
+        #: written and not flushed); None when all was taken. Set by the writer thread only.
+        self._pending_since: float | None = None
+        #: The pause owed after a frame before the next (seconds): 0 while the terminal keeps up.
+        self.gap = 0.0
+        self._ready_at = 0.0  # monotonic time the next frame may start
+
+    def ready(self) -> bool:
+        """The terminal took the last frame, and the pause a slow link asks for has passed.
+
+        A frame that took longer than ``BLOCKED`` to get out means the terminal is
+        draining slower than we write (SSH on a thin line; the pty's buffer holds
+        only ~17 KB): the gap after each frame becomes at least as long as that
+        frame took, so the buffers downstream empty between frames instead of
+        holding seconds of old screens; frames that get out at once shrink it
+        again (by ``GAP_DECAY`` each), up to full speed.
+        """
+        return self._pending_since is None and time.monotonic() >= self._ready_at
 
     def write(self, text: str) -> None:
         if self.dead:
             return
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
         try:
-            self._file.write(text)
+            self._file.write(text)  # blocks while the terminal's buffer is full (a slow link)
         except (OSError, ValueError):
             self._fail()
 
@@ -294,6 +325,21 @@ class _TerminalFile:
             self._file.flush()
         except (OSError, ValueError):
             self._fail()
+        finally:
+            self._frame_out()
+
+    def _frame_out(self) -> None:
+        """All written was taken: how long it took sets the gap before the next frame (see ``ready``)."""
+        began, self._pending_since = self._pending_since, None
+        if began is None:
+            return
+        now = time.monotonic()
+        took = now - began
+        if took > BLOCKED:
+            self.gap = min(MAX_GAP, max(self.gap * 2, took))
+        else:
+            self.gap = self.gap * GAP_DECAY if self.gap > BLOCKED else 0.0
+        self._ready_at = now + self.gap
 
     def fileno(self) -> int:
         return self._file.fileno()
@@ -315,8 +361,24 @@ class ProctopDriver(LinuxDriver):
 
     def __init__(self, app: App[Any], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._file = _TerminalFile(_stdout(), self._terminal_gone)  # type: ignore[assignment]  # duck-typed IO
+        self._terminal = _TerminalFile(_stdout(), self._terminal_gone)
+        self._file = self._terminal  # type: ignore[assignment]  # duck-typed IO
         self._proctop_loop: asyncio.AbstractEventLoop | None = None
+
+    def output_ready(self) -> bool:
+        """No frame waits for the terminal (the writer's queue is empty, all it wrote was taken),
+        and the pause a slow link asks for has passed (``_TerminalFile.ready``).
+
+        Over a slow link (SSH on a thin line) the terminal takes frames slower than
+        the app makes them; Textual's writer queues up to 30 of them, seconds of
+        stale screens, and then blocks the event loop. The app's reader asks this
+        before it hands the UI new rows (``ProctopApp._read_events``), so frames
+        follow the link's pace instead of queueing (bench/slow_link.py,
+        docs/performance.md). Any thread may ask: ``Queue.qsize``, a float, a time.
+        """
+        writer = self._writer_thread
+        queued = writer._queue.qsize() if writer is not None else 0  # Textual's own queue (8.x)
+        return queued == 0 and self._terminal.ready()
 
     def start_application_mode(self) -> None:
         self._proctop_loop = asyncio.get_running_loop()
@@ -330,6 +392,19 @@ class ProctopDriver(LinuxDriver):
                 self._writer_thread = WriterThread(self._file)  # type: ignore[arg-type]  # duck-typed IO
                 self._writer_thread.start()
                 self._terminal_gone()
+
+    def stop_application_mode(self) -> None:
+        """Textual's, after a blank alternate screen with the cursor home.
+
+        A terminal resized while the alternate screen is on may carry that screen's
+        lines into the main screen's scrollback when it is left: tmux shrinks the
+        alternate screen back to the size it saved the main one at, pushing the top
+        of the last frame into the history, then grows it again (issue 22: after a
+        resize, q left the top of the last frame above the prompt). Blank lines
+        below the cursor are dropped, not pushed, so nothing of the frame is left.
+        """
+        self.write("\x1b[0m\x1b[H\x1b[2J")
+        super().stop_application_mode()
 
     def _terminal_gone(self) -> None:
         guard: TerminalGuard | None = getattr(self._app, "terminal_guard", None)

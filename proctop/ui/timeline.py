@@ -1,9 +1,15 @@
 """The event timeline: a Line API ``ScrollView`` that renders only the visible rows.
 
-Rows live in a bounded deque; a text filter keeps a second deque of the
-matching rows (a subsequence of the first). The first line is a fixed column
-header; the newest row is at the bottom and the view follows it until the
-user moves the cursor up, and again after End.
+Rows live in a deque of at most ``history`` rows; a text filter keeps a
+second deque of the matching rows (a subsequence of the first). The first
+line is a fixed column header; the newest row is at the bottom and the view
+follows it until the user moves the cursor up, and again after End.
+
+Hold means hold: while the view is held, the rows on screen (and the cursor's)
+are never the ones the history cap drops. The oldest rows before them go first;
+once the screen is the oldest part of the history, the rows just after it go
+(the newest always stay). What the cap drops while held is counted
+(``held_dropped``) and said in the header.
 """
 
 from __future__ import annotations
@@ -76,8 +82,6 @@ class Timeline(ScrollView, can_focus=True):
     follow: reactive[bool] = reactive(True, init=False, bindings=True)
     #: The filter text (bound from the app's); rows are refiltered when it changes.
     view_filter: reactive[str] = reactive("", init=False)
-    #: True while the filter input is open (bound from the app's): typed text goes there.
-    filter_open: reactive[bool] = reactive(False, init=False)
     #: What an empty timeline says (bound from the app's): what is watched, since when.
     empty_note: reactive[str] = reactive("", init=False)
 
@@ -89,12 +93,15 @@ class Timeline(ScrollView, can_focus=True):
             self.row = row
 
     class ViewChanged(Message):
-        """How many rows the view shows, and how many the event keys hide (the header shows both)."""
+        """How many rows the view shows, how many the event keys hide, whether the history is full,
+        and how many rows the cap dropped while the view was held (the header shows them all)."""
 
-        def __init__(self, shown: int, hidden: int) -> None:
+        def __init__(self, shown: int, hidden: int, full: bool = False, held_dropped: int = 0) -> None:
             super().__init__()
             self.shown = shown
             self.hidden = hidden
+            self.full = full
+            self.held_dropped = held_dropped
 
     class FollowChanged(Message):
         """The view started or stopped following the newest row."""
@@ -103,17 +110,17 @@ class Timeline(ScrollView, can_focus=True):
             super().__init__()
             self.follow = follow
 
-    class TypedAhead(Message):
-        """A character typed before the just-opened filter input had the focus (it belongs there)."""
+    class FilterPasted(Message):
+        """Text pasted on the timeline that starts with ``/``: the filter, opened with the rest."""
 
-        def __init__(self, character: str) -> None:
+        def __init__(self, text: str) -> None:
             super().__init__()
-            self.character = character
+            self.text = text
 
     def __init__(self, history: int = 100_000, **kwargs: Any) -> None:  # kwargs: Widget's (id, classes)
         super().__init__(**kwargs)
         self.history = history
-        self.rows: deque[Row] = deque(maxlen=history)
+        self.rows: deque[Row] = deque()  # at most ``history`` long: ``add`` drops, sparing a held screen
         self.filtered: deque[Row] | None = None
         self.needle = ""  # the view filter's text, as typed (stripped)
         self.row_filter = compile_filter("")  # and compiled (proctop.ui.query)
@@ -121,6 +128,7 @@ class Timeline(ScrollView, can_focus=True):
         self.shows: Callable[[Event], bool] | None = None
         self.hidden = 0  # rows kept but hidden by ``shows``
         self.cursor = -1  # index into the view; -1: nothing yet
+        self.held_dropped = 0  # rows the history cap dropped since the view was last following
 
     # --- data ------------------------------------------------------------
 
@@ -129,7 +137,7 @@ class Timeline(ScrollView, can_focus=True):
         return self.rows if self.filtered is None else self.filtered
 
     def add(self, rows: Iterable[Row]) -> None:
-        """Append rows (oldest first), dropping the oldest beyond ``history``."""
+        """Append rows (oldest first), dropping the oldest beyond ``history`` but never a held screen's."""
         view_before = len(self.view)
         dropped_from_view = 0
         all_rows = self.rows
@@ -137,24 +145,76 @@ class Timeline(ScrollView, can_focus=True):
         limit = self.history
         shows = self.shows
         visible = self._visible
+        kept = None if self.follow else self._kept()  # (first, last) row the cap must not drop
+        first_kept = kept[0] if kept else None
+        spared = 0  # rows over the cap that the kept rows spared: dropped after them, below
+        held = not self.follow
         for row in rows:
-            if len(all_rows) == limit:
-                gone = all_rows[0]
-                if shows is not None and not shows(gone.ev):
-                    self.hidden -= 1
-                if filtered is None:
-                    dropped_from_view += 1
-                elif filtered and filtered[0] is gone:
-                    filtered.popleft()
-                    dropped_from_view += 1
+            if len(all_rows) >= limit + spared:
+                if all_rows[0] is first_kept:
+                    spared += 1
+                else:
+                    gone = all_rows.popleft()
+                    if held:
+                        self.held_dropped += 1
+                    if shows is not None and not shows(gone.ev):
+                        self.hidden -= 1
+                    if filtered is None:
+                        dropped_from_view += 1
+                    elif filtered and filtered[0] is gone:
+                        filtered.popleft()
+                        dropped_from_view += 1
             all_rows.append(row)
             if shows is not None and not shows(row.ev):
                 self.hidden += 1
             if filtered is not None and visible(row):
                 filtered.append(row)
-        if len(self.view) == view_before and not dropped_from_view:
+        if spared and kept:
+            self._drop_after(kept[1], spared)
+        if len(self.view) == view_before and not dropped_from_view and not spared:
             return
         self._after_change(dropped_from_view)
+
+    def _kept(self) -> tuple[Row, Row] | None:
+        """The oldest and newest row the held view shows (the screen's rows and the cursor's)."""
+        view = self.view
+        if not view:
+            return None
+        top = self._top()
+        page = max(1, self.scrollable_content_region.height - 1)
+        cursor = self.cursor if self.cursor >= 0 else len(view) - 1
+        first = max(0, min(top, cursor, len(view) - 1))
+        last = min(len(view) - 1, max(top + page - 1, cursor))
+        return view[first], view[last]
+
+    def _drop_after(self, last_kept: Row, count: int) -> None:
+        """Drop ``count`` rows just after ``last_kept`` (the newest rows stay; so does the screen).
+
+        Only when the held screen is the oldest part of the history; a rotate and
+        poplefts, so a cost in C of the history's length, once per batch.
+        """
+        rows = self.rows
+        after = rows.index(last_kept) + 1  # identity first: Row has no __eq__
+        count = min(count, len(rows) - after)
+        if count <= 0:
+            return
+        rows.rotate(-after)
+        gone = [rows.popleft() for _ in range(count)]
+        rows.rotate(after)
+        self.held_dropped += count
+        shows = self.shows
+        if shows is not None:
+            self.hidden -= sum(1 for r in gone if not shows(r.ev))
+        filtered = self.filtered
+        if filtered is not None:
+            visible = self._visible
+            shown = sum(1 for r in gone if visible(r))
+            if shown:
+                at = filtered.index(last_kept) + 1
+                filtered.rotate(-at)
+                for _ in range(shown):
+                    filtered.popleft()
+                filtered.rotate(at)
 
     def _visible(self, row: Row) -> bool:
         rows = self.row_filter
@@ -164,6 +224,8 @@ class Timeline(ScrollView, can_focus=True):
         self.set_filter(text)
 
     def watch_follow(self, follow: bool) -> None:
+        if follow:
+            self.held_dropped = 0
         self.post_message(self.FollowChanged(follow))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -191,7 +253,7 @@ class Timeline(ScrollView, can_focus=True):
     def _refilter(self) -> None:
         selected = self.selected
         if not self.row_filter.everything or self.shows is not None:
-            self.filtered = deque((r for r in self.rows if self._visible(r)), maxlen=self.history)
+            self.filtered = deque(r for r in self.rows if self._visible(r))
         else:
             self.filtered = None
         view = self.view
@@ -210,7 +272,8 @@ class Timeline(ScrollView, can_focus=True):
     def _after_change(self, dropped: int, force_scroll: bool = False, counted: bool = True) -> None:
         view = self.view
         if counted:
-            self.post_message(self.ViewChanged(len(view), self.hidden))
+            full = len(self.rows) >= self.history
+            self.post_message(self.ViewChanged(len(view), self.hidden, full, self.held_dropped))
         self.virtual_size = Size(self.size.width, len(view) + 1)
         if self.follow:
             self.cursor = len(view) - 1
@@ -290,11 +353,11 @@ class Timeline(ScrollView, can_focus=True):
         self.follow = True
         self._after_change(0, counted=False)
 
-    def on_key(self, event: events.Key) -> None:
-        """Text typed before the just-opened filter input has focus goes to that input."""
-        if self.filter_open and event.is_printable and event.character:
-            self.post_message(self.TypedAhead(event.character))
-            event.prevent_default()
+    def on_paste(self, event: events.Paste) -> None:
+        """A paste of ``/cmd:gcc`` (a bracketed paste: one event, not keys) opens the filter with ``cmd:gcc``."""
+        lines = event.text.splitlines()
+        if lines and lines[0].startswith("/"):
+            self.post_message(self.FilterPasted(lines[0][1:]))
             event.stop()
 
     def on_click(self, event: events.Click) -> None:

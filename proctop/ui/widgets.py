@@ -26,6 +26,9 @@ RATE_TYPES = kinds.RATE_LABELS
 #: a process that runs a new program is seen only at its exit, by then often nameless.
 NAMING_BITS = MASK_BITS["exec"]
 
+#: The kinds proctop watches by default (proctop.kernel.protocol.DEFAULT_MASK): always listed, on or off.
+DEFAULT_KINDS = MASK_BITS["fork"] | MASK_BITS["exec"] | MASK_BITS["nonzero-exit"]
+
 Chunk = tuple[str, str | None]  # (text, component class or None), one piece of a header line
 
 
@@ -53,10 +56,12 @@ class HeaderBar(Widget):
     waiting: reactive[int] = reactive(0)  # events held while paused
     state: reactive[str] = reactive("live")  # "live", "stopped", "end of capture"
     following: reactive[bool] = reactive(True)  # the view sticks to the newest row
-    since: reactive[float] = reactive(0.0)  # live: when the current kernel filter was set
+    since: reactive[float] = reactive(0.0)  # live: when proctop started watching
     span: reactive[tuple[float, float] | None] = reactive(None)  # replay: first and last event's time
     shown_rows: reactive[int] = reactive(0)
     hidden_rows: reactive[int] = reactive(0)  # recorded rows the event keys hide (replay)
+    history_full: reactive[bool] = reactive(False)  # the history cap bites: the oldest rows go
+    dropped: reactive[int] = reactive(0)  # rows the cap dropped while the view was held or paused
     view_filter: reactive[str] = reactive("")
     lost: reactive[int] = reactive(0)
     error: reactive[str] = reactive("")
@@ -64,9 +69,19 @@ class HeaderBar(Widget):
     rates: reactive[dict[str, float]] = reactive(dict)  # events/s of every kind seen so far
 
     def __init__(
-        self, label: str, supported: int, *, recorded: str | None = None, names: bool | None = None, **kwargs: Any
+        self,
+        label: str,
+        supported: int,
+        *,
+        recorded: str | None = None,
+        names: bool | None = None,
+        history: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # kwargs: Widget's (id, classes)
+        self.history = history  # the history cap, said when it bites
+        #: Mask bits the filter line lists by name: the default kinds, and every kind on at some time (watch_mask).
+        self.listed = DEFAULT_KINDS
         self.label = label  # the source's label
         self.supported = supported  # mask bits the source can deliver at all
         self.recorded = recorded  # a replay: the capture's file name; None when live
@@ -95,9 +110,12 @@ class HeaderBar(Widget):
         else:
             source = f" {self.label}"
             short = ""
+        spaced: Chunk = (" ", None)
+        dropped = self.dropped
         if self.paused:
-            state: Chunk = (f" PAUSED: {self.waiting} new held, none lost (space resumes) ", "header--paused")
-            brief: Chunk = (f" PAUSED {self.waiting} held ", "header--paused")
+            none_lost = "" if dropped else ", none lost"
+            state: Chunk = (f" PAUSED: {self.waiting:,} new held{none_lost} (space resumes) ", "header--paused")
+            brief: Chunk = (f" PAUSED {self.waiting:,} held ", "header--paused")
         elif self.state == "live" and self.recorded is None:
             state = (f" live since {format_time(self.since)[:8]} " if self.since else " live ", "header--dim")
             brief = (" live ", "header--dim")
@@ -105,9 +123,30 @@ class HeaderBar(Widget):
             failed = self.error and self.state != "live"
             state = (f" {self.state} ", "header--lost" if failed else "header--dim")
             brief = (" ended " if self.state == "end of capture" else f" {self.state} ", state[1])
-        follow: Chunk = ("following", "header--dim") if self.following else ("held (End follows)", "header--paused")
-        rows = f"  rows {self.shown_rows}"
-        hidden = f" ({self.hidden_rows} hidden by the event keys)" if self.hidden_rows else ""
+        # what the history cap dropped while held or paused: said next to "held" (or PAUSED)
+        lost_rows: list[Chunk] = []
+        brief_lost: list[Chunk] = []
+        if dropped:
+            lost_rows = [(f"; {dropped:,} rows dropped (history {self.history:,})", "header--lost")]
+            brief_lost = [(f"; {dropped:,} dropped", "header--lost")]
+        if self.paused and self.following:
+            state, brief = (state[0].rstrip(), state[1]), (brief[0].rstrip(), brief[1])
+
+        def follow(lost: list[Chunk]) -> list[Chunk]:
+            """Following or held, after the state; what the cap dropped said next to "held" (or PAUSED)."""
+            if self.following:
+                if self.paused and lost:
+                    return [*lost, ("  following", "header--dim")]
+                return [spaced, ("following", "header--dim")]
+            if lost:
+                return [spaced, ("held", "header--paused"), *lost, (" (End follows)", "header--paused")]
+            return [spaced, ("held (End follows)", "header--paused")]
+
+        rows = f"  rows {self.shown_rows:,}"
+        if self.history_full:
+            rows += " (history full)"
+        short_rows = f"  rows {self.shown_rows:,}" + (" (full)" if self.history_full else "")
+        hidden = f" ({self.hidden_rows:,} hidden by the event keys)" if self.hidden_rows else ""
         needle = self.view_filter.strip()
         tail: list[Chunk] = []
         if needle:
@@ -124,34 +163,53 @@ class HeaderBar(Widget):
         if len(rates) == 1:
             rates.append(("  none yet", "header--dim"))
         # from the fullest to the barest; the first that fits is drawn (the last one always is)
-        spaced: Chunk = (" ", None)
-        short_hidden = f" ({self.hidden_rows} hidden)" if hidden else ""
-        held: list[Chunk] = [] if self.following else [spaced, ("held", "header--paused")]
-        full = [(source, None), state, spaced, follow, (rows + hidden, None), *tail]
-        shorter = [(short, None), state, spaced, follow, (rows + short_hidden, None), *tail]
+        short_hidden = f" ({self.hidden_rows:,} hidden)" if hidden else ""
+        if self.following:
+            held: list[Chunk] = brief_lost if self.paused else []
+        else:
+            held = [spaced, ("held", "header--paused"), *brief_lost]
+        full = [(source, None), state, *follow(lost_rows), (rows + hidden, None), *tail]
+        shorter = [(short, None), state, *follow(lost_rows), (short_rows + short_hidden, None), *tail]
+        shortest = [(short, None), state, *follow(brief_lost), (short_rows + short_hidden, None), *tail]
         candidates = [
             [*head, *full, *rates],
             [*head, *full],
             [*head, *shorter],
+            [*head, *shortest],
             # narrow: following is the usual state, so only "held" is said
-            [*head, (short, None), brief, *held, (rows + short_hidden, None), *narrow_tail],
-            [*head, brief, *held, (rows + short_hidden, None), *narrow_tail],
+            [*head, (short, None), brief, *held, (short_rows + short_hidden, None), *narrow_tail],
+            [*head, brief, *held, (short_rows + short_hidden, None), *narrow_tail],
         ]
         return _first_fitting(candidates, width)
 
+    def watch_mask(self, mask: int) -> None:
+        self.listed |= mask  # a kind once on stays listed, on or off: switched off, it says [ ], not nothing
+
     def _filter_line(self, width: int) -> list[Chunk]:
-        """The kernel filter: the keys toggle what the kernel sends from now on (not rows already here)."""
+        """The kernel filter: the keys toggle what the kernel sends from now on (not rows already here).
+
+        In a replay the same keys hide and show recorded rows, and the line says so. Every kind
+        the line lists it shows on (``[x]``) or off (``[ ]``); too narrow for all, it lists the
+        kinds on now or on since the start and counts the others.
+        """
+        replay = self.recorded is not None
         on_names = toggles_on(self.mask)
         warning: list[Chunk] = []
+        brief: list[Chunk] = []  # the warning, shorter
         if not self.mask:
-            warning = [("  nothing can arrive: every kind is off (a: all on)", "header--lost")]
-        elif self.recorded is None and not self.mask & NAMING_BITS and on_names:
+            if replay:
+                warning = [("  every kind hidden (a: shown again)", "header--lost")]
+            else:
+                warning = [("  nothing can arrive: every kind is off (a: back on)", "header--lost")]
+        elif not replay and not self.mask & NAMING_BITS and on_names:
             if self.names:  # exec is read for names alone, never shown
                 warning = [("  names on (exec read, not shown)", "header--dim")]
+                brief = [("  names on", "header--dim")]
             else:
                 said = "names off" if self.names is False else "exec off"
                 warning = [(f"  {said}: names may be lost (e)", "header--paused")]
-        prefix: Chunk = ("kernel filter ", "header--dim")
+                brief = [(f"  {said}: names lost", "header--paused")]
+        prefix: Chunk = ("recorded events shown " if replay else "kernel filter ", "header--dim")
 
         def toggle(key: str, name: str, label: str, *, keys_only: bool = False) -> list[Chunk]:
             bit = MASK_BITS[name]
@@ -161,19 +219,28 @@ class HeaderBar(Widget):
             return [(" ", None), (shown, "header--on" if on else "header--off")]
 
         every = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label)]
-        on_only = [chunk for key, name, label in TOGGLES if name in on_names for chunk in toggle(key, name, label)]
+        listed = [(key, name, label) for key, name, label in TOGGLES if self.listed & MASK_BITS[name]]
+        some = [chunk for key, name, label in listed for chunk in toggle(key, name, label)]
+        more = len(TOGGLES) - len(listed)
         off = len(TOGGLES) - len(on_names)
         keys = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label, keys_only=True)]
         candidates = [
             [prefix, *every, *warning],
-            [prefix, *on_only, (f"  {off} more off (? keys)", "header--dim"), *warning],
-            [prefix, *on_only, (f"  +{off} off", "header--dim"), *warning],
-            [prefix, (" on: " + " ".join(on_names), "header--on"), (f"  +{off} off" if off else "", None), *warning],
-            [prefix, *keys, *warning],
+            [prefix, *some, (f"  {more} more off (? keys)", "header--dim"), *warning],
+            [prefix, *some, (f"  +{more} off", "header--dim"), *warning],
         ]
+        if brief:
+            candidates.append([prefix, *some, (f"  +{more} off", "header--dim"), *brief])
+        # a replay's shorter prefix: every kind's name still fits at 120 columns, and all on at 80
+        prefixes = [prefix, ("replay shows ", "header--dim")] if replay else [prefix]
+        if replay:
+            candidates.append([prefixes[1], *every, *warning])
+        if not off:  # every kind on: their names, none hidden
+            candidates += [[first, (" on: " + " ".join(on_names), "header--on")] for first in prefixes]
+        candidates.append([prefix, *keys, *warning])
         if not on_names:
-            bare: list[Chunk] = [prefix, (" every kind off: nothing can arrive (a: all on)", "header--lost")]
-            candidates = [candidates[0], candidates[-1], bare]
+            bare: list[Chunk] = [prefix, warning[0] if warning else ("", None)]
+            candidates += [bare]
         return _first_fitting(candidates, width)
 
 

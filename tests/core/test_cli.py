@@ -56,6 +56,12 @@ def header_of(proc: subprocess.Popen) -> dict:
         (["--replay", "/", "--json"], "no proctop records (proctop-*.jsonl.gz) in /"),  # a directory: a --record DIR
         (["--replay", "/dev/zero", "--json"], "/dev/zero:1: not a text file (NUL byte)"),
         (["--frobnicate"], "unrecognized arguments"),
+        # a mistyped option gets the closest real one (difflib against the parser's options)
+        (["--jsno"], "unrecognized arguments: --jsno (did you mean --json?)"),
+        (["--summary", "--duraton=3"], "unrecognized arguments: --duraton=3 (did you mean --duration?)"),
+        (["--json", "--hisotry", "5"], "(did you mean --history?)"),
+        # one example port everywhere: the README's
+        (["--metrics", "nowhere", "--json"], "--metrics: not ADDR:PORT: 'nowhere' (example: 127.0.0.1:9785"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, needle):

@@ -88,12 +88,12 @@ def test_names_are_on_unless_the_file_or_the_command_line_turns_them_off(tmp_pat
 
 
 def test_config_fills_what_the_command_line_left_unset(tmp_path):
-    path = write_config(tmp_path, 'theme = "light"\nhistory = 5000\n[keys]\npause = "p"\nquit = "q, ctrl+q"\n')
+    path = write_config(tmp_path, 'theme = "light"\nhistory = 5000\n[keys]\npause = "z"\nquit = "q, ctrl+q"\n')
     args = cli.build_parser().parse_args(["--config", str(path)])
     read = config.apply(args, history_default=cli.DEFAULT_HISTORY)
     assert read.path == path
     assert (args.theme, args.history, args.only) == ("proctop-light", 5000, None)
-    assert args.keymap == {"pause": "p", "quit": "q,ctrl+q"}  # App.set_keymap's form
+    assert args.keymap == {"pause": "z", "quit": "q,ctrl+q"}  # App.set_keymap's form
     assert args.save_theme is not None and args.config_path == path
 
     args = cli.build_parser().parse_args(["--config", str(path), "--theme", "cb-safe", "--history", "7"])
@@ -315,11 +315,14 @@ def test_save_theme_never_raises(tmp_path, nonroot_child):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ('[keys]\nnope = "p"\n', "[keys] unknown key binding id 'nope'"),
+        ('[keys]\nnope = "p"\n', "[keys] unknown key binding id 'nope'; choose from board, board-group,"),
+        ('[keys]\npuase = "p"\n', "unknown key binding id 'puase' (did you mean 'pause'?); choose from "),
         ('[keys]\npause = "p"\n', "key 'p' is also toggle-ptrace's"),  # would silently steal ptrace's toggle
     ],
 )
-def test_the_ui_checks_the_keymap_against_its_bindings_before_it_starts(tmp_path, text, needle):
-    """The UI (no terminal here) refuses a [keys] table its bindings cannot take, before it looks for a terminal."""
+@pytest.mark.parametrize("mode", [[], ["--json"], ["--summary"], ["--record", "/nonexistent"]], ids=" ".join)
+def test_every_mode_checks_the_keymap_against_the_bindings_before_it_starts(tmp_path, text, needle, mode):
+    """The UI (no terminal here) and every headless mode refuse a [keys] table the bindings cannot take: one
+    line, status 2, before anything else is looked at (a terminal, the kernel, the record directory)."""
     path = write_config(tmp_path, text)
-    assert_one_line(proctop(xdg=tmp_path), f"proctop: config file {path}: ", needle)
+    assert_one_line(proctop(*mode, xdg=tmp_path), f"proctop: config file {path}: ", needle)

@@ -20,7 +20,9 @@ import pytest
 from helpers import need_tool, proctop_cmd
 
 from proctop.cli import build_parser
+from proctop.kernel.protocol import MASK_NAMES
 from proctop.manual import SHELLS, manpage
+from proctop.ui.keys import IDS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree
@@ -98,6 +100,10 @@ def test_bash_completes_every_option_and_the_choices(tmp_path):
     assert complete("proctop", "--re") == {"--replay", "--record", "--record-max-size", "--record-max-age"}
     assert complete("proctop", "--source", "") == {"auto", "native", "kmod", "userspace"}
     assert complete("proctop", "--completion", "") == set(SHELLS)
+    assert complete("proctop", "--only", "") == set(MASK_NAMES)
+    assert complete("proctop", "--only", "nonz") == {"nonzero-exit"}
+    assert complete("proctop", "--theme", "") >= {"dark", "light", "cb-safe", "high-contrast", "nord"}
+    assert complete("proctop", "--theme", "high") == {"high-contrast"}
     (tmp_path / "capture.jsonl").write_text("")
     assert complete("proctop", "--replay", str(tmp_path / "capt")) == {str(tmp_path / "capture.jsonl")}
 
@@ -112,6 +118,8 @@ def test_fish_completes_every_option_and_the_choices(tmp_path):
     assert complete("proctop --") >= long_options()
     assert complete("proctop --source ") >= {"auto", "native", "kmod", "userspace"}
     assert complete("proctop --completion ") >= set(SHELLS)
+    assert complete("proctop --only ") >= set(MASK_NAMES)
+    assert complete("proctop --theme ") >= {"dark", "light", "cb-safe", "high-contrast", "nord"}
 
 
 def test_zsh_completes_in_a_terminal_and_knows_every_option(tmp_path):
@@ -154,6 +162,10 @@ def test_zsh_completes_in_a_terminal_and_knows_every_option(tmp_path):
         tmux("send-keys", "-t", "zsh", "Tab")
         pane = wait_for("userspace")  # its choices listed
         assert all(choice in pane for choice in ("auto", "native", "kmod"))
+        tmux("send-keys", "-t", "zsh", "C-u", "proctop --only nonz", "Tab")
+        wait_for("> proctop --only nonzero-exit")  # a value completed
+        tmux("send-keys", "-t", "zsh", "C-u", "proctop --theme high", "Tab")
+        wait_for("> proctop --theme high-contrast")
     finally:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=10)
 
@@ -173,8 +185,15 @@ def test_the_man_page_renders_and_lists_every_option(tmp_path):
     rendered = text.stdout
     for option in long_options() - {"--help"}:  # argparse-manpage leaves out argparse's own -h
         assert option in rendered, option
-    for heading in ("NAME", "SYNOPSIS", "OPTIONS", "VIEW FILTER", "EXIT STATUS", "EXAMPLES"):
+    for heading in ("NAME", "SYNOPSIS", "OPTIONS", "VIEW FILTER", "KEYS", "CONFIG FILE", "EXIT STATUS", "EXAMPLES"):
         assert f"\n{heading}\n" in rendered, heading
+    keys_part = rendered.split("\nKEYS\n")[1].split("\nCONFIG FILE\n")[0]
+    for binding_id in IDS:  # every key with the id a config file remaps it by
+        assert f"({binding_id})" in keys_part, binding_id
+    assert "up or k  (cursor-up)" in keys_part
+    assert "~/.config/proctop/config.toml" in rendered and '[keys]' in rendered
+    statuses = rendered.split("\nEXIT STATUS\n")[1].split("\nEXAMPLES\n")[0]
+    assert re.findall(r"^ +(\d|N) ", statuses, re.MULTILINE) == ["0", "1", "2", "3", "N"]
     assert "...within this many seconds" in rendered  # help text that starts with a dot survives
 
 

@@ -19,6 +19,7 @@ from proctop.kernel.protocol import (
 from proctop.model.events import Event
 from proctop.sources.base import Source
 from proctop.sources.replay import ReplaySource, load_capture
+from proctop.ui import keys
 from proctop.ui.app import BATCH_HZ, MASK_KEYS, ProctopApp
 
 _, SAMPLE_EVENTS = load_capture(SAMPLE)
@@ -206,7 +207,7 @@ async def test_mask_keys_change_the_source_mask(sample_source):
     sample_source.set_mask(PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT)
     app = make_app(sample_source)
     async with app.run_test(size=(130, 30)) as pilot:  # wide: every toggle is listed, on or off
-        assert "kernel filter  f[x]fork e[ ]exec x[x]nonzero-exit X[ ]exit" in screen_text(app)
+        assert "recorded events shown  f[x]fork e[ ]exec x[x]nonzero-exit X[ ]exit" in screen_text(app)
         for key, name in MASK_KEYS.items():
             before = app.source.mask
             await pilot.press(key)
@@ -222,9 +223,11 @@ async def test_mask_keys_change_the_source_mask(sample_source):
         await pilot.press("a")
         assert app.source.mask == 0
         await pilot.pause()
-        # nothing on: the keys alone, and a warning that nothing can arrive
+        # nothing on: the keys alone, and a warning that every recorded row is hidden
         assert "f[ ] e[ ] x[ ] X[ ] u[ ]" in screen_text(app)
-        assert "nothing can arrive: every kind is off (a: all on)" in screen_text(app)
+        assert "every kind hidden (a: shown again)" in screen_text(app)
+        await pilot.press("a")  # and back to the kinds it started with
+        assert app.source.mask == PROC_EVENT_FORK | PROC_EVENT_NONZERO_EXIT
 
 
 async def test_mask_hides_replayed_events_without_discarding_them():
@@ -290,7 +293,7 @@ async def test_no_color(sample_source, no_color):
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot, app)
         text = screen_text(app)
-        assert "kernel filter  on: fork exec" in text and "LOST 3" in text and "\u25b622:13:24.120 exit" in text
+        assert "replay shows  on: fork exec" in text and "LOST 3" in text and "\u25b622:13:24.120 exit" in text
 
 
 class StormSource(Source):
@@ -373,6 +376,43 @@ async def test_keys_typed_right_after_slash_go_to_the_filter(sample_source):
         assert app.source.mask == PROC_EVENT_ALL ^ PROC_EVENT_FORK
 
 
+async def test_every_key_after_slash_reaches_the_filter_in_order():
+    """Typed with no delay, in a storm (a busy loop), ten times over: every key, in order, none a command."""
+    source = StormSource()
+    app = make_app(source, history=20_000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await wait_for(pilot, lambda: app.events_seen >= 5_000, timeout=30)
+        for _ in range(10):
+            for char in "/cmd:gcc":
+                app.post_message(events.Key(keys.normalize_key(char), char))  # all queued before any is handled
+            assert await wait_for(pilot, lambda: len(app.filter_input.value) >= 7)
+            await pilot.pause()
+            assert app.filter_input.value == "cmd:gcc"
+            assert app.source.mask == PROC_EVENT_ALL  # the c of cmd toggled no comm events
+            await pilot.press("escape")
+            assert not app.filter_open and app.filter_input.value == ""
+
+
+async def test_a_paste_after_slash_or_with_it_reaches_the_filter(sample_source):
+    """A terminal's bracketed paste is one Paste event, not keys: it goes where the keys would."""
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        app.post_message(events.Paste("/cmd:gcc"))  # the slash pasted too: the filter opens with the rest
+        assert await wait_for(pilot, lambda: app.filter_input.value == "cmd:gcc")
+        assert app.filter_open
+        await pilot.press("escape")
+        app.post_message(events.Key("slash", "/"))
+        app.post_message(events.Paste("exit 3"))  # queued right behind the slash
+        app.post_message(events.Key("x", "x"))
+        assert await wait_for(pilot, lambda: app.filter_input.value == "exit 3x")
+        assert app.source.mask == PROC_EVENT_ALL
+        await pilot.press("escape")
+        app.post_message(events.Paste("cmd:gcc"))  # no slash: a paste on the timeline does nothing
+        await pilot.pause()
+        assert not app.filter_open and app.filter_input.value == "" and app.source.mask == PROC_EVENT_ALL
+
+
 async def test_moving_up_freezes_the_view_until_end():
     source = GatedSource(SAMPLE_EVENTS[:20])
     source.gate.set()
@@ -411,3 +451,20 @@ async def test_a_bad_capture_line_ends_the_ui_with_one_line_and_status_2(tmp_pat
         assert await wait_for(pilot, lambda: app.fatal is not None)
     assert app.return_code == 2
     assert app.fatal.startswith(f"{path}:2: not valid JSON")
+
+
+async def test_j_and_k_move_the_cursor_as_down_and_up_do(sample_source):
+    app = make_app(sample_source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, app)
+        newest = app.timeline.cursor
+        await pilot.press("k", "k")
+        assert app.timeline.cursor == newest - 2 and not app.timeline.follow  # k holds the view, as Up does
+        await pilot.press("j")
+        assert app.timeline.cursor == newest - 1
+        await pilot.press("tab", "j")  # the board's cursor too (the same binding ids)
+        assert app.views.current == "board" and len(app.board_view.rows) > 1
+        assert app.board_view.cursor == 1
+        await pilot.press("k")
+        assert app.board_view.cursor == 0
+        assert app.source.mask == PROC_EVENT_ALL  # no letter toggled anything

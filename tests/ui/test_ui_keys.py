@@ -129,12 +129,14 @@ def test_the_table_is_consistent():
     assert all(HELP[group] for group in GROUPS)
     assert sorted(group for column in help_columns for group in column) == sorted(GROUPS)  # every group on screen
     navigation = {spec.key for spec in HELP["navigation"]}
-    assert navigation == {"up", "down", "pageup", "pagedown", "home", "end"}
+    assert navigation == {"up,k", "down,j", "pageup", "pagedown", "home", "end"}
 
 
 def test_check_keymap():
     assert keys.check_keymap({"pause": "z", "help": "h,f1"}) is None
-    assert keys.check_keymap({"nope": "p"}) == "unknown key binding id 'nope'"
+    assert keys.check_keymap({"nope": "p"}).startswith("unknown key binding id 'nope'; choose from board, ")
+    assert keys.check_keymap({"puase": "p"}).startswith("unknown key binding id 'puase' (did you mean 'pause'?); ")
+    assert all(binding_id in keys.check_keymap({"nope": "p"}) for binding_id in keys.IDS)
     assert "non-empty" in keys.check_keymap({"pause": " "})
     assert "non-empty" in keys.check_keymap({"pause": "p,"})
     # a key two bindings of one place would share: Textual would drop one silently
@@ -306,7 +308,7 @@ async def test_every_action_is_in_the_palette_with_its_key():
         for _, _name, label in TOGGLES:
             assert any(t.startswith(f"Kernel: {label} on/off  (") for t in titles), label
         for title in ("Pause  (space)", "Filter  (^f)", "Details  (⏎)", "Board  (tab)", "Follow  (end)",
-                      "All on/off  (a)", "Help  (?/f1)", "Quit  (q)"):
+                      "All / none / start  (a)", "Help  (?/f1)", "Quit  (q)"):
             assert title in titles, title
         assert "Keys" not in titles and titles.count("Quit  (q)") == 1  # not Textual's generic ones
         assert "Theme" in titles  # Textual's other commands stay
@@ -320,7 +322,8 @@ async def test_palette_runs_the_actions_and_escape_closes_it():
         await loaded(pilot)
         await pilot.press("ctrl+p")
         assert await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
-        assert await wait_for(pilot, lambda: "All on/off  (a)" in screen_text(app))  # shown before anything is typed
+        # shown before anything is typed
+        assert await wait_for(pilot, lambda: "All / none / start  (a)" in screen_text(app))
         await pilot.press("escape")
         assert await wait_for(pilot, lambda: len(app.screen_stack) == 1)
 
@@ -330,7 +333,7 @@ async def test_palette_runs_the_actions_and_escape_closes_it():
         assert not app.paused
         await run_from_palette(pilot, "kernel: coredump")
         assert app.source.mask == PROC_EVENT_ALL ^ MASK_BITS["coredump"]
-        await run_from_palette(pilot, "all on/off")
+        await run_from_palette(pilot, "all / none / start")
         assert app.source.mask == PROC_EVENT_ALL
         await pilot.press("up", "up")
         assert not app.timeline.follow
@@ -353,3 +356,24 @@ async def test_palette_runs_the_actions_and_escape_closes_it():
         await pilot.press("escape")
         await run_from_palette(pilot, "quit")
         assert await wait_for(pilot, lambda: not app.is_running)
+
+
+def test_the_help_names_the_filter_syntax_with_the_query_s_own_columns():
+    """? shows the view filter's syntax under its key; every column it names is one the query knows."""
+    import re
+
+    from proctop.ui.help import FILTER_HELP
+    from proctop.ui.query import COLUMNS
+
+    named = set(re.findall(r"([a-z]+):", " ".join(FILTER_HELP)))
+    assert named and named <= set(COLUMNS), named - set(COLUMNS)
+    assert all(len(line) <= 30 for line in FILTER_HELP)  # the help column at 80 columns
+
+
+def test_the_readme_lists_every_binding_id_with_its_default_keys():
+    """The [keys] ids are documented where users look, not only in the source."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for spec in keys.KEYS:
+        assert f"| `{spec.id}` | `{spec.key}` |" in readme or spec.scope == "help", spec.id

@@ -6,14 +6,19 @@ Regenerate after an intended change of the look with
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from ui_helpers import SAMPLE, details_body, wait_for
 
 from proctop.kernel.protocol import PROC_EVENT_ALL
-from proctop.sources.replay import ReplaySource
+from proctop.model.events import Event
+from proctop.sources.base import Source
+from proctop.sources.replay import ReplaySource, load_capture
 from proctop.ui.app import ProctopApp
 
-SIZES = [(100, 30), (80, 24)]
+SIZES = [(100, 30), (80, 24), (120, 40)]
 THEMES = ["proctop-dark", "proctop-cb-safe"]
 
 
@@ -80,3 +85,47 @@ async def _paused_and_held(pilot) -> None:
 def test_states_at_80x24(snap_compare, state):
     """80x24 first: the header keeps to two lines and the footer to one in every state."""
     assert snap_compare(make_app("proctop-dark"), terminal_size=(80, 24), run_before=state)
+
+
+class TwoPhases(Source):
+    """The sample three times over: 45 events, then the rest once ``more`` is set; then it is finished."""
+
+    kind = "replay"  # finished: "end of capture", no clock time in the header
+    label = "sample, twice held"
+
+    def __init__(self) -> None:
+        super().__init__(PROC_EVENT_ALL)
+        self.events: list[Event] = load_capture(SAMPLE)[1] * 3
+        self.more = threading.Event()
+        self.given = 0
+
+    def start(self) -> None:
+        pass
+
+    def poll(self, timeout: float) -> list[Event]:
+        until = len(self.events) if self.more.is_set() else 45
+        out = self.events[self.given : min(until, self.given + 5)]  # a few at a time: no batch overflows
+        self.given += len(out)
+        time.sleep(0.02 if out else timeout)
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return self.given == len(self.events)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_held_while_the_history_cap_drops(snap_compare, size):
+    """Home holds the oldest rows with a history of 40; 39 more arrive: the screen stays, the header counts."""
+    source = TwoPhases()
+
+    async def hold_then_more(pilot) -> None:
+        app = pilot.app
+        assert await wait_for(pilot, lambda: app.events_seen == 45)
+        await pilot.press("home")
+        source.more.set()
+        assert await wait_for(pilot, lambda: app.reader_done and app.dropped == 39)
+        await pilot.pause()
+
+    app = ProctopApp(source, theme="proctop-dark", rate_interval=None, history=40)
+    assert snap_compare(app, terminal_size=size, run_before=hold_then_more)

@@ -208,12 +208,12 @@ async def test_a_theme_that_cannot_be_saved_is_a_notification_not_a_crash(sample
 async def test_the_config_keymap_reaches_textual(sample_source):
     """``keymap=`` (the config file's [keys]) goes to ``App.set_keymap``: the binding ``pause``
     answers to its new keys (both of them, pausing and resuming) and no longer to space."""
-    app = ProctopApp(sample_source, rate_interval=None, keymap={"pause": "k,f5"})
+    app = ProctopApp(sample_source, rate_interval=None, keymap={"pause": "z,f5"})
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("space")
         await pilot.pause()
         assert not app.paused
-        await pilot.press("k")
+        await pilot.press("z")
         assert await wait_for(pilot, lambda: app.paused)
         await pilot.press("f5")
         assert await wait_for(pilot, lambda: not app.paused)
