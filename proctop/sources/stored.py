@@ -153,12 +153,15 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
                 if out:
                     yield out
             return
-        data = d.unconsumed_tail
         if out:
             yield out
         if d.eof:  # the next gzip member (or trailing garbage, which ends the stream)
-            data = d.unused_data + data
+            # Only unused_data: at a member's end CPython leaves the same bytes in
+            # unconsumed_tail too, and feeding both replayed the rest again and again.
+            data = d.unused_data
             d = zlib.decompressobj(GZIP_WBITS)
+        else:
+            data = d.unconsumed_tail
 
 
 def _lines(chunks: Iterator[bytes], *, complete_tail: bool) -> Iterator[bytes]:

@@ -489,3 +489,20 @@ def test_the_recorder_survives_a_disk_that_fills_while_it_runs(small_fs):
     kept = set(pids(got))
     assert before in kept and kept & set(after)
     assert sum(p in kept for p in during + after) + lost[0]["count"] >= len(during) + len(after)
+
+
+def test_gzip_members_back_to_back_replay_once(tmp_path):
+    """Issue 23 item 3: ``cat seg1.gz seg2.gz`` replayed 421,001 lines instead of 4,001: at a
+    member's end both ``unused_data`` and ``unconsumed_tail`` held the rest, and both were fed."""
+    first, second = events(2000, noisy=True), events(2000, start=2000, noisy=True)
+    both = tmp_path / "both.jsonl.gz"
+    both.write_bytes(
+        gzip.compress(b"".join(ev.to_line() for ev in first)) + gzip.compress(b"".join(ev.to_line() for ev in second))
+    )
+    _header, got = load_capture(both)
+    assert [ev.pid for ev in got] == [ev.pid for ev in first + second]
+    assert sum(1 for _ in CaptureLines(both)) == 4000
+    # and small members, many per read: each line once, in order
+    small = tmp_path / "small.jsonl.gz"
+    small.write_bytes(b"".join(gzip.compress(ev.to_line()) for ev in first[:300]))
+    assert [ev.pid for ev in load_capture(small)[1]] == [ev.pid for ev in first[:300]]
