@@ -618,6 +618,7 @@ def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = Fa
         try:
             app.run()
         finally:
+            guard.restore_modes()  # the modes saved before the screen opened, whatever happened since
             source.close()
     finally:
         guard.uninstall()
