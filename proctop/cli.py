@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+import proctop
 from proctop import __version__, always_on, config, manual
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
@@ -148,6 +149,8 @@ class _StopFlag:
         self.raised = False
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._handler)
+        if proctop.early_signal is not None:  # came during the imports (proctop/__init__.py)
+            self.raised = True
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.raised = True
@@ -204,6 +207,8 @@ def _command_status(source: Source, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if proctop.early_signal is not None:  # a signal during the imports: the end, quietly
+        return 0
     try:
         options, command = split_command(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(options)

@@ -128,6 +128,10 @@ class TerminalGuard:
             except (OSError, ValueError):  # not catchable here
                 pass
         self._watchdog.start()
+        import proctop
+
+        if proctop.early_signal is not None:  # came during the imports (proctop/__init__.py)
+            self._on_signal(proctop.early_signal, None)
 
     def uninstall(self) -> None:
         """Put the previous handlers back (the watchdog stays armed if it was tripped)."""

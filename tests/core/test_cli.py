@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -399,3 +400,51 @@ def test_events_a_stalled_reader_cannot_take_are_counted_lost():
             os.close(r)
     assert marker["count"] >= dropped > 0
     assert result == [0]
+
+
+# --- a signal at any moment of startup (issue 23 item 8) ---------------------------------
+
+
+def _signal_during_startup(args: tuple[str, ...], delay: float, sig: int) -> str | None:
+    """Start proctop, send ``sig`` after ``delay`` seconds: what went wrong, or None.
+
+    A signal before the interpreter reaches proctop's first line is Python's own
+    business (its KeyboardInterrupt from site.py); from that line on, proctop
+    answers: status 0 and nothing on stderr, never a crash or a hang.
+    """
+    proc = subprocess.Popen(
+        proctop_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL
+    )
+    time.sleep(delay)
+    proc.send_signal(sig)
+    try:
+        _out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return f"{delay:.3f}s: still running 20 s after {signal.Signals(sig).name}"
+    if proc.returncode in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS):
+        return f"{delay:.3f}s: crashed by {signal.Signals(-proc.returncode).name}: {err[-300:]}"
+    if re.search(r'File "[^"]*/proctop/[^"]*"', err):
+        return f"{delay:.3f}s: traceback through proctop: {err[-800:]}"
+    if proc.returncode == -sig and not err:  # before the interpreter ran a line: killed by it, quietly
+        return None
+    if ("Traceback" in err or "Fatal Python error: init_import_site" in err) and "KeyboardInterrupt" in err:
+        return None  # in the interpreter's startup (site.py), before proctop's first line
+    if proc.returncode != 0 or err:
+        return f"{delay:.3f}s: status {proc.returncode}, stderr {err!r}"
+    return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_at_any_moment_of_startup_ends_quietly(sig):
+    """SIGINT 35-75 ms after start crashed inside the orjson import (29 of 260) or printed a
+    KeyboardInterrupt traceback. Every few milliseconds of the first 0.4 s of a replay to --summary."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sample = str(REPO / "tests" / "data" / "sample.jsonl")
+    args = ("--summary", "--replay", sample, "--duration", "30")
+    delays = [i * 0.008 for i in range(50)]
+    with ThreadPoolExecutor(4) as pool:
+        problems = [p for p in pool.map(lambda d: _signal_during_startup(args, d, sig), delays) if p]
+    assert not problems, "\n".join(problems)
