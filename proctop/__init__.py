@@ -10,8 +10,8 @@ handlers are in place and ends with status 0, as for any signal.
 """
 
 import signal as _signal
-from itertools import pairwise as _pairwise
 import sys as _sys
+from itertools import pairwise as _pairwise
 from types import FrameType as _FrameType
 
 __version__ = "0.1.0"
