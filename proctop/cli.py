@@ -15,11 +15,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import proctop
 from proctop import __version__, always_on, config, manual
-from proctop.errors import ProctopError
+from proctop.errors import OutputClosed, ProctopError, write_stdout
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
 
@@ -40,6 +40,18 @@ class UsageError(ProctopError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
         raise UsageError(message)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """--help and --version: through ``write_stdout``, so /dev/full is one line, not a traceback."""
+        if not message:
+            return
+        if file is sys.stdout:
+            write_stdout(message)
+            return
+        try:
+            (file or sys.stderr).write(message)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options, command = split_command(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(options)
+        for option in ("replay", "record", "metrics", "config"):
+            if getattr(args, option) == "":  # a path or address left empty (an unset variable): not "none"
+                raise UsageError(f"--{option}: must not be empty")
         args.command = command
         if command and args.replay:
             raise UsageError("-- COMMAND watches a live command; it cannot go with --replay")
@@ -227,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except ProctopError as exc:  # one line and its own status; anything else is a bug and shows its traceback
-        _error_line(exc)
+        if not isinstance(exc, OutputClosed):
+            _error_line(exc)
         return exc.status
 
 

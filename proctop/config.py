@@ -125,6 +125,8 @@ def load(path: Path | None, *, required: bool = False) -> Config:
         raise ConfigError(f"config file {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses per nested array or table: 5,000 [ are a stack
+        raise ConfigError(f"config file {path}: not valid TOML (nested too deeply)") from None
     config = parse(data, str(path))
     config.path = path
     return config
@@ -325,7 +327,7 @@ def save_theme(path: Path | None, theme: str) -> str | None:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return f"theme not saved in {path}: {reason}"
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return f"theme not saved: config file {path} is not valid TOML"
     except ValueError as exc:  # a value _dump cannot write (a date, in a file edited meanwhile)
         return f"theme not saved in {path}: {exc}"

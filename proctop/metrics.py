@@ -54,8 +54,12 @@ class MetricsError(ProctopError):
 def parse_address(text: str) -> tuple[str, int]:
     """``127.0.0.1:9464``, ``[::1]:9464``, ``:9464`` (every address) -> (host, port); checks the host resolves."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise MetricsError(f"--metrics: not ADDR:PORT: {text!r} (example: 127.0.0.1:9464)")
+    # ASCII digits, at most 5, before int(): "²" is a digit to str.isdigit, and 5,000 digits
+    # are a ValueError (and quadratic) for int().
+    if not sep or not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) \
+            or not 0 < int(port_text) < 65536:
+        shown = text if len(text) <= 60 else text[:40] + "..."
+        raise MetricsError(f"--metrics: not ADDR:PORT: {shown!r} (example: 127.0.0.1:9464)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     host = host or "0.0.0.0"

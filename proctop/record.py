@@ -71,12 +71,21 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: Bounds of the size and duration options: far above any use, far below float overflow
+#: (400 nines were an OverflowError).
+MAX_SIZE = 1 << 60
+MAX_DURATION = 100 * 365 * 86400.0
+_MAX_NUMBER_TEXT = 40
+
+
 def parse_size(text: str) -> int:
     """``100M``, ``1.5G``, ``500KiB``, ``65536``: bytes (powers of 1024), at least 64K."""
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 100M, 2G, 512K)")
-    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    m = _SIZE_RE.match(text) if len(text) <= _MAX_NUMBER_TEXT else None
+    size_f = float(m.group(1)) * _UNITS[m.group(2).lower()] if m else float("inf")
+    if not size_f <= MAX_SIZE:
+        shown = text if len(text) <= _MAX_NUMBER_TEXT else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"not a size: {shown!r} (examples: 100M, 2G, 512K; at most 1024P)")
+    size = int(size_f)
     if size < MIN_MAX_SIZE:
         raise argparse.ArgumentTypeError(f"size {text!r} is below the minimum of 64K")
     return size
@@ -84,10 +93,12 @@ def parse_size(text: str) -> int:
 
 def parse_duration(text: str) -> float:
     """``30s``, ``30m``, ``2h``, ``7d``, ``1w`` (a bare number is seconds): seconds, more than 0."""
-    m = _DURATION_RE.match(text)
-    if not m or float(m.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30m, 2h, 7d)")
-    return float(m.group(1)) * _SECONDS[m.group(2).lower()]
+    m = _DURATION_RE.match(text) if len(text) <= _MAX_NUMBER_TEXT else None
+    seconds = float(m.group(1)) * _SECONDS[m.group(2).lower()] if m else 0.0
+    if not 0 < seconds <= MAX_DURATION:
+        shown = text if len(text) <= _MAX_NUMBER_TEXT else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"not a duration: {shown!r} (examples: 30m, 2h, 7d; at most 100 years)")
+    return seconds
 
 
 def parse_time(text: str, now: float | None = None) -> float:
@@ -98,9 +109,10 @@ def parse_time(text: str, now: float | None = None) -> float:
         pass
     try:
         return datetime.fromisoformat(text.strip()).timestamp()  # naive = local time
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
+        shown = text if len(text) <= _MAX_NUMBER_TEXT else text[:20] + "..."
         raise argparse.ArgumentTypeError(
-            f"not a time: {text!r} (an ISO time like 2026-11-27T04:00 or a duration ago like 2h)"
+            f"not a time: {shown!r} (an ISO time like 2026-11-27T04:00 or a duration ago like 2h)"
         ) from None
 
 

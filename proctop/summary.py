@@ -8,11 +8,11 @@ command has exited.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
 
+from proctop.errors import write_stdout
 from proctop.headless import batches
 from proctop.model.failures import FailureBoard
 from proctop.sources.base import Source
@@ -89,7 +89,11 @@ def run_summary(
     span = time.time() - started
     describe = source.describe()
     title = f"proctop: {board.total} failures in {span:.0f}s ({describe.get('label', source.kind)})"
-    (out or sys.stdout).write(format_board(board, title))
-    (out or sys.stdout).flush()
+    text = format_board(board, title)
+    if out is None:
+        write_stdout(text)  # a full disk is one line (status 1), a gone reader the quiet end (0)
+    else:
+        out.write(text)
+        out.flush()
     return 0
 
