@@ -2,29 +2,24 @@
 
 Run as the program (the ``proctop`` script or ``python -m proctop``), this is
 the first of proctop's code to run, so SIGINT/SIGTERM/SIGHUP are caught here,
-before any import: a signal during the imports that follow (argparse, orjson,
-Textual: up to half a second) raised KeyboardInterrupt inside one of them (a
-traceback, and a SIGSEGV when it landed in orjson's module init). The handler
-only notes the signal; ``proctop.cli`` asks ``early_signal`` once its own
-handlers are in place and ends with status 0, as for any signal.
+before any other import (``_signal`` is the interpreter's built-in module: the
+``signal`` module's own import was long enough to be hit): a signal during the
+imports that follow (argparse, orjson, Textual: up to half a second) raised
+KeyboardInterrupt inside one of them (a traceback, and a SIGSEGV when it landed
+in orjson's module init). The handler only notes the signal; ``proctop.cli``
+asks ``early_signal`` once its own handlers are in place and ends with status
+0, as for any signal.
 """
 
-import signal as _signal
+import _signal  # type: ignore[import-not-found]  # the built-in behind signal.py, which has no stub
 import sys as _sys
-from itertools import pairwise as _pairwise
-from types import FrameType as _FrameType
-
-__version__ = "0.1.0"
 
 #: The first SIGINT/SIGTERM/SIGHUP received before the command line's own handlers were
 #: installed, or None.
 early_signal: int | None = None
 
-#: The signals that end proctop with status 0 (README, "Exit status").
-QUIT_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 
-
-def _note_signal(signum: int, frame: _FrameType | None) -> None:
+def _note_signal(signum: int, frame: object) -> None:
     global early_signal
     if early_signal is None:
         early_signal = signum
@@ -35,12 +30,14 @@ def _running_as_program() -> bool:
     if _sys.argv and _sys.argv[0].rsplit("/", 1)[-1] == "proctop":
         return True
     argv = getattr(_sys, "orig_argv", [])
-    return any(a == "-m" and b == "proctop" for a, b in _pairwise(argv))
+    return any(argv[i] == "-m" and argv[i + 1] == "proctop" for i in range(len(argv) - 1))
 
 
 if _running_as_program():
-    for _sig in QUIT_SIGNALS:
+    for _sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
         try:
             _signal.signal(_sig, _note_signal)
         except (OSError, ValueError):  # not the main thread (embedded): nothing to catch here
             pass
+
+__version__ = "0.1.0"

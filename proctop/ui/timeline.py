@@ -163,8 +163,9 @@ class Timeline(ScrollView, can_focus=True):
             if filtered is not None:
                 new.append(row)
         if new and filtered is not None:
+            kept = new[-limit:]  # a batch longer than the history: its first rows are gone already
             try:  # a pass of the filter over the new rows, under its deadline
-                filtered.extend(bounded_pass(self.row_filter, lambda: [row for row in new if visible(row)]))
+                filtered.extend(bounded_pass(self.row_filter, lambda: [row for row in kept if visible(row)]))
             except FilterTimeout:
                 self._give_up_filter()
                 return
