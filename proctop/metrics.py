@@ -44,9 +44,9 @@ from proctop.sources.base import SourceDescription
 
 #: Seconds a connection may take to send its request and take the answer: an idle or
 #: slow client (1,000 half-open connections) must not hold a thread for ever.
-CONNECTION_TIMEOUT = 10.0
+CONNECTION_TIMEOUT = 5.0
 #: Connections served at once (a thread each); more wait in the listen backlog.
-MAX_CONNECTIONS = 32
+MAX_CONNECTIONS = 128
 #: The listen backlog (``socketserver``'s default of 5 refused clients at 100 at once).
 BACKLOG = 128
 
