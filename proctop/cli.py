@@ -16,10 +16,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import proctop
 from proctop import __version__, always_on, config, manual
-from proctop.errors import ProctopError
+from proctop.errors import OutputClosed, ProctopError, write_stdout
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
 from proctop.sources.choice import describe_reader
@@ -44,6 +45,18 @@ class _Parser(argparse.ArgumentParser):
         if message.startswith(unknown):  # --jsno: "did you mean --json?"
             message += _suggestion(message[len(unknown) :].split(), self._option_string_actions)
         raise UsageError(message)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """--help and --version: through ``write_stdout``, so /dev/full is one line, not a traceback."""
+        if not message:
+            return
+        if file is sys.stdout:
+            write_stdout(message)
+            return
+        try:
+            (file or sys.stderr).write(message)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _suggestion(words: Sequence[str], options: Iterable[str]) -> str:
@@ -168,6 +181,8 @@ class _StopFlag:
         self.raised = False
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._handler)
+        if proctop.early_signal is not None:  # came during the imports (proctop/__init__.py)
+            self.raised = True
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.raised = True
@@ -225,9 +240,14 @@ def _command_status(source: Source, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if proctop.early_signal is not None:  # a signal during the imports: the end, quietly
+        return 0
     try:
         options, command = split_command(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(options)
+        for option in ("replay", "record", "metrics", "config"):
+            if getattr(args, option) == "":  # a path or address left empty (an unset variable): not "none"
+                raise UsageError(f"--{option}: must not be empty")
         args.command = command
         if command and args.replay:
             raise UsageError("-- COMMAND watches a live command; it cannot go with --replay")
@@ -243,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except ProctopError as exc:  # one line and its own status; anything else is a bug and shows its traceback
-        _error_line(exc)
+        if not isinstance(exc, OutputClosed):
+            _error_line(exc)
         return exc.status
 
 

@@ -33,13 +33,16 @@ raises: a read-only or missing home is reported, not fatal.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proctop import safefile
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import MaskError, parse_mask
 
@@ -54,6 +57,11 @@ KEYS = {
 
 #: A config file is a few lines; anything this big is a mistake (``--config /dev/zero``).
 MAX_SIZE = 1 << 20
+
+#: Modes of what ``save_theme`` creates, whatever the umask (``umask 0`` must not make them
+#: writable by everyone): a config file is no secret, and only its owner changes it.
+NEW_FILE_MODE = 0o644
+NEW_DIR_MODE = 0o755
 
 #: Modifier prefixes of a Textual key string (``ctrl+shift+up``).
 MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
@@ -102,8 +110,7 @@ def load(path: Path | None, *, required: bool = False) -> Config:
     if path is None:
         return Config()
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_SIZE + 1)  # --config /dev/zero must not fill memory
+        raw = _read_regular(path)
     except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         # The default path under a home that is not ours (setpriv, su without -, HOME=/root kept)
         # is no config of ours: run without one. A file named on the command line must be read.
@@ -123,9 +130,30 @@ def load(path: Path | None, *, required: bool = False) -> Config:
         raise ConfigError(f"config file {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses per nested array or table: 5,000 [ are a stack
+        raise ConfigError(f"config file {path}: not valid TOML (nested too deeply)") from None
     config = parse(data, str(path))
     config.path = path
     return config
+
+
+def _read_regular(path: Path) -> bytes:
+    """The first ``MAX_SIZE + 1`` bytes of ``path``; ``ConfigError`` unless it is a regular file.
+
+    Checked before it is opened, and again on what was opened, without blocking:
+    a FIFO at the path (``--config FIFO``, or at the default path) blocked
+    ``open`` for ever, and a device is no config file.
+    """
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"config file {path}: not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat
+            raise ConfigError(f"config file {path}: not a regular file")
+        return file.read(MAX_SIZE + 1)  # --config of a huge file must not fill memory
 
 
 def parse(data: dict[str, Any], origin: str) -> Config:
@@ -299,22 +327,24 @@ def save_theme(path: Path | None, theme: str) -> str | None:
 
     if path is None:
         return "theme not saved: no config file (--no-config, or no home directory)"
-    target = Path(os.path.realpath(path))  # a symlinked config (dotfiles) stays a symlink
     try:
+        directory, name = _theme_target(path)
+        dir_fd = safefile.open_directory(directory, NEW_DIR_MODE)
         try:
-            old = target.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            old = ""
-        data = tomllib.loads(old)
-        new = _with_theme(old, data, short_name(theme))
-        if new == old:
-            return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _replace(target, new)
+            old, mode = _read_old(dir_fd, name, path)
+            data = tomllib.loads(old)
+            new = _with_theme(old, data, short_name(theme))
+            if new == old:
+                return None
+            _replace(dir_fd, name, new, mode)
+        finally:
+            os.close(dir_fd)
+    except safefile.UnsafePathError as exc:
+        return f"theme not saved: {exc}"
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return f"theme not saved in {path}: {reason}"
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return f"theme not saved: config file {path} is not valid TOML"
     except ValueError as exc:  # a value _dump cannot write (a date, in a file edited meanwhile)
         return f"theme not saved in {path}: {exc}"
@@ -399,44 +429,65 @@ def _toml_string(text: str) -> str:
     return '"' + "".join(escaped) + '"'
 
 
-def _umask() -> int:
-    """The process umask, read from /proc: ``os.umask`` can only read it by changing it,
-    which would race with the threads of a running UI."""
+def _theme_target(path: Path) -> tuple[Path, str]:
+    """The directory and file name the theme is written to: a symlinked config (dotfiles) stays
+    a symlink and its target is written, but only a symlink of ours (or root's) is followed."""
+    path = Path(os.path.abspath(path))
+    safefile.check_symlinks(path)
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
+        is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        is_link = False
+    if is_link:
+        path = Path(os.path.realpath(path))
+        safefile.check_symlinks(path)
+    return path.parent, path.name
 
 
-def _replace(target: Path, text: str) -> None:
-    """Write ``target`` atomically: a temporary file beside it, flushed, renamed over it.
+def _read_old(dir_fd: int, name: str, shown: Path) -> tuple[str, int]:
+    """The config's text ("" if new) and the mode to write it with; refuses what is not a
+    regular file of ours (a device, a FIFO, a symlink swapped in, another user's file)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return "", NEW_FILE_MODE
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EWOULDBLOCK):  # a symlink swapped in; a socket
+            raise safefile.UnsafePathError(f"{shown} is not a regular file") from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise safefile.UnsafePathError(f"{shown} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise safefile.UnsafePathError(f"{shown} is owned by another user")
+        raw = file.read(MAX_SIZE + 1)
+    if len(raw) > MAX_SIZE:
+        raise safefile.UnsafePathError(f"{shown} is larger than {MAX_SIZE // 1024} KiB, not a config file")
+    return raw.decode("utf-8"), stat.S_IMODE(st.st_mode)
+
+
+def _replace(dir_fd: int, name: str, text: str, mode: int) -> None:
+    """Write ``name`` in ``dir_fd`` atomically: a new file beside it, flushed, renamed over it.
 
     A crash or a full disk leaves the old file whole; the mode of the old file
-    is kept (a new one gets the umask's default, as any editor would give).
+    is kept (a new one gets ``NEW_FILE_MODE``, whatever the umask).
     """
-    try:
-        mode: int | None = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
-    import tempfile
+    import secrets
 
-    fd, temporary = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=target.parent)
+    temporary = f".config.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
+            os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
-        if mode is None:
-            mode = 0o666 & ~_umask()
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
+        os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=dir_fd)
         except OSError:
             pass
         raise

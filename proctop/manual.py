@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from proctop import __version__
+from proctop.errors import write_stdout
 
 #: The shells ``--completion`` writes for.
 SHELLS = ("bash", "zsh", "fish")
@@ -223,12 +222,7 @@ class PrintAction(argparse.Action):
 
 def _emit(parser: argparse.ArgumentParser, text: str) -> NoReturn:
     """Print and exit 0; a reader that went away (``| head``) or a closed stdout is no error."""
-    try:
-        if sys.stdout is not None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-    except BrokenPipeError:  # nobody reads: point stdout at /dev/null so the exit's flush is quiet too
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    write_stdout(text)  # a full disk is one line (status 1), a gone reader the quiet end (0)
     parser.exit(0)
 
 

@@ -26,19 +26,30 @@ from __future__ import annotations
 
 import platform
 import socket
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from wsgiref.simple_server import WSGIServer
+from socket import socket as Socket
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Info, ProcessCollector, disable_created_metrics
-from prometheus_client.exposition import start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 
 from proctop import __version__
 from proctop.errors import ProctopError
 from proctop.model.events import EVENT_KINDS, Event
 from proctop.model.identity import identity
 from proctop.sources.base import SourceDescription
+
+#: Seconds a connection may take to send its request and take the answer: an idle or
+#: slow client (1,000 half-open connections) must not hold a thread for ever.
+CONNECTION_TIMEOUT = 5.0
+#: Connections served at once (a thread each); more wait in the listen backlog.
+MAX_CONNECTIONS = 128
+#: The listen backlog (``socketserver``'s default of 5 refused clients at 100 at once).
+BACKLOG = 128
 
 MAX_FAILURE_SERIES = 200
 IDLE_SECONDS = 3600.0
@@ -55,8 +66,12 @@ class MetricsError(ProctopError):
 def parse_address(text: str) -> tuple[str, int]:
     """``127.0.0.1:9785``, ``[::1]:9785``, ``:9785`` (every address) -> (host, port); checks the host resolves."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise MetricsError(f"--metrics: not ADDR:PORT: {text!r} (example: 127.0.0.1:9785, the README's port)")
+    # ASCII digits, at most 5, before int(): "²" is a digit to str.isdigit, and 5,000 digits
+    # are a ValueError (and quadratic) for int().
+    if not sep or not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) \
+            or not 0 < int(port_text) < 65536:
+        shown = text if len(text) <= 60 else text[:40] + "..."
+        raise MetricsError(f"--metrics: not ADDR:PORT: {shown!r} (example: 127.0.0.1:9785, the README's port)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     host = host or "0.0.0.0"
@@ -68,11 +83,27 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def label(value: str | None, default: str = "unknown") -> str:
-    """A label value from an untrusted process string: printable, short, valid UTF-8."""
+    """A label value from an untrusted process string: printable, short, valid UTF-8.
+
+    Unambiguous: a backslash is doubled and every other escape has a fixed width
+    (``\\x1b``, ``\\u202e``, ``\\U000e0001``), so ``\\x202e`` cannot be read as
+    ``\\x20`` then ``2e``, nor a typed ``\\x41`` as an escaped ``A``.
+    """
     if not value:
         return default
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in value)
+    text = "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in value)
     return text[:_LABEL_MAX]
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def command_label(ev: Event) -> str:
@@ -150,12 +181,77 @@ class Metrics:
     def serve(self, host: str, port: int) -> None:
         """Start the HTTP server thread; a port in use is a ``MetricsError``."""
         try:
-            self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+            server = _type_for(family)((host, port), _QuietHandler)
         except OSError as exc:
             raise MetricsError(f"--metrics: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        server.set_app(make_wsgi_app(self.registry))
+        threading.Thread(target=server.serve_forever, name="proctop-metrics", daemon=True).start()
+        self.server = server
 
     def close(self) -> None:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+
+
+# --- the HTTP server ---------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs nothing (a scrape every 15 s is not news)."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's name
+        pass
+
+
+class _MetricsServer(ThreadingWSGIServer):
+    """prometheus_client's threading server, bounded: a real backlog, a timeout per
+    connection, at most ``MAX_CONNECTIONS`` threads (the next connection waits in the
+    backlog until one ends), and no traceback on stderr for a client that went away."""
+
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._closing = False
+        super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[Socket, Any]:
+        conn, address = super().get_request()
+        conn.settimeout(CONNECTION_TIMEOUT)
+        return conn, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        while not self._slots.acquire(timeout=0.2):  # all busy: wait, and let shutdown() in
+            if self._closing:
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or hung up: nothing to tell."""
+
+    def shutdown(self) -> None:
+        self._closing = True
+        super().shutdown()
+
+
+class _MetricsServer6(_MetricsServer):
+    address_family = socket.AF_INET6
+
+
+def _type_for(family: int) -> type[_MetricsServer]:
+    return _MetricsServer6 if family == socket.AF_INET6 else _MetricsServer

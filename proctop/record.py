@@ -27,9 +27,12 @@ segment begins with a ``lost`` record carrying that count.
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import json
 import os
 import re
+import stat
 import sys
 import time
 import zlib
@@ -37,6 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from proctop import safefile
 from proctop.model.events import Event
 from proctop.sources.base import Source
 from proctop.sources.stored import GZIP_WBITS
@@ -67,12 +71,21 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: Bounds of the size and duration options: far above any use, far below float overflow
+#: (400 nines were an OverflowError).
+MAX_SIZE = 1 << 60
+MAX_DURATION = 100 * 365 * 86400.0
+_MAX_NUMBER_TEXT = 40
+
+
 def parse_size(text: str) -> int:
     """``100M``, ``1.5G``, ``500KiB``, ``65536``: bytes (powers of 1024), at least 64K."""
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 100M, 2G, 512K)")
-    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    m = _SIZE_RE.match(text) if len(text) <= _MAX_NUMBER_TEXT else None
+    size_f = float(m.group(1)) * _UNITS[m.group(2).lower()] if m else float("inf")
+    if not size_f <= MAX_SIZE:
+        shown = text if len(text) <= _MAX_NUMBER_TEXT else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"not a size: {shown!r} (examples: 100M, 2G, 512K; at most 1024P)")
+    size = int(size_f)
     if size < MIN_MAX_SIZE:
         raise argparse.ArgumentTypeError(f"size {text!r} is below the minimum of 64K")
     return size
@@ -80,10 +93,12 @@ def parse_size(text: str) -> int:
 
 def parse_duration(text: str) -> float:
     """``30s``, ``30m``, ``2h``, ``7d``, ``1w`` (a bare number is seconds): seconds, more than 0."""
-    m = _DURATION_RE.match(text)
-    if not m or float(m.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30m, 2h, 7d)")
-    return float(m.group(1)) * _SECONDS[m.group(2).lower()]
+    m = _DURATION_RE.match(text) if len(text) <= _MAX_NUMBER_TEXT else None
+    seconds = float(m.group(1)) * _SECONDS[m.group(2).lower()] if m else 0.0
+    if not 0 < seconds <= MAX_DURATION:
+        shown = text if len(text) <= _MAX_NUMBER_TEXT else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"not a duration: {shown!r} (examples: 30m, 2h, 7d; at most 100 years)")
+    return seconds
 
 
 def parse_time(text: str, now: float | None = None) -> float:
@@ -94,9 +109,10 @@ def parse_time(text: str, now: float | None = None) -> float:
         pass
     try:
         return datetime.fromisoformat(text.strip()).timestamp()  # naive = local time
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
+        shown = text if len(text) <= _MAX_NUMBER_TEXT else text[:20] + "..."
         raise argparse.ArgumentTypeError(
-            f"not a time: {text!r} (an ISO time like 2026-11-27T04:00 or a duration ago like 2h)"
+            f"not a time: {shown!r} (an ISO time like 2026-11-27T04:00 or a duration ago like 2h)"
         ) from None
 
 
@@ -110,19 +126,69 @@ def within(events: Iterable[Event], since: float | None, until: float | None) ->
 # --- writing ---------------------------------------------------------------------
 
 
-def check_directory(directory: str | Path) -> None:
-    """Create ``directory`` if needed and prove it writable, or raise a one-line ``RecordError``."""
+#: Modes of what the recorder creates, whatever the umask: a record is the process
+#: activity of the machine (argv can hold secrets), readable by its owner's group at most.
+RECORD_DIR_MODE = 0o750
+SEGMENT_MODE = 0o640
+#: The file a recorder holds an exclusive ``flock`` on while it writes into the directory.
+LOCK_NAME = ".proctop.lock"
+
+
+def open_record_directory(directory: str | Path) -> int:
+    """A file descriptor of ``directory``, created if needed, that another user does not control
+    (``proctop.safefile``); else a one-line ``RecordError``."""
     directory = Path(directory)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".proctop-write-test-{os.getpid()}"
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        probe.unlink()
+        return safefile.open_directory(directory, RECORD_DIR_MODE)
+    except safefile.UnsafePathError as exc:
+        raise RecordError(f"--record: {exc}") from None
     except (FileExistsError, NotADirectoryError):
         raise RecordError(f"--record: {directory} is not a directory") from None
     except OSError as exc:
         raise RecordError(f"--record: cannot write to {directory}: {exc.strerror}") from None
+
+
+def lock_directory(dir_fd: int, directory: str | Path) -> int:
+    """Take the directory's lock (``LOCK_NAME``) for this process: its file descriptor.
+
+    Two recorders in one directory each deleted the other's segments as old
+    ones (``_make_room``): the second is refused with one line, status 2.
+    """
+    try:
+        fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, SEGMENT_MODE, dir_fd=dir_fd)
+    except OSError as exc:
+        raise RecordError(f"--record: cannot lock {directory}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RecordError(f"--record: {Path(directory) / LOCK_NAME} is not a regular file")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            who = f"another proctop (pid {holder})" if holder.isdigit() else "another proctop"
+            raise RecordError(f"--record: {who} is recording to {directory}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_directory(directory: str | Path) -> None:
+    """Create ``directory`` if needed, prove it writable and free, or raise a one-line ``RecordError``."""
+    dir_fd = open_record_directory(directory)
+    try:
+        probe = f".proctop-write-test-{os.getpid()}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+            os.close(fd)
+            os.unlink(probe, dir_fd=dir_fd)
+        except OSError as exc:
+            raise RecordError(f"--record: cannot write to {directory}: {exc.strerror}") from None
+        os.close(lock_directory(dir_fd, directory))  # taken and given back: a second recorder learns it now
+    finally:
+        os.close(dir_fd)
 
 
 class SegmentWriter:
@@ -162,7 +228,12 @@ class SegmentWriter:
         self.dropped = 0  # events not written since the last failure (the next ``lost`` record)
         self.dropped_total = 0
         self.written = 0  # events written in whole
-        check_directory(self.directory)
+        #: The directory, held open: every file in it is opened, listed and deleted through this
+        #: descriptor (a directory renamed or swapped for a symlink cannot redirect a write).
+        self._dir_fd: int | None = None
+        self._lock_fd: int | None = None
+        self._open_directory()
+        self._segment_events = 0  # events written into the current segment's file
         self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0
@@ -176,7 +247,63 @@ class SegmentWriter:
         self._failing = False
         self._warned = False
         self._closed = False
-        self._sizes: dict[Path, int] = {p: p.stat().st_size for p in segment_paths(self.directory)}
+        self._sizes: dict[Path, int] = self._existing_segments()
+
+    def _open_directory(self) -> None:
+        """Open (or create) the directory and take its lock; ``RecordError`` if not."""
+        dir_fd = open_record_directory(self.directory)
+        try:
+            self._lock_fd = lock_directory(dir_fd, self.directory)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self._dir_fd = dir_fd
+
+    def _close_directory(self) -> None:
+        for fd in (self._lock_fd, self._dir_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._lock_fd = self._dir_fd = None
+
+    def _existing_segments(self) -> dict[Path, int]:
+        """The segments already in the directory (earlier runs'), regular files only, by size."""
+        sizes = {}
+        assert self._dir_fd is not None
+        for name in sorted(os.listdir(self._dir_fd)):
+            if not SEGMENT_RE.match(name):
+                continue
+            try:
+                st = os.stat(name, dir_fd=self._dir_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                sizes[self.directory / name] = st.st_size
+        return sizes
+
+    def _lost_place(self) -> str | None:
+        """Why what is written no longer lands where it should, or None (checked once a flush).
+
+        ``removed``: the directory or the segment was deleted, and the segment's events with
+        it. ``moved``: the directory is no longer at its path (renamed, or swapped for
+        another): what was written is intact, but later writes must not go there.
+        """
+        if self._dir_fd is None:
+            return None
+        try:
+            held = os.fstat(self._dir_fd)
+            if held.st_nlink == 0:
+                return "removed"
+            if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+                return "removed"
+            there = os.stat(self.directory)
+        except OSError:
+            return "moved"
+        if (there.st_dev, there.st_ino) != (held.st_dev, held.st_ino):
+            return "moved"
+        return None
 
     # the consumer interface ------------------------------------------------------
 
@@ -219,6 +346,21 @@ class SegmentWriter:
         if self._failing:
             self._recover()
             return
+        lost = self._lost_place()
+        if lost == "removed":  # the segment's events went with it: counted, and said once
+            self.dropped += self._segment_events
+            self.dropped_total += self._segment_events
+            self._segment_events = 0
+            self._fail(OSError(f"{self.directory} or its segment was removed"))
+            self._close_directory()
+            return
+        if lost == "moved":  # finish the segment where it is; later writes go to the path again
+            if self._z is not None and self._dirty:
+                self._buf += self._z.flush(zlib.Z_SYNC_FLUSH)
+            self._finish_segment()
+            self._close_directory()
+            self._fail(OSError(f"{self.directory} was moved or replaced"))
+            return
         if self._z is None:
             return
         if self._dirty:  # a sync point costs 5 bytes: none for a quiet second
@@ -242,6 +384,9 @@ class SegmentWriter:
             self._write_buffer()
         if self._fd is not None:
             self._finish_segment()
+        if self.dropped:
+            self.warn(f"{self.dropped} events were not recorded in {self.directory}")
+        self._close_directory()
         self._closed = True
 
     # segments --------------------------------------------------------------------
@@ -278,8 +423,13 @@ class SegmentWriter:
         try:
             self._make_room(len(data))
             if self._fd is None:
-                self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+                if self._dir_fd is None:
+                    raise FileNotFoundError(errno.ENOENT, f"{self.directory} is not open")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                self._fd = os.open(self._path.name, flags, SEGMENT_MODE, dir_fd=self._dir_fd)
+                os.fchmod(self._fd, SEGMENT_MODE)  # the umask took bits away
                 self._sizes[self._path] = 0
+                self._segment_events = 0
             view = memoryview(data)
             while view:
                 n = os.write(self._fd, view)
@@ -291,6 +441,7 @@ class SegmentWriter:
         self._sizes[self._path] = self._size
         self._buf.clear()
         self.written += self._pending
+        self._segment_events += self._pending
         self._pending = 0
 
     def _fail(self, exc: OSError) -> None:
@@ -306,10 +457,7 @@ class SegmentWriter:
                 pass
             self._fd = None
         if self._path is not None and self._size == 0:
-            try:
-                self._path.unlink()
-            except OSError:
-                pass
+            self._unlink(self._path)
             self._sizes.pop(self._path, None)
         self.dropped += self._pending
         self.dropped_total += self._pending
@@ -326,6 +474,11 @@ class SegmentWriter:
 
     def _recover(self) -> None:
         """Try a new segment that starts with a ``lost`` record of what was dropped."""
+        if self._dir_fd is None:  # removed or moved: the path again, made anew if need be
+            try:
+                self._open_directory()
+            except RecordError:
+                return  # still failing: counted until it can write again
         self._failing = False
         if self.dropped:
             lost = Event(ts=self.clock(), event="lost", count=self.dropped)
@@ -362,21 +515,27 @@ class SegmentWriter:
             if path == self._path:
                 continue
             total -= self._sizes.pop(path)
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+            self._unlink(path)
+
+    def _unlink(self, path: Path) -> None:
+        """Delete a segment of the directory (through its descriptor); gone already is fine."""
+        if self._dir_fd is None:
+            return
+        try:
+            os.unlink(path.name, dir_fd=self._dir_fd)
+        except OSError:  # gone already, or another user's file in a sticky directory
+            pass
 
     def _expire(self) -> None:
         if self.max_age is None:
             return
         limit = self.clock() - self.max_age
         for path in list(self._sizes):
-            if path == self._path:
+            if path == self._path or self._dir_fd is None:
                 continue
             try:
-                if path.stat().st_mtime < limit:
-                    path.unlink()
+                if os.stat(path.name, dir_fd=self._dir_fd, follow_symlinks=False).st_mtime < limit:
+                    self._unlink(path)
                     del self._sizes[path]
             except FileNotFoundError:
                 self._sizes.pop(path, None)

@@ -22,6 +22,7 @@ from typing import TextIO
 
 from rich.cells import cell_len
 
+from proctop.errors import write_stdout
 from proctop.headless import batches
 from proctop.model.failures import FailureBoard, FailureGroup
 from proctop.sources.base import Source
@@ -173,7 +174,6 @@ def run_summary(
 ) -> int:
     """Collect, then print the board to ``out`` (stdout); returns 0 (the CLI may return the watched
     command's status). A recorded source's time is its events' (first to last); a live one's the wall clock."""
-    out = out or sys.stdout
     started = time.time()
     got = collect_failures(source, board, duration=duration, count=count, stop_flag=stop_flag)
     if source.recorded:
@@ -182,8 +182,12 @@ def run_summary(
         span = time.time() - min(started, got.first_ts if got.first_ts is not None else started)
     describe = source.describe()
     title = f"proctop: {board.total} failures in {_duration(span)} ({describe.get('label', source.kind)})"
-    out.write(format_board(board, title, terminal_width(out)))
-    out.flush()
+    text = format_board(board, title, terminal_width(out or sys.stdout))
+    if out is None:
+        write_stdout(text)  # a full disk is one line (status 1), a gone reader the quiet end (0)
+    else:
+        out.write(text)
+        out.flush()
     return 0
 
 

@@ -36,7 +36,12 @@ class RecordError(ProctopError):
 def segment_paths(directory: str | Path) -> list[Path]:
     """The segments in ``directory``, oldest first (their names sort by start time)."""
     directory = Path(directory)
-    return sorted((p for p in directory.iterdir() if SEGMENT_RE.match(p.name) and p.is_file()), key=lambda p: p.name)
+    try:
+        return sorted(
+            (p for p in directory.iterdir() if SEGMENT_RE.match(p.name) and p.is_file()), key=lambda p: p.name
+        )
+    except OSError as exc:  # a record directory we may not list (non-root, root's 0700 directory)
+        raise RecordError(f"cannot read record directory {directory}: {exc.strerror or exc}") from None
 
 
 class CaptureLines:
@@ -74,6 +79,8 @@ class CaptureLines:
                 if path is self.path:
                     raise
                 continue  # a segment deleted by the recorder's rotation while we read
+            except OSError as exc:
+                raise RecordError(f"cannot read {path}: {exc.strerror or exc}") from None
             with f:
                 try:
                     for line in _lines(_chunks(f), complete_tail=not _is_gzip(f)):
@@ -100,6 +107,8 @@ def stored_segments(path: str | Path) -> Generator[tuple[Path, bool, Iterator[by
             if segment == path:
                 raise
             continue
+        except OSError as exc:  # a segment we may not read (non-root, a 0600 segment of root's)
+            raise RecordError(f"cannot read {segment}: {exc.strerror or exc}") from None
         with f:
             yield segment, _is_gzip(f), _chunks(f)
 
@@ -153,12 +162,15 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
                 if out:
                     yield out
             return
-        data = d.unconsumed_tail
         if out:
             yield out
         if d.eof:  # the next gzip member (or trailing garbage, which ends the stream)
-            data = d.unused_data + data
+            # Only unused_data: at a member's end CPython leaves the same bytes in
+            # unconsumed_tail too, and feeding both replayed the rest again and again.
+            data = d.unused_data
             d = zlib.decompressobj(GZIP_WBITS)
+        else:
+            data = d.unconsumed_tail
 
 
 def _lines(chunks: Iterator[bytes], *, complete_tail: bool) -> Iterator[bytes]:

@@ -1,7 +1,10 @@
 """``proctop -- CMD``: one command and its descendants, for CI jobs and builds.
 
 The command is started after the kernel subscription, so its first fork is
-already seen; every process forked by a member becomes a member (followed by
+already seen, and as the user would have run it: at the priority proctop had
+before the source raised its own, with no signal blocked, in a process group of
+its own, which proctop's end (a signal, ``q``, or the command's own end) ends
+too; every process forked by a member becomes a member (followed by
 fork events, not by parentage in /proc, so a daemon that double-forks and is
 reparented to init stays followed). Exit events take members out again, so a
 reused pid is never mistaken for one. The source underneath is asked for
@@ -11,6 +14,9 @@ user's mask then decides what is shown.
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 import subprocess
 import time
 from typing import IO, TYPE_CHECKING, TypedDict
@@ -29,6 +35,43 @@ FOLLOW = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT
 
 #: Seconds to wait for the command's own exit event after it was reaped.
 _EXIT_GRACE = 1.0
+
+
+#: Seconds the tree gets after SIGTERM before SIGKILL, at proctop's end.
+_TERM_GRACE = 2.0
+
+
+def _nice() -> int:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except OSError:
+        return 0
+
+
+def _as_the_user_would(nice: int) -> None:
+    """In the child, before exec: the priority proctop had before it raised its own, and no
+    signal blocked (the process group is ``Popen(process_group=0)``'s). Async-signal-safe
+    system calls only: the parent has threads."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:
+        pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):  # the group is empty, or only a setuid member is left
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 class CommandError(ProctopError):
@@ -73,10 +116,15 @@ class CommandTree(Source):
         return self.inner.ancestry(ev)
 
     def start(self) -> None:
+        # Read before the source starts: the connector raises its own priority (nice -10,
+        # as root), and the command must run at the user's.
+        nice = _nice()
         self.inner.set_mask(self.mask | FOLLOW)
         self.inner.start()
         try:
-            self.proc = subprocess.Popen(self.argv, **self._streams)
+            self.proc = subprocess.Popen(
+                self.argv, process_group=0, preexec_fn=functools.partial(_as_the_user_would, nice), **self._streams
+            )
         except FileNotFoundError:
             self.inner.close()
             raise CommandError(f"{self.argv[0]}: command not found", status=127) from None
@@ -144,14 +192,29 @@ class CommandTree(Source):
         return self._exit_seen or time.monotonic() - self._reaped_at > _EXIT_GRACE
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:  # proctop ends first (a signal, q): the command gets the same word
-                self.proc.terminate()
-                self.proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-            self._check_command()
+        """End the tree proctop started (its process group), then the source.
+
+        The command's own process group holds it and every descendant that did
+        not leave it: SIGTERM to the group, SIGKILL after ``_TERM_GRACE``. Sent
+        also when the command already ended on its own (``sh -c 'sleep 301 &'``
+        leaves a sleep behind): proctop's end is the tree's end.
+        """
+        proc = self.proc
+        if proc is not None:
+            running = proc.poll() is None
+            _signal_group(proc.pid, signal.SIGTERM)  # proctop ends first (a signal, q): the tree gets the same word
+            if running:
+                try:
+                    proc.wait(timeout=_TERM_GRACE)
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                self._check_command()
+            if _group_alive(proc.pid):
+                deadline = time.monotonic() + _TERM_GRACE
+                while _group_alive(proc.pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                _signal_group(proc.pid, signal.SIGKILL)
         self.inner.close()
 
     def describe(self) -> SourceDescription:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
@@ -579,7 +580,18 @@ class ProctopApp(App[int]):
     def on_input_changed(self, event: Input.Changed) -> None:
         self.view_filter = event.value
         error = compile_filter(event.value.strip()).error  # cached: the timeline compiles the same text
-        self.filter_input.border_subtitle = safe(error) if error else None  # shown in the input, never raised
+        if self.timeline.needle == event.value.strip() and self.timeline.row_filter.error:
+            error = self.timeline.row_filter.error  # given up at its deadline
+        self._show_filter_error(error)
+
+    def on_timeline_filter_gave_up(self, message: Timeline.FilterGaveUp) -> None:
+        if message.row_filter.text == self.filter_input.value.strip():
+            self._show_filter_error(message.row_filter.error)
+
+    def _show_filter_error(self, error: str | None) -> None:
+        """In the input's border, as text: the error quotes what was typed, never markup
+        (``/x[/`` raised a MarkupError, ``[@click=app.quit]`` was a live link)."""
+        self.filter_input.border_subtitle = Content(safe(error)) if error else None
         self.filter_input.set_class(error is not None, "-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -641,6 +653,7 @@ def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = Fa
         try:
             app.run()
         finally:
+            guard.restore_modes()  # the modes saved before the screen opened, whatever happened since
             source.close()
     finally:
         guard.uninstall()

@@ -50,26 +50,33 @@ the error beside it tells the truth; keeping the previous filter would show
 rows the input no longer describes.
 
 Hostile text: the rows' strings come from other processes, and Python's ``re``
-backtracks with no timeout. Two things bound a regex's cost. Every string it
+backtracks with no timeout. Three things bound a regex's cost. Every string it
 searches is a row's shown string, cut at ``rows.ROW_TEXT_LIMIT`` (2048)
-characters: keep it so. And before a regex runs, the shapes whose cost grows
+characters: keep it so. Before a regex runs, the shapes whose cost grows
 faster than the square of that length are refused with an error: a repetition
 or a choice inside a loop (``(a+)+``, ``(a|ab)*``: exponential, no length bound
-saves them) and more than one open-ended repetition (``a.*a.*b`` took 53 s on
-one 2048-character row of ``a``). A leading or trailing ``.*`` is dropped first:
-it changes no answer and would make every search walk the whole row. What is
-accepted costs at worst tens of milliseconds on one hostile row
-(tests/ui/test_ui_query.py). The text must reach ``compile_filter`` as typed:
-lower-cased, ``\\S`` would become ``\\s``.
+saves them), and more ways to match from one position than one open-ended
+repetition gives (``a.*a.*b`` took 53 s on one 2048-character row of ``a``;
+``a{0,64}`` four times and the back-reference of ``(.*)\\1b`` took minutes).
+A leading or trailing ``.*`` is dropped first: it changes no answer and would
+make every search walk the whole row. What is accepted costs at worst tens of
+milliseconds on one hostile row (tests/ui/test_ui_query.py). And since a static
+check can be wrong, every pass of a regex filter over the rows runs under a
+deadline (``bounded_pass``): past ``FILTER_DEADLINE`` the filter is given up
+with an error, and ``q``, Ctrl-C and SIGTERM are answered. The text must reach
+``compile_filter`` as typed: lower-cased, ``\\S`` would become ``\\s``.
 """
 
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from proctop.model.kinds import COLOURS, EVENT_KINDS, EXTRA_COLOURS
 from proctop.ui.sanitize import bounded, safe
@@ -92,8 +99,9 @@ EVENT_VALUES: frozenset[str] = frozenset(EVENT_KINDS) | frozenset(
 
 #: A repetition that may run more times than this is a loop for the backtracking check.
 _LOOP = 3
-#: A repetition whose count may vary by more than this is open-ended for the cost check.
-_OPEN = 64
+#: Most ways a regex may match from one position (``_tries``): one open-ended repetition
+#: (the row's length) with a little bounded choice beside it (``gcc.*-O\\d{1,2}``).
+_MAX_TRIES = 16 * TEXT_LIMIT
 
 _KEY = re.compile(r"([A-Za-z]+):")
 
@@ -183,6 +191,9 @@ class Filter:
     text: str
     tests: tuple[Test, ...] = ()
     error: str | None = None
+    #: Holds a regex: its cost per row is bounded by ``_slow`` only as far as a static
+    #: check can see, so a pass over the rows goes through ``bounded_pass``.
+    regex: bool = False
 
     @property
     def everything(self) -> bool:
@@ -207,9 +218,11 @@ class FilterError(ValueError):
 def compile_filter(text: str) -> Filter:
     """Compile the filter input's text; never raises (see the module docstring for the grammar)."""
     try:
-        terms = [term for token in _tokens(text) if (term := _term(*token)) is not None]
+        tokens = _tokens(text)
+        terms = [term for token in tokens if (term := _term(*token)) is not None]
     except FilterError as exc:
         return Filter(text, error=str(exc))
+    regex = any(not literal and len(value) >= 2 and value[0] == value[-1] == "/" for _c, value, literal in tokens)
     # Plain terms share one lower-cased copy of the row's text, made once per row.
     on_text = tuple(term for term in terms if isinstance(term, TextTest))
     tests = [term for term in terms if not isinstance(term, TextTest)]
@@ -223,7 +236,62 @@ def compile_filter(text: str) -> Filter:
             return True
 
         tests.insert(0, plain)
-    return Filter(text, tuple(tests))
+    return Filter(text, tuple(tests), regex=regex)
+
+
+# --- the deadline of one pass -----------------------------------------------------
+
+#: Seconds one pass of a regex filter over the rows may hold the UI's thread (typing it
+#: over a full history, or a batch of new rows); then the filter is given up with an error.
+FILTER_DEADLINE = 0.5
+
+T = TypeVar("T")
+
+
+class FilterTimeout(Exception):
+    """A pass of a regex filter ran past ``FILTER_DEADLINE``."""
+
+
+def timed_out(text: str) -> Filter:
+    """The filter that replaces one given up at its deadline: it matches nothing and says why."""
+    shown = safe(bounded(text, 40))
+    return Filter(
+        text,
+        error=f"{shown!r} took longer than {FILTER_DEADLINE:g} s on these rows: "
+        "simplify the regex, or split it into terms",
+    )
+
+
+def bounded_pass(row_filter: Filter, work: Callable[[], T]) -> T:
+    """``work()`` (a pass of ``row_filter`` over rows), cut at ``FILTER_DEADLINE`` by ``FilterTimeout``.
+
+    The static check (``_slow``) cannot see every shape that backtracks for
+    minutes (``a{0,64}`` four times, a back-reference), and ``re`` holds the
+    GIL while it searches: no other thread, not even the terminal watchdog,
+    runs meanwhile. But ``re`` looks for signals every few thousand steps, so
+    an interval timer's SIGALRM, whose handler raises, ends the search. Only
+    in the main thread (where Python runs handlers) and only for a regex:
+    plain terms are substring searches, linear in the bounded row.
+    """
+    if not row_filter.regex or threading.current_thread() is not threading.main_thread():
+        return work()
+    armed = [True]
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise FilterTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, FILTER_DEADLINE)
+        try:
+            return work()
+        finally:
+            armed[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,36 +462,45 @@ def _slow(source: str) -> str | None:
     try:
         tree = _sre_parser.parse(source, re.IGNORECASE)
         nested = _nested(tree, in_loop=False)
-        open_ended = _open_ended(tree)
     except Exception:  # compiled by re already: a parser change here must not block the filter
         return None
     if nested:
         return "repeats a repetition or a choice ((a+)+, (a|b)*), which can take forever on a long row"
-    if open_ended > 1:
+    if _tries(tree) > _MAX_TRIES:
         return (
-            "has more than one open-ended repetition (*, +, {n,}), which can take minutes on a long row: "
-            "split it into terms (all terms must match)"
+            "has more than one open-ended repetition (*, +, {n,}, a back-reference) or bounded ones that "
+            "multiply (a{0,64}a{0,64}a{0,64}), which can take minutes on a long row: split it into terms "
+            "(all terms must match)"
         )
     return None
 
 
-def _open_ended(items: Any) -> int:
-    """How many backtracking repetitions without a useful bound the parsed regex holds."""
-    count = 0
+def _tries(items: Any) -> int:
+    """How many ways the parsed regex can match from one position, at most (capped): the
+    backtracking's cost per position. A repetition whose count may vary by ``k`` gives ``k + 1``
+    ways (an open-ended one: the row's length), a back-reference compares up to the row's length,
+    a choice sums its branches, and a sequence multiplies its parts. Possessive repeats and
+    atomic groups never backtrack into themselves: one way."""
+    total = 1
     for op, av in items:
         name = str(op)
         if name in ("MAX_REPEAT", "MIN_REPEAT"):
             low, high, body = av
-            count += (high - low > _OPEN) + _open_ended(body)
+            inner = _tries(body)
+            ways = min(high - low, TEXT_LIMIT) + 1
+            total *= ways * (inner if inner == 1 else inner ** min(high, 8))
         elif name == "BRANCH":
-            count += max(_open_ended(branch) for branch in av[1])
+            total *= sum(_tries(branch) for branch in av[1])
         elif name == "SUBPATTERN":
-            count += _open_ended(av[-1])
+            total *= _tries(av[-1])
         elif name in ("ASSERT", "ASSERT_NOT"):
-            count += _open_ended(av[1])
+            total *= _tries(av[1])
         elif name == "GROUPREF_EXISTS":
-            count += max(_open_ended(branch) for branch in av[1:] if branch is not None)
-    return count
+            total *= sum(_tries(branch) for branch in av[1:] if branch is not None)
+        elif name == "GROUPREF":
+            total *= TEXT_LIMIT
+        total = min(total, _MAX_TRIES * TEXT_LIMIT)  # capped: only "too many" matters
+    return total
 
 
 def _nested(items: Any, in_loop: bool) -> bool:

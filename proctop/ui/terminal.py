@@ -40,6 +40,7 @@ import sys
 import termios
 import threading
 import time
+import tty
 from codecs import getincrementaldecoder
 from collections.abc import Callable
 from types import FrameType
@@ -127,6 +128,10 @@ class TerminalGuard:
             except (OSError, ValueError):  # not catchable here
                 pass
         self._watchdog.start()
+        import proctop
+
+        if proctop.early_signal is not None:  # came during the imports (proctop/__init__.py)
+            self._on_signal(proctop.early_signal, None)
 
     def uninstall(self) -> None:
         """Put the previous handlers back (the watchdog stays armed if it was tripped)."""
@@ -230,7 +235,11 @@ class TerminalGuard:
                 os.write(out, RESTORE)
         except (OSError, ValueError, AttributeError):
             pass
-        if self._termios is not None:
+        self.restore_modes()
+
+    def restore_modes(self) -> None:
+        """Give the terminal back the modes it had before the run (whatever Textual restored)."""
+        if self._termios is not None and not self.gone:
             try:
                 termios.tcsetattr(_stdin().fileno(), termios.TCSANOW, self._termios)
             except (termios.error, OSError, ValueError, AttributeError):
@@ -360,6 +369,10 @@ class ProctopDriver(LinuxDriver):
     """
 
     def __init__(self, app: App[Any], **kwargs: Any) -> None:
+        #: The terminal's modes before Textual's raw mode: what every exit gives back.
+        self._modes_at_start: list[Any] | None = None
+        #: A SIGTSTP suspended the application mode (Ctrl+Z): SIGCONT resumes it.
+        self._suspended = False
         super().__init__(app, **kwargs)
         self._terminal = _TerminalFile(_stdout(), self._terminal_gone)
         self._file = self._terminal  # type: ignore[assignment]  # duck-typed IO
@@ -380,9 +393,45 @@ class ProctopDriver(LinuxDriver):
         queued = writer._queue.qsize() if writer is not None else 0  # Textual's own queue (8.x)
         return queued == 0 and self._terminal.ready()
 
+    def _sigtstp_application(self, *args: Any) -> None:
+        self._suspended = self._auto_restart
+        super()._sigtstp_application(*args)
+
+    def _sigcont_application(self, *args: Any) -> None:
+        """After SIGCONT: resume what SIGTSTP suspended; after a SIGSTOP, only the raw mode again.
+
+        Textual started its application mode anew on every SIGCONT. After a
+        SIGSTOP from elsewhere (``kill -STOP``, a debugger) nothing had been
+        stopped, so it saved the raw modes as the ones to restore at exit (the
+        shell was left ``-isig -icanon -echo``) and started a second input and
+        writer thread. Now only the modes are set again (the shell may have given
+        the terminal its own while proctop was stopped).
+        """
+        if self._suspended:
+            self._suspended = False
+            super()._sigcont_application(*args)
+            return
+        if self._modes_at_start is None:
+            return
+        raw: list[Any] = [list(item) if isinstance(item, list) else item for item in self._modes_at_start]
+        raw[tty.LFLAG] = self._patch_lflag(int(raw[tty.LFLAG]))
+        raw[tty.IFLAG] = self._patch_iflag(int(raw[tty.IFLAG]))
+        raw[tty.CC][termios.VMIN] = 1
+        try:
+            termios.tcsetattr(self.fileno, termios.TCSANOW, raw)
+        except (termios.error, OSError):
+            pass
+        # No Resize event posted from here to redraw: one posted from this handler left
+        # the app's shutdown waiting for its reader thread (3 runs in 10); the screen keeps
+        # what was drawn, and the next frame draws over it.
+
     def start_application_mode(self) -> None:
         self._proctop_loop = asyncio.get_running_loop()
         super().start_application_mode()  # type: ignore[no-untyped-call]  # Textual's own, untyped
+        if self._modes_at_start is None:
+            self._modes_at_start = self.attrs_before
+        elif self.attrs_before is not None:  # started again: the modes to give back stay the first ones
+            self.attrs_before = self._modes_at_start
         if self._writer_thread is None:
             # Textual returns early when the terminal refuses its settings: that is a
             # background job about to be stopped, or a terminal that is already gone.

@@ -31,7 +31,7 @@ from textual.strip import Strip
 from proctop.model.events import Event
 from proctop.ui import keys
 from proctop.ui.cursor import page_size, reveal
-from proctop.ui.query import compile_filter
+from proctop.ui.query import Filter, FilterTimeout, bounded_pass, compile_filter, timed_out
 from proctop.ui.rows import Row
 from proctop.ui.sanitize import safe
 from proctop.ui.themes import EVENT_KEYS
@@ -103,6 +103,13 @@ class Timeline(ScrollView, can_focus=True):
             self.full = full
             self.held_dropped = held_dropped
 
+    class FilterGaveUp(Message):
+        """The view filter ran past its deadline and was replaced by ``row_filter``, an error."""
+
+        def __init__(self, row_filter: Filter) -> None:
+            super().__init__()
+            self.row_filter = row_filter
+
     class FollowChanged(Message):
         """The view started or stopped following the newest row."""
 
@@ -124,6 +131,8 @@ class Timeline(ScrollView, can_focus=True):
         self.filtered: deque[Row] | None = None
         self.needle = ""  # the view filter's text, as typed (stripped)
         self.row_filter = compile_filter("")  # and compiled (proctop.ui.query)
+        #: Filters given up at their deadline, by text (``_give_up_filter``).
+        self._gave_up: dict[str, Filter] = {}
         #: The mask as a view filter (a replay's ``Source.shows``); None shows every event.
         self.shows: Callable[[Event], bool] | None = None
         self.hidden = 0  # rows kept but hidden by ``shows``
@@ -149,6 +158,7 @@ class Timeline(ScrollView, can_focus=True):
         first_kept = kept[0] if kept else None
         spared = 0  # rows over the cap that the kept rows spared: dropped after them, below
         held = not self.follow
+        new: list[Row] = []  # rows the view filter is asked about
         for row in rows:
             if len(all_rows) >= limit + spared:
                 if all_rows[0] is first_kept:
@@ -167,8 +177,15 @@ class Timeline(ScrollView, can_focus=True):
             all_rows.append(row)
             if shows is not None and not shows(row.ev):
                 self.hidden += 1
-            if filtered is not None and visible(row):
-                filtered.append(row)
+            if filtered is not None:
+                new.append(row)
+        if new and filtered is not None:
+            fresh = new[-min(len(new), len(all_rows)) :]  # a batch longer than the history: its first rows are gone
+            try:  # a pass of the filter over the new rows, under its deadline
+                filtered.extend(bounded_pass(self.row_filter, lambda: [row for row in fresh if visible(row)]))
+            except FilterTimeout:
+                self._give_up_filter()
+                return
         if spared and kept:
             self._drop_after(kept[1], spared)
         if len(self.view) == view_before and not dropped_from_view and not spared:
@@ -241,7 +258,7 @@ class Timeline(ScrollView, can_focus=True):
         if needle == self.needle:
             return
         self.needle = needle
-        self.row_filter = compile_filter(needle)
+        self.row_filter = self._gave_up.get(needle) or compile_filter(needle)
         self._refilter()
 
     def set_shows(self, shows: Callable[[Event], bool] | None) -> None:
@@ -250,10 +267,23 @@ class Timeline(ScrollView, can_focus=True):
         self.hidden = 0 if shows is None else sum(1 for r in self.rows if not shows(r.ev))
         self._refilter()
 
+    def _give_up_filter(self) -> None:
+        """The filter ran past its deadline: it becomes an error that matches nothing (remembered
+        for this text, so typing it again costs nothing) and the input is told."""
+        text = self.row_filter.text
+        self.row_filter = self._gave_up[text] = timed_out(text)
+        self._refilter()
+        self.post_message(self.FilterGaveUp(self.row_filter))
+
     def _refilter(self) -> None:
         selected = self.selected
         if not self.row_filter.everything or self.shows is not None:
-            self.filtered = deque(r for r in self.rows if self._visible(r))
+            visible, rows = self._visible, self.rows
+            try:  # no maxlen: a held view may keep rows past the history (see ``add``)
+                self.filtered = bounded_pass(self.row_filter, lambda: deque(filter(visible, rows)))
+            except FilterTimeout:
+                self._give_up_filter()
+                return
         else:
             self.filtered = None
         view = self.view

@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import REPO, collect, proctop_cmd, run
@@ -415,3 +417,158 @@ def test_events_a_stalled_reader_cannot_take_are_counted_lost():
             os.close(r)
     assert marker["count"] >= dropped > 0
     assert result == [0]
+
+
+# --- a signal at any moment of startup (issue 23 item 8) ---------------------------------
+
+
+def _signal_during_startup(args: tuple[str, ...], delay: float, sig: int) -> str | None:
+    """Start proctop, send ``sig`` after ``delay`` seconds: what went wrong, or None.
+
+    A signal before the interpreter reaches proctop's first line is Python's own
+    business (its KeyboardInterrupt from site.py); from that line on, proctop
+    answers: status 0 and nothing on stderr, never a crash or a hang.
+    """
+    proc = subprocess.Popen(
+        proctop_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL
+    )
+    time.sleep(delay)
+    proc.send_signal(sig)
+    try:
+        _out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return f"{delay:.3f}s: still running 20 s after {signal.Signals(sig).name}"
+    if proc.returncode in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS):
+        return f"{delay:.3f}s: crashed by {signal.Signals(-proc.returncode).name}: {err[-300:]}"
+    if re.search(r'File "[^"]*/proctop/[^"]*"', err):
+        return f"{delay:.3f}s: traceback through proctop: {err[-800:]}"
+    if proc.returncode == -sig and not err:  # before the interpreter ran a line: killed by it, quietly
+        return None
+    if ("Traceback" in err or "Fatal Python error: init_import_site" in err) and "KeyboardInterrupt" in err:
+        return None  # in the interpreter's startup (site.py), before proctop's first line
+    if proc.returncode != 0 or err:
+        return f"{delay:.3f}s: status {proc.returncode}, stderr {err!r}"
+    return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_at_any_moment_of_startup_ends_quietly(sig):
+    """SIGINT 35-75 ms after start crashed inside the orjson import (29 of 260) or printed a
+    KeyboardInterrupt traceback. Every few milliseconds of the first 0.4 s of a replay to --summary."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sample = str(REPO / "tests" / "data" / "sample.jsonl")
+    args = ("--summary", "--replay", sample, "--duration", "30")
+    delays = [i * 0.008 for i in range(50)]
+    with ThreadPoolExecutor(4) as pool:
+        problems = [p for p in pool.map(lambda d: _signal_during_startup(args, d, sig), delays) if p]
+    assert not problems, "\n".join(problems)
+
+
+# --- every value and output path through the one-line error path (issue 23 items 10, 11) ----
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--record", "/tmp/x", "--record-max-size", "9" * 400], "--record-max-size: not a size"),
+        (["--record", "/tmp/x", "--record-max-size", "1e999M"], "--record-max-size: not a size"),
+        (["--record", "/tmp/x", "--record-max-age", "9" * 400], "--record-max-age: not a duration"),
+        (["--replay", SAMPLE, "--since", "9" * 400 + "h"], "--since: not a time"),
+        (["--json", "--metrics", "127.0.0.1:\u00b2"], "--metrics: not ADDR:PORT"),
+        (["--json", "--metrics", "127.0.0.1:" + "9" * 5000], "--metrics: not ADDR:PORT"),
+        (["--json", "--metrics", "127.0.0.1:\u0669\u0669"], "--metrics: not ADDR:PORT"),  # Arabic-Indic digits
+        (["--json", "--replay", ""], "--replay: must not be empty"),
+        (["--record", ""], "--record: must not be empty"),
+        (["--json", "--metrics", ""], "--metrics: must not be empty"),
+        (["--json", "--config", ""], "--config: must not be empty"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
+)
+def test_every_value_is_one_line_and_exit_2(args, needle):
+    proc = subprocess.run(proctop_cmd(*args), capture_output=True, text=True, cwd=NEUTRAL, timeout=30)
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("proctop: "), proc.stderr[-500:]
+    assert needle in proc.stderr
+
+
+def test_a_deeply_nested_config_is_one_line(tmp_path):
+    config = tmp_path / "deep.toml"
+    config.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    proc = subprocess.run(
+        proctop_cmd("--json", "--replay", SAMPLE, "--config", str(config)),
+        capture_output=True, text=True, cwd=NEUTRAL, timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert proc.stderr == f"proctop: config file {config}: not valid TOML (nested too deeply)\n"
+
+
+def test_unreadable_replay_directory_and_segment_are_one_line(tmp_path, nonroot_child):
+    """As uid 65534: a record directory it cannot list, and a segment in it that it cannot read."""
+    import shutil
+    import tempfile
+
+    from proctop.record import SegmentWriter
+
+    root = Path(tempfile.mkdtemp(prefix="proctop-perm-"))  # nobody cannot reach tmp_path
+    try:
+        root.chmod(0o755)
+        closed, readable = root / "closed", root / "readable"
+        for directory in (closed, readable):
+            writer = SegmentWriter(directory)
+            writer.start({"proctop": "x"})
+            writer.close()
+        closed.chmod(0o700)
+        readable.chmod(0o755)
+        for segment in readable.glob("proctop-*.jsonl.gz"):
+            segment.chmod(0o600)
+
+        def as_nobody():
+            from proctop import cli
+
+            out = []
+            for path in (closed, readable):
+                try:
+                    source = cli.make_source(cli.build_parser().parse_args(["--json", "--replay", str(path)]), 0)
+                    source.start()
+                    while not source.finished:
+                        source.poll(0)
+                except cli.ProctopError as exc:
+                    out.append((exc.status, str(exc)))
+            return out
+
+        result = nonroot_child(as_nobody)
+    finally:
+        shutil.rmtree(root)
+    assert [status for status, _ in result] == [2, 2], result
+    assert "Permission denied" in result[0][1] and str(closed) in result[0][1]
+    assert "Permission denied" in result[1][1] and str(readable) in result[1][1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--summary", "--replay", SAMPLE],
+        ["--help"],
+        ["--version"],
+        ["--manpage"],
+        ["--completion", "bash"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_output_to_a_full_disk_or_a_gone_reader(args):
+    """``> /dev/full``: one line, status 1; ``| true``: quiet, status 0. Tracebacks before."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(proctop_cmd(*args), stdout=full, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
+                              timeout=30)
+    assert (proc.returncode, proc.stderr) == (1, "proctop: cannot write the output: No space left on device\n")
+    r, w = os.pipe()
+    os.close(r)  # a reader that is gone before the first write
+    try:
+        proc = subprocess.run(proctop_cmd(*args), stdout=w, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
+                              timeout=30)
+    finally:
+        os.close(w)
+    assert (proc.returncode, proc.stderr) == (0, "")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 from helpers import REPO, proctop_cmd
@@ -138,3 +140,69 @@ def test_json_of_a_broken_build_traces_each_failing_compile_to_its_file(tmp_path
     assert drivers == [f"gcc {name}" for name in BROKEN], drivers  # every file, by its driver
     named = [identity(ev).name for ev in compiles if ev.comm == "cc1" and ev.cmdline]  # see the test above
     assert named and set(named) <= {f"cc1 {name}" for name in BROKEN} and len(set(named)) == len(named), named
+
+
+# --- the command runs as the user would have run it (issue 23 item 9) ----------------------
+
+
+def test_the_command_gets_the_users_priority_signals_and_its_own_group(tmp_path):
+    """As root proctop raises its own priority (nice -10) before it starts the command: the command
+    runs at the nice proctop was started with, with no signal blocked or ignored, in its own group."""
+    probe = (
+        'echo "nice=$(nice) pgrp=$(cut -d" " -f5 /proc/$$/stat) pid=$$";'
+        ' grep -E "^Sig(Blk|Ign)" /proc/self/status'
+    )
+    done = subprocess.run(
+        ["nice", "-n", "3", *proctop_cmd("--json", "--", "sh", "-c", probe)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("nice=")]
+    facts = dict(word.split("=") for word in line.split())
+    # nice -n 3 from this test's own priority (-10 once an in-process test boosted it)
+    assert int(facts["nice"]) == min(os.getpriority(os.PRIO_PROCESS, 0) + 3, 19), done.stderr
+    assert facts["pgrp"] == facts["pid"], done.stderr  # a process group of its own
+    masks = dict(line.split(":\t") for line in done.stderr.splitlines() if line.startswith("Sig"))
+    assert int(masks["SigBlk"], 16) == 0 and int(masks["SigIgn"], 16) == 0, masks
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("mode", ["--json", "--summary"])
+def test_proctops_end_ends_the_whole_tree(tmp_path, sig, mode):
+    """``proctop --json -- sh -c 'sleep 301 & sleep 302'`` then ``kill -INT``: both sleeps survived."""
+    marker = f"{os.getpid() % 1000}{sig}"
+    script = f"sleep 3{marker}1 & sleep 3{marker}2"
+    proc = subprocess.Popen(
+        proctop_cmd(mode, "--", "sh", "-c", script), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+
+    def sleeps() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        argv = f.read().split(b"\0")
+                except OSError:
+                    continue
+                if argv[0] == b"sleep" and argv[1:2] in ([f"3{marker}1".encode()], [f"3{marker}2".encode()]):
+                    found.append(int(entry))
+        return found
+
+    try:
+        deadline = time.monotonic() + 20
+        while len(sleeps()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(sleeps()) == 2
+        proc.send_signal(sig)
+        proc.communicate(timeout=20)
+        deadline = time.monotonic() + 5
+        while sleeps() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sleeps() == []
+    finally:
+        for pid in sleeps():
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

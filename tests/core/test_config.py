@@ -155,7 +155,10 @@ def test_unreadable_files_are_one_line(tmp_path):
     path.mkdir()  # a directory where the file should be
     assert_one_line(proctop("--json", xdg=tmp_path), f"cannot read config file {path}: Is a directory")
     assert_one_line(proctop("--json", "--config", str(tmp_path / "nope.toml")), "nope.toml: No such file")
-    assert_one_line(proctop("--json", "--config", "/dev/zero"), "config file /dev/zero: larger than 1024 KiB")
+    huge = tmp_path / "huge.toml"
+    with huge.open("wb") as f:
+        f.truncate(2 << 20)
+    assert_one_line(proctop("--json", "--config", str(huge)), f"config file {huge}: larger than 1024 KiB")
     assert_one_line(proctop("--config", "x", "--no-config"), "not allowed with argument")
 
 
@@ -224,13 +227,90 @@ def test_save_theme_creates_the_file_and_its_directories(tmp_path):
     assert path.read_text() == 'theme = "light"\n'
     assert config.load(path).theme == "proctop-light"
     assert [p.name for p in path.parent.iterdir()] == ["config.toml"]  # no temporary file left behind
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+    assert stat.S_IMODE(path.stat().st_mode) == config.NEW_FILE_MODE
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+@pytest.mark.parametrize("mask", [0, 0o077])
+def test_save_theme_modes_do_not_depend_on_the_umask(tmp_path, mask):
+    """Under ``umask 0`` a created directory was 0777 and the file 0666: now fixed modes."""
+    path = tmp_path / "a" / "proctop" / "config.toml"
+    old = os.umask(mask)
+    try:
+        assert save_theme(path, "proctop-light") is None
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == config.NEW_FILE_MODE
+    for directory in (path.parent, path.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == config.NEW_DIR_MODE
+
+
+def test_save_theme_never_replaces_a_device_file(tmp_path):
+    """Issue 23 item 1: ``mknod fn c 1 3; proctop --config fn``, palette -> light made fn a 0666 file."""
+    device = tmp_path / "fn"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    problem = save_theme(device, "proctop-light")
+    assert problem == f"theme not saved: {device} is not a regular file"
+    assert stat.S_ISCHR(device.lstat().st_mode)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert save_theme(fifo, "proctop-light") == f"theme not saved: {fifo} is not a regular file"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    link = tmp_path / "link.toml"  # a symlink to a device is the device
+    link.symlink_to(device)
+    assert "is not a regular file" in (save_theme(link, "proctop-light") or "")
+    assert stat.S_ISCHR(device.lstat().st_mode) and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "fn", "link.toml"]  # no temporary left
+
+
+def test_save_theme_refuses_a_directory_another_user_controls(tmp_path):
+    """A world-writable directory without the sticky bit, or one owned by another user: not written."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    problem = save_theme(shared / "config.toml", "proctop-light")
+    assert problem is not None and "writable by other users" in problem, problem
+    assert list(shared.iterdir()) == []
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    problem = save_theme(theirs / "config.toml", "proctop-light")
+    assert problem is not None and "owned by another user" in problem, problem
+    assert list(theirs.iterdir()) == []
+
+
+def test_save_theme_refuses_a_symlink_another_user_planted(tmp_path):
+    """A symlink is followed only when it is the user's own (dotfiles), never another user's."""
+    target = tmp_path / "victim"
+    target.write_text("precious\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    link = home / "config.toml"
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    problem = save_theme(link, "proctop-light")
+    assert problem is not None and "owned by another user" in problem, problem
+    assert target.read_text() == "precious\n" and link.is_symlink()
+
+
+# --- reading what is not a regular file --------------------------------------------
+
+
+def test_config_fifo_is_refused_at_once(tmp_path):
+    """Issue 23 item 13: ``--config FIFO`` blocked for ever (also at the default XDG path)."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    proc = proctop("--json", "--replay", str(SAMPLE), "--config", str(fifo))
+    assert_one_line(proc, f"config file {fifo}: not a regular file")
+    xdg = tmp_path / "xdg"
+    (xdg / "proctop").mkdir(parents=True)
+    os.mkfifo(xdg / "proctop" / "config.toml")
+    proc = proctop("--json", "--replay", str(SAMPLE), xdg=xdg)
+    assert_one_line(proc, "config.toml: not a regular file")
+
+
+def test_config_device_is_refused(tmp_path):
+    proc = proctop("--json", "--replay", str(SAMPLE), "--config", "/dev/zero")
+    assert_one_line(proc, "config file /dev/zero: not a regular file")
 
 
 def test_save_theme_keeps_every_other_setting_and_comment(tmp_path):
@@ -309,7 +389,8 @@ def test_save_theme_never_raises(tmp_path, nonroot_child):
     finally:
         shutil.rmtree(read_only)
     assert missing_home.startswith("theme not saved in /nonexistent/.config/proctop/config.toml: ")
-    assert denied == f"theme not saved in {read_only / 'config.toml'}: Permission denied"
+    # root's file is not replaced by nobody's (a rename would have needed write access anyway)
+    assert denied == f"theme not saved: {read_only / 'config.toml'} is owned by another user"
 
 
 @pytest.mark.parametrize(

@@ -132,3 +132,11 @@ def test_the_fast_encoder_writes_what_json_dumps_writes(ts, comm, cmdline, lifet
 def test_encode_line_keeps_undecodable_bytes_as_escapes():
     line = encode_line({"cmdline": ["\udcff", "é"]})
     assert line == b'{"cmdline":["\\udcff","\\u00e9"]}\n'
+
+
+def test_del_is_escaped_in_every_line():
+    """Issue 23 item 14: DEL (0x7f) reached --json raw; it is a control character to a terminal."""
+    for cmdline in (["a\x7fb"], ["\x7f", "é"], ["\udcff\x7f"]):  # the fast path, non-ASCII and the slow path
+        line = Event(ts=1, event="exec", pid=5, tgid=5, cmdline=cmdline).to_line()
+        assert b"\x7f" not in line and b"\\u007f" in line, line
+        assert Event.from_dict(json.loads(line)).cmdline == cmdline

@@ -114,7 +114,7 @@ def test_hostile_names_make_valid_labels():
     m.describe_source({"source": "native", "kernel": "6.18.0"})
     m([failure('evil"\n\\name\udcff\x1b[31m'), failure("ok")])
     text = generate_latest(m.registry).decode()
-    shown = 'evil"\\x0a\\name\\udcff\\x1b[31m'  # control and undecodable characters spelled out
+    shown = 'evil"\\x0a\\\\name\\udcff\\x1b[31m'  # control and undecodable characters spelled out, \\ doubled
     assert m.registry.get_sample_value("proctop_failures_total", {"command": shown, "status": "1", "unit": ""}) == 1
     check = promtool("check", "metrics", stdin=text)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -419,3 +419,59 @@ def test_an_unprivileged_recorder_records_and_serves(nonroot_child):
         assert {p.stat().st_uid for p in rec.iterdir()} == {65534}
     finally:
         shutil.rmtree(top)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("\u202e", "\\u202e"),  # was \\x202e: the same text as "\\x20" followed by "2e"
+        ("\\x202e", "\\\\x202e"),  # a backslash typed is doubled, so no escape is ambiguous
+        ("a\x1bb", "a\\x1bb"),
+        ("\U000e0001x", "\\U000e0001x"),
+        ("caf\u00e9", "caf\u00e9"),
+    ],
+)
+def test_label_escapes_are_unambiguous(name, shown):
+    from proctop.metrics import label
+
+    assert label(name) == shown
+
+
+def test_the_server_bounds_its_threads_and_times_out_idle_connections(monkeypatch):
+    """1,000 half-open connections were 1,000 threads and a scrape waited ~20 s; a backlog of 5
+    failed requests at 100 concurrent clients."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from proctop import metrics as metrics_mod
+
+    monkeypatch.setattr(metrics_mod, "CONNECTION_TIMEOUT", 1.0)
+    m = Metrics()
+    m.serve("127.0.0.1", 0)
+    port = m.server.server_address[1]
+    url = f"http://127.0.0.1:{port}/metrics"
+    base = threading.active_count()
+    idle = []
+    try:
+        assert m.server.request_queue_size >= 128
+        for _ in range(300):  # connected, never a byte sent
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.5)
+        assert threading.active_count() <= base + metrics_mod.MAX_CONNECTIONS + 2
+        started = time.monotonic()
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            assert b"proctop_events_total" in reply.read()
+        assert time.monotonic() - started < 15  # the idle ones time out, a slot frees, the scrape is served
+    finally:
+        for conn in idle:
+            conn.close()
+
+    def scrape(_: int) -> bool:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            return reply.status == 200
+
+    try:
+        with ThreadPoolExecutor(100) as pool:
+            assert all(pool.map(scrape, range(500)))
+    finally:
+        m.close()

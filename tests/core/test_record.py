@@ -19,6 +19,9 @@ from helpers import proctop_cmd, run
 
 from proctop.model.events import Event
 from proctop.record import (
+    RECORD_DIR_MODE,
+    SEGMENT_MODE,
+    SEGMENT_RE,
     CaptureLines,
     RecordError,
     SegmentWriter,
@@ -489,3 +492,173 @@ def test_the_recorder_survives_a_disk_that_fills_while_it_runs(small_fs):
     kept = set(pids(got))
     assert before in kept and kept & set(after)
     assert sum(p in kept for p in during + after) + lost[0]["count"] >= len(during) + len(after)
+
+
+def test_gzip_members_back_to_back_replay_once(tmp_path):
+    """Issue 23 item 3: ``cat seg1.gz seg2.gz`` replayed 421,001 lines instead of 4,001: at a
+    member's end both ``unused_data`` and ``unconsumed_tail`` held the rest, and both were fed."""
+    first, second = events(2000, noisy=True), events(2000, start=2000, noisy=True)
+    both = tmp_path / "both.jsonl.gz"
+    both.write_bytes(
+        gzip.compress(b"".join(ev.to_line() for ev in first)) + gzip.compress(b"".join(ev.to_line() for ev in second))
+    )
+    _header, got = load_capture(both)
+    assert [ev.pid for ev in got] == [ev.pid for ev in first + second]
+    assert sum(1 for _ in CaptureLines(both)) == 4000
+    # and small members, many per read: each line once, in order
+    small = tmp_path / "small.jsonl.gz"
+    small.write_bytes(b"".join(gzip.compress(ev.to_line()) for ev in first[:300]))
+    assert [ev.pid for ev in load_capture(small)[1]] == [ev.pid for ev in first[:300]]
+
+
+# --- the recorder's directory: one writer, noticed when it goes, never another user's (issue 23) ---
+
+
+def lost_counts(path) -> list[int]:
+    return [o["count"] for o in replayed(path) if o.get("event") == "lost"]
+
+
+def test_a_second_recorder_on_the_same_directory_is_refused(tmp_path):
+    """Item 6: a second ``--record`` deleted the first's live segment; now it gets one line, status 2."""
+    first = SegmentWriter(tmp_path / "rec", clock=Clock())
+    first.start({"proctop": "first"})
+    with pytest.raises(RecordError, match=f"another proctop \\(pid {os.getpid()}\\) is recording to") as info:
+        SegmentWriter(tmp_path / "rec", clock=Clock())
+    assert info.value.status == 2
+    first.write(events(3))
+    first.close()
+    assert pids(replayed(tmp_path / "rec")) == [1000, 1001, 1002]
+    second = SegmentWriter(tmp_path / "rec", clock=Clock())  # the lock went with the first
+    second.close()
+
+
+def test_a_removed_directory_is_one_line_and_a_lost_record(tmp_path):
+    """Item 6: a directory removed mid-run gave no line and lost events silently until rotation."""
+    import shutil
+
+    clock, warnings = Clock(), []
+    rec = tmp_path / "rec"
+    w = SegmentWriter(rec, clock=clock, warn=warnings.append)
+    w.start({"proctop": "x"})
+    w.write(events(5))
+    clock.now += 1
+    w.flush()
+    shutil.rmtree(rec)
+    w.write(events(7, 5))
+    clock.now += 1
+    w.flush()  # notices: the 5 in the removed segment and the 7 after are lost
+    assert len(warnings) == 1 and f"{rec}" in warnings[0] and "removed" in warnings[0], warnings
+    clock.now += 1
+    w.flush()  # the directory is made again, and begins with the count
+    w.write(events(2, 20))
+    w.close()
+    assert lost_counts(rec) == [12]
+    assert [o["pid"] for o in replayed(rec) if o.get("event") == "exit"] == [1020, 1021]
+    assert w.dropped_total == 12 and len(warnings) == 1
+
+
+def test_a_removed_segment_is_noticed_and_counted(tmp_path):
+    clock, warnings = Clock(), []
+    w = SegmentWriter(tmp_path, clock=clock, warn=warnings.append)
+    w.start({"proctop": "x"})
+    w.write(events(5))
+    clock.now += 1
+    w.flush()
+    (segment,) = segment_paths(tmp_path)
+    segment.unlink()
+    w.write(events(3, 5))
+    clock.now += 1
+    w.flush()
+    clock.now += 1
+    w.flush()
+    w.close()
+    assert len(warnings) == 1 and "removed" in warnings[0], warnings
+    assert lost_counts(tmp_path) == [8]
+
+
+def test_a_symlink_another_user_planted_is_not_followed(tmp_path):
+    """Item 12: root followed ``/tmp/rec -> /etc``-style symlinks another user made."""
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "rec"
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(RecordError, match="owned by another user"):
+        SegmentWriter(link)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(RecordError, match="owned by another user"):
+        SegmentWriter(theirs)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(RecordError, match="writable by other users"):
+        SegmentWriter(shared)
+    assert list(target.iterdir()) == [] and list(theirs.iterdir()) == [] and list(shared.iterdir()) == []
+
+
+def test_a_directory_swapped_for_a_symlink_mid_run_is_not_followed(tmp_path):
+    """The directory is held open: renamed away and replaced by a symlink, nothing reaches the target."""
+    clock, warnings = Clock(), []
+    rec, elsewhere = tmp_path / "rec", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    w = SegmentWriter(rec, clock=clock, warn=warnings.append)
+    w.start({"proctop": "x"})
+    w.write(events(5))
+    clock.now += 1
+    w.flush()
+    rec.rename(tmp_path / "moved")
+    rec.symlink_to(elsewhere)
+    os.lchown(rec, 65534, 65534)
+    for i in range(3):
+        w.write(events(4, 10 + 4 * i))
+        clock.now += 1
+        w.flush()
+    w.close()
+    assert list(elsewhere.iterdir()) == []
+    assert len(warnings) == 2 and "moved or replaced" in warnings[0], warnings
+    assert warnings[1] == f"8 events were not recorded in {rec}"  # it never could write again: said at the end
+    # finished where it was, with the batch that was waiting when the move was noticed
+    assert pids(replayed(tmp_path / "moved")) == [1000, 1001, 1002, 1003, 1004, 1010, 1011, 1012, 1013]
+
+
+@pytest.mark.parametrize("mask", [0, 0o077])
+def test_created_directories_and_segments_have_fixed_modes(tmp_path, mask):
+    """Item 12: under ``umask 0`` the directories were 0777 (no sticky bit)."""
+    rec = tmp_path / "a" / "rec"
+    old = os.umask(mask)
+    try:
+        w = SegmentWriter(rec, clock=Clock())
+        w.start({"proctop": "x"})
+        w.close()
+    finally:
+        os.umask(old)
+    for directory in (rec, rec.parent):
+        assert directory.stat().st_mode & 0o7777 == RECORD_DIR_MODE
+    for segment in segment_paths(rec):
+        assert segment.stat().st_mode & 0o7777 == SEGMENT_MODE
+    assert [p.name for p in rec.iterdir() if not SEGMENT_RE.match(p.name)] == [".proctop.lock"]
+
+
+@pytest.mark.kernel
+def test_a_second_record_run_is_one_line_and_status_2(tmp_path):
+    rec = tmp_path / "rec"
+    first = subprocess.Popen(
+        proctop_cmd("--record", str(rec), "--only", "exit"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
+    )
+    try:
+        assert wait_for(lambda: rec.exists() and segment_paths(rec))
+        second = subprocess.run(
+            proctop_cmd("--record", str(rec), "--duration", "1"), capture_output=True, text=True, cwd=NEUTRAL,
+            timeout=30,
+        )
+        assert second.returncode == 2, second.stderr
+        assert second.stderr == f"proctop: --record: another proctop (pid {first.pid}) is recording to {rec}\n"
+        pid = run(["sh", "-c", "exit 9"])
+        assert wait_for(lambda: pid in pids(replayed(rec)))  # the first one's segment is still written
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=10)
+    assert (first.returncode, out, err) == (0, "", "")

@@ -22,6 +22,7 @@ from proctop.sources.replay import (
     CaptureParser,
     ReplayError,
     ReplaySource,
+    _nesting,
     event_passes,
     load_capture,
     read_capture,
@@ -186,6 +187,34 @@ def test_brackets_inside_strings_are_not_nesting(tmp_path):
     path.write_text(json.dumps({"ts": 1, "event": "exec", "pid": 5, "tgid": 5, "cmdline": argv}) + "\n")
     _, events = load_capture(path)
     assert [ev.cmdline for ev in events] == [argv]
+
+
+@pytest.mark.parametrize(
+    "line, depth",
+    [
+        (b"[" * 33 + b'"' + b'\\"' * 300_000, 33),  # issue 23 item 2: quadratic, ~45 min at 1 MiB
+        (b'[{"a":"\\\\"}]', 2),  # an escaped backslash ends before the quote: the string closes
+        (b'["\\"]]]"]', 1),  # an escaped quote keeps the string open over the brackets
+        (b"[" * 40 + b"]" * 40, 40),
+        (b'"' * 200_000 + b"[" * 40, 40),  # quotes that open and close strings, then real depth
+        (b"[" * 50 + b'"' + b"[" * 500_000, 50),  # an unterminated string: brackets in it do not count
+    ],
+    ids=["escaped-quotes", "escaped-backslash", "escaped-quote", "plain", "many-strings", "unterminated"],
+)
+def test_nesting_is_linear_and_skips_strings(line, depth):
+    """The capture's nesting check scans each byte once, whatever the quotes and escapes."""
+    started = time.process_time()
+    assert _nesting(line) == depth
+    assert time.process_time() - started < 2.0  # linear: milliseconds; the regex took minutes
+
+
+def test_a_line_of_escaped_quotes_is_refused_quickly(tmp_path):
+    path = tmp_path / "capture.jsonl"
+    path.write_bytes(b"[" * 33 + b'"' + b'\\"' * 300_000 + b"\n")
+    started = time.process_time()
+    with pytest.raises(ReplayError, match="nested deeper than 32 levels"):
+        load_capture(path)
+    assert time.process_time() - started < 2.0
 
 
 def test_replay_streams_a_regular_file_lazily(tmp_path):

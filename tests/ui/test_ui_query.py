@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ui_helpers import SAMPLE, wait_for
@@ -241,3 +242,123 @@ async def test_the_filter_typed_in_the_ui_thinks(sample_source):
         app.filter_input.value = "cmd:/^cc\\b/ event:failed"
         await pilot.pause()
         assert [r.ev.pid for r in app.timeline.view] == [1301]
+
+
+# --- hostile filters in the running UI (issue 23 items 4, 5) ---------------------------
+
+
+async def test_a_filter_error_is_text_never_markup(sample_source):
+    """``/x[/`` crashed the UI with a MarkupError; ``pid:[red]x`` rendered styled and
+    ``[@click=app.quit]`` was clickable: the error is shown as the characters typed."""
+    app = ProctopApp(sample_source, rate_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for text in ("/x[/", "/[/", "pid:[/]", "pid:[red]x", "pid:[@click=app.quit]x[/]"):
+            app.filter_input.value = text
+            await pilot.pause()
+            assert app.is_running, text
+            subtitle = app.filter_input._border_subtitle  # the Content drawn (the property gives markup)
+            assert subtitle is not None and app.filter_input.has_class("-error"), text
+            plain = subtitle.plain
+            assert plain == compile_filter(text).error, (text, plain)
+            assert all(not span.style for span in subtitle.spans), (text, subtitle.spans)
+        assert "[red]" in plain or "[@click" in plain
+
+
+def hostile_rows(n: int) -> list[Event]:
+    return [
+        Event(ts=float(i), event="exec", pid=100 + i, tgid=100 + i, ppid=1, cmdline=["a" * 2000]) for i in range(n)
+    ]
+
+
+class ListSource:
+    """A source that hands out prepared events once (the UI's tests need no kernel for this)."""
+
+    def __new__(cls, events: list[Event]):
+        from proctop.kernel.protocol import PROC_EVENT_ALL
+        from proctop.sources.base import Source
+
+        class _Source(Source):
+            kind = "replay"
+            label = "test"
+            recorded = True
+
+            def __init__(self) -> None:
+                super().__init__(PROC_EVENT_ALL)
+                self.pending = list(events)
+
+            def start(self) -> None:
+                pass
+
+            def poll(self, timeout: float) -> list[Event]:
+                out, self.pending = self.pending, []
+                if not out:
+                    time.sleep(min(timeout, 0.05))
+                return out
+
+            @property
+            def finished(self) -> bool:
+                return not self.pending
+
+            def close(self) -> None:
+                pass
+
+            def describe(self):
+                return {"source": "replay", "label": "test", "file": "-", "recorded_from": None}
+
+        return _Source()
+
+
+def test_regexes_whose_bounded_repetitions_multiply_are_refused():
+    """``a{0,64}`` four times passed the old count of open-ended repetitions (65**4 tries per
+    position); a back-reference compares up to the whole row again at every try."""
+    for pattern in ("a{0,64}a{0,64}a{0,64}a{0,64}b", "a{0,64}a{0,64}a{0,64}b", r"(.*)\1b", r"(a*)\1", "a.*x{0,500}y"):
+        assert "more than one open-ended" in error(f"/{pattern}/"), pattern
+    for pattern in ("a{0,64}b{0,64}", r"(\w)\1", r"x\d{1,5}y", "ab{2,9}c"):
+        assert compile_filter(f"/{pattern}/").error is None, pattern
+
+
+@pytest.mark.parametrize("pattern", [r"a{0,64}a{0,64}a{0,64}a{0,64}b", r"(.*)\1b", r"a{0,64}a{0,64}a{0,64}b"])
+def test_a_slow_filter_pass_is_cut_at_its_deadline(pattern):
+    """Whatever the static check lets through, one pass of the filter over the rows ends within
+    ``FILTER_DEADLINE``: the compiled regex is run here even where the check refuses it."""
+    import re
+
+    from proctop.ui.query import FILTER_DEADLINE, Filter, FilterTimeout, bounded_pass
+
+    compiled = re.compile(pattern)
+    slow = Filter(f"/{pattern}/", (lambda row: compiled.search(row_text(row)) is not None,), regex=True)
+    rows = [Row(ev) for ev in hostile_rows(50)]
+    started = time.monotonic()
+    with pytest.raises(FilterTimeout):
+        bounded_pass(slow, lambda: [row for row in rows if slow.matches(row)])
+    assert time.monotonic() - started < FILTER_DEADLINE + 1.0
+
+
+async def test_the_ui_answers_q_while_a_hostile_filter_is_typed(monkeypatch):
+    """Issue 23 item 5: the UI froze for minutes, deaf to q. With 200 rows of 2,000 ``a`` the
+    worst filters are refused or cut at the deadline, and q still ends the app within a bound."""
+    import re
+
+    from proctop.ui import query
+
+    # Let a hostile regex through the static check, as a future bypass would: the deadline must hold.
+    monkeypatch.setattr(query, "_slow", lambda source: None)
+    query.compile_filter.cache_clear()
+    app = ProctopApp(ListSource(hostile_rows(200)), rate_interval=None)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert await wait_for(pilot, lambda: len(app.timeline.rows) == 200)
+            for pattern in (r"/a{0,64}a{0,64}a{0,64}a{0,64}b/", r"/(.*)\1b/"):
+                started = time.monotonic()
+                app.filter_input.value = pattern
+                await pilot.pause()
+                assert time.monotonic() - started < query.FILTER_DEADLINE + 2.0, pattern
+                assert app.timeline.row_filter.error is not None and "longer than" in app.timeline.row_filter.error
+                assert await wait_for(pilot, lambda: app.filter_input.has_class("-error"))
+                assert re.search("longer than", app.filter_input._border_subtitle.plain)
+            started = time.monotonic()
+            await pilot.press("escape", "q")
+            assert await wait_for(pilot, lambda: not app.is_running, timeout=5.0)
+            assert time.monotonic() - started < 3.0
+    finally:
+        query.compile_filter.cache_clear()

@@ -34,6 +34,7 @@ from proctop.ui.app import ProctopApp
 from proctop.ui.terminal import EXIT_DEADLINE
 
 HEADER = "kernel filter "  # the header's second line, at every width and mask
+REPLAY_HEADER = "recorded events shown "  # ... and in a replay
 #: Drop states: what the TUI is doing when its terminal goes away.
 STATES = ("idle", "storm", "details", "render", "no-sighup")
 
@@ -374,3 +375,48 @@ def test_fifty_drops_leave_nothing_behind(proctop_bin):
             )
     assert not failures, "\n".join(failures)
     assert len(times) == DROPS
+
+
+# --- stopped and continued (issue 23 item 7) -------------------------------------------------
+
+
+def stop_continue_quit(proctop_bin: Path, workdir: Path, name: str) -> str | None:
+    """SIGSTOP and SIGCONT proctop (as ``kill -STOP``/``-CONT`` from elsewhere would), then ``q``:
+    what went wrong, or None. The terminal's modes after must be those before."""
+    before, after = workdir / f"{name}.before", workdir / f"{name}.after"
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample.jsonl"
+    shell = (
+        f"stty -g > {before}; {proctop_bin} --replay {sample}; echo status=$?; stty -g > {after}; "
+        "printf 'cursor:'; sleep 120"
+    )
+    term = Tmux(f"bash -c {shlex.quote(shell)}", 100, 30, socket=f"proctop-stop-{name}-{os.getpid()}")
+    try:
+        term.wait_for(lambda t: REPLAY_HEADER in t, timeout=60)
+        pid = proctop_pid(term)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(1.0)
+        term.send("q")
+        screen = term.wait_for(lambda t: "cursor:" in t, timeout=15)
+        problems = []
+        if "status=0" not in screen:
+            problems.append("status not 0")
+        if before.read_text() != after.read_text():
+            problems.append(f"termios {before.read_text().strip()} became {after.read_text().strip()}")
+        if (got := term.info("#{alternate_on}")) != "0":
+            problems.append(f"alternate_on={got}")
+        return ", ".join(problems) or None
+    except AssertionError as exc:
+        return str(exc)
+    finally:
+        term.kill()
+
+
+def test_stop_and_continue_then_quit_restores_the_terminal(proctop_bin):
+    """4 of 4 runs left the terminal raw (``-isig -icanon -echo``): Textual's SIGCONT handler
+    started its application mode again, saving the raw modes as the ones to restore."""
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda i: stop_continue_quit(proctop_bin, Path(tmp), str(i)), range(2)))
+    problems = [r for r in results if r]
+    assert not problems, "\n".join(problems)
