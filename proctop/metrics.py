@@ -40,7 +40,7 @@ from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from proctop import __version__
 from proctop.errors import ProctopError
 from proctop.model.events import EVENT_KINDS, Event
-from proctop.model.identity import identity
+from proctop.model.identity import identity, printable
 from proctop.sources.base import SourceDescription
 
 #: Seconds a connection may take to send its request and take the answer: an idle or
@@ -83,34 +83,18 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def label(value: str | None, default: str = "unknown") -> str:
-    """A label value from an untrusted process string: printable, short, valid UTF-8.
-
-    Unambiguous: a backslash is doubled and every other escape has a fixed width
-    (``\\x1b``, ``\\u202e``, ``\\U000e0001``), so ``\\x202e`` cannot be read as
-    ``\\x20`` then ``2e``, nor a typed ``\\x41`` as an escaped ``A``.
-    """
+    """A label value from an untrusted process string: printable, short, valid UTF-8, unambiguous
+    (``proctop.model.identity.printable``: a backslash doubled, every other escape of fixed width)."""
     if not value:
         return default
-    text = "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in value)
-    return text[:_LABEL_MAX]
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if char == "\\":
-        return "\\\\"
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+    return printable(value[: _LABEL_MAX * 10])[:_LABEL_MAX]
 
 
 def command_label(ev: Event) -> str:
     """The command's identity's name (``proctop.model.identity``: the board's and the summary's),
-    as a label; the unit is a label of its own. Its escapes are the identity's (``\\x1b``, ``\\udcff``)."""
+    as a label; the unit is a label of its own. The name is already printable and unambiguous."""
     name = identity(ev).name
-    return label(name if name != "?" else None)  # nothing known: "unknown", as ever
+    return name[:_LABEL_MAX] if name != "?" else "unknown"  # nothing known: "unknown", as ever
 
 
 class Metrics:

@@ -186,7 +186,7 @@ def identity(ev: Event) -> Identity:
     """The identity of ``ev``'s process (see the module docstring); never raises."""
     what, name, text = _what(ev)
     what = what[: KEY_LIMIT - UNIT_LIMIT - 2] or "?"
-    key = what if not ev.unit else f"{what} @{_printable(ev.unit[:UNIT_LIMIT])[:UNIT_LIMIT]}"
+    key = what if not ev.unit else f"{what} @{printable(ev.unit[:UNIT_LIMIT])[:UNIT_LIMIT]}"
     return Identity(key[:KEY_LIMIT], name[:NAME_LIMIT], (text or name)[:TEXT_LIMIT])
 
 
@@ -203,12 +203,12 @@ def _what(ev: Event) -> tuple[str, str, str]:
         base = _base(ev.exe.removesuffix(" (deleted)"))
         return base, base, ""
     if ev.comm:
-        comm = _printable(ev.comm)
+        comm = printable(ev.comm)
         return comm, comm, ""
     if ev.parent_cmdline and ev.parent_cmdline[0]:
         _, parent, _ = of_argv(ev.parent_cmdline)
     elif ev.parent_comm:
-        parent = _printable(ev.parent_comm)
+        parent = printable(ev.parent_comm)
     else:
         return "?", "?", ""
     return f"child of {parent}", f"child of {parent}", ""
@@ -303,7 +303,7 @@ def _interpreted(base: str, program: Program, argv: list[str]) -> tuple[str, str
         elif arg[:2] in program.module and not arg.startswith("--"):  # -mmodule
             module, after = arg[2:], i + 1
         if module is not None:
-            what = f"{name} -m {_printable(module[:PART_LIMIT])}"
+            what = f"{name} -m {printable(module[:PART_LIMIT])}"
             return what, what, _with(what, argv[after:])
         code: str | None = None
         if flag in program.inline:
@@ -319,7 +319,7 @@ def _interpreted(base: str, program: Program, argv: list[str]) -> tuple[str, str
         return _inline(name, "-c", argv[i] if i < len(argv) else "")
     if i >= len(argv) or argv[i] in ("-", ""):
         return name, name, ""
-    script = _printable(argv[i][:PART_LIMIT])
+    script = printable(argv[i][:PART_LIMIT])
     name = _base(argv[i])
     return script, name, _with(name, argv[i + 1 :])
 
@@ -331,10 +331,10 @@ def _inline(interpreter: str, flag: str, code: str) -> tuple[str, str, str]:
     word = text[: match.start()] if match else text
     word = word.strip("'\"")
     more = bool(text[len(word) :].strip()) or len(code) > PART_LIMIT
-    word = _printable(word)[:WORD_LIMIT]
+    word = printable(word)[:WORD_LIMIT]
     what = f"{interpreter} {flag} {word}".rstrip()
     shown = (f"{word} {MORE}" if word else MORE) if more else word
-    whole = _printable(code[:TEXT_LIMIT]) + (MORE if len(code) > TEXT_LIMIT else "")
+    whole = printable(code[:TEXT_LIMIT]) + (MORE if len(code) > TEXT_LIMIT else "")
     return what, f"{interpreter} {flag} '{shown}'", f"{interpreter} {flag} '{whole}'"
 
 
@@ -362,14 +362,14 @@ def _tool(base: str, program: Program, argv: list[str]) -> tuple[str, str, str]:
     worked_on = source or output
     if not worked_on:
         return base, base, ""
-    shown = _printable(worked_on[-PART_LIMIT:])
+    shown = printable(worked_on[-PART_LIMIT:])
     return f"{base} {shown}", f"{base} {_base(worked_on)}", ""
 
 
 def _base(path: str) -> str:
     """A path's last component, printable and cut (a trailing slash does not make it empty)."""
     tail = path[-PART_LIMIT:].rstrip("/")
-    return _printable(tail.rsplit("/", 1)[-1] or path[:PART_LIMIT]) or "?"
+    return printable(tail.rsplit("/", 1)[-1] or path[:PART_LIMIT]) or "?"
 
 
 def _with(name: str, args: list[str]) -> str:
@@ -379,20 +379,29 @@ def _with(name: str, args: list[str]) -> str:
     for arg in args:
         if size >= TEXT_LIMIT:
             break
-        part = _printable(arg[:TEXT_LIMIT])
+        part = printable(arg[:TEXT_LIMIT])
         out.append(part)
         size += len(part) + 1
     return " ".join(out)[:TEXT_LIMIT]
 
 
-def _printable(text: str) -> str:
-    """``text`` with every non-printable character as a visible escape (``\\x1b``, ``\\udcff``)."""
-    if text.isprintable():
+def printable(text: str) -> str:
+    """``text`` with every non-printable character as a visible escape, unambiguously.
+
+    A backslash is doubled and every other escape has a fixed width (``\\x1b``,
+    ``\\u202e``, ``\\U000e0001``), so an escaped newline (``\\x0a``) cannot be
+    told from a typed one (``\\\\x0a``) wrongly, nor ``\\x202e`` read as ``\\x20``
+    then ``2e``. The one escaping of names from processes: identities, and through
+    them the board, ``--summary`` and the metrics labels (``proctop.metrics.label``).
+    """
+    if text.isprintable() and "\\" not in text:
         return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
+    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
 
 
 def _escape(ch: str) -> str:
+    if ch == "\\":
+        return "\\\\"
     code = ord(ch)
     if code < 0x100:
         return f"\\x{code:02x}"
