@@ -288,7 +288,8 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
             from proctop.summary import run_summary
 
             board = FailureBoard(loop_burst=args.loop_burst, loop_interval=args.loop_interval)
-            out = sys.stderr if args.command else sys.stdout  # -- CMD: where time(1) writes; CMD keeps stdout
+            # -- CMD: where time(1) writes, so CMD keeps stdout; else stdout, through the one-line write path
+            out = sys.stderr if args.command else None
             status = run_summary(source, board=board, out=out, duration=args.duration, count=args.count, stop_flag=stop)
         else:
             from proctop.headless import run_json

@@ -27,6 +27,7 @@ from proctop.headless import batches
 from proctop.model.failures import FailureBoard, FailureGroup
 from proctop.sources.base import Source
 from proctop.ui.board import group_cells
+from proctop.ui.rows import format_minutes
 from proctop.ui.sanitize import safe
 from proctop.ui.timeline import fit
 
@@ -197,6 +198,4 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.1f}s"
     if seconds < 60:
         return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return format_minutes(seconds)

@@ -162,7 +162,8 @@ class ProctopApp(App[int]):
         self.pending: deque[Row] = deque(maxlen=history)
         self.pending_dropped = 0  # rows the pause held beyond the history, dropped (said in the header)
         #: Rows whose ancestry the details panel asks the worker for (it owns the process table).
-        self._questions: queue.SimpleQueue[Row] = queue.SimpleQueue()
+        #: Ancestry questions for the reader thread; None wakes it to stop (``_end_reader``).
+        self._questions: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
         #: The failures board's model, one per grouping, fed every failed exit received.
         self.boards = {
             by: FailureBoard(by=by, loop_burst=loop_burst, loop_interval=loop_interval) for by in ("command", "unit")
@@ -266,7 +267,24 @@ class ProctopApp(App[int]):
         self._read_loop()
 
     def on_unmount(self) -> None:
+        self._end_reader()
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        """Every way out (q, a signal, --count/--duration, a dead terminal) ends the reader thread too."""
+        self._end_reader()
+        super().exit(*args, **kwargs)
+
+    def _end_reader(self) -> None:
+        """Tell the reader thread to stop, and wake it with a ``None`` question.
+
+        Its wait for questions has a timeout, but after SIGSTOP/SIGCONT that timed
+        wait (``SimpleQueue.get(timeout=0.05)``, a futex in CPython 3.11) was seen
+        to sleep on for good, and asyncio's shutdown then waited for the thread for
+        ever: ``q`` left a blank screen and a live process (1 run in 3). A put is
+        what wakes any wait on the queue.
+        """
         self._stop.set()
+        self._questions.put(None)
 
     # --- the terminal: see proctop/ui/terminal.py -------------------------------
 
@@ -292,6 +310,8 @@ class ProctopApp(App[int]):
                 row = self._questions.get(timeout=POLL_TIMEOUT)
             except queue.Empty:
                 continue
+            if row is None:  # _end_reader
+                break
             self._answer(row)
 
     def _answer(self, row: Row) -> None:
@@ -313,7 +333,10 @@ class ProctopApp(App[int]):
         questions = self._questions
         while not (worker.is_cancelled or self._stop.is_set()):
             while not questions.empty():
-                self._answer(questions.get())
+                question = questions.get()
+                if question is None:  # _end_reader
+                    return
+                self._answer(question)
             try:
                 events = source.poll(POLL_TIMEOUT)
             except Exception as exc:  # a broken source must not take the UI down

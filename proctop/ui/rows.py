@@ -51,6 +51,11 @@ def format_lifetime(seconds: float | None, resolution: float | None = None) -> s
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
         return f"{seconds:.2f}s"
+    return format_minutes(seconds)
+
+
+def format_minutes(seconds: float) -> str:
+    """A span of a minute or more: ``5m07s``, ``2h03m`` (lifetimes, and ``--summary``'s span)."""
     if seconds < 3600:
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

@@ -30,7 +30,7 @@ def test_the_readme_install_puts_proctop_on_path(tmp_path):
     if not SKEL_PROFILE.exists():
         pytest.skip("no /etc/skel/.profile: not a Debian-like system")
     steps = install_command()
-    assert steps[0].endswith("apt-get install -y python3-venv")
+    assert steps[0].endswith("apt-get install -y python3-venv gcc python3-dev")
     assert steps[-1] == "~/.local/bin/proctop"  # the first run, by the path the link just made
     home = tmp_path / "home"
     home.mkdir()
