@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from proctop.kernel.protocol import CN_IDX_PROC, NETLINK_CONNECTOR
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -120,8 +122,8 @@ def nonroot_subscribe_answer() -> NonrootSubscribe:
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-            with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 11) as sock:
-                sock.bind((0, 1))
+            with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR) as sock:
+                sock.bind((0, CN_IDX_PROC))
         except OSError as exc:
             code = exc.errno or errno.EIO
         os.write(w, str(code).encode())

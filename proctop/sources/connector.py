@@ -31,7 +31,7 @@ from proctop.model.kinds import EVENT_NAMES
 from proctop.model.procfs import Snapshot
 from proctop.sources.base import Source, SourceDescription, SourceStats
 from proctop.sources.choice import reader_kind
-from proctop.sources.creader import CReader, open_reader
+from proctop.sources.creader import CReader, reader_class
 from proctop.sources.reader import LOST, SocketReader
 
 #: What names needs from the kernel when the mask lacks it: the exec (argv is read
@@ -146,8 +146,7 @@ class ConnectorSource(Source):
             raise SourceError(refusal(cap, exc)) from None
         self._sock = sock
         _boost_priority()
-        self._reader = open_reader(
-            self.reader,
+        self._reader = reader_class(self.reader)(
             sock,
             idx=cap.idx,
             mask=self.mask,

@@ -39,20 +39,9 @@ if TYPE_CHECKING:
     from proctop.sources._creader import CReader as _Thread
     from proctop.sources._creader import RawBatch, Reads
 
-def open_reader(
-    kind: ReaderKind,
-    sock: FilteredProcSocket,
-    *,
-    idx: int,
-    mask: int,
-    names_bits: int,
-    threads: bool,
-    renew: Callable[[], None],
-) -> SocketReader | CReader:
-    """The reader ``kind`` (``reader_kind``) on ``sock``."""
-    if kind == "c":
-        return CReader(sock, idx=idx, mask=mask, names_bits=names_bits, threads=threads, renew=renew)
-    return SocketReader(sock, idx=idx, mask=mask, names_bits=names_bits, threads=threads, renew=renew)
+def reader_class(kind: ReaderKind) -> type[SocketReader] | type[CReader]:
+    """The reader ``kind`` (``reader_kind``) names: both take the same arguments."""
+    return CReader if kind == "c" else SocketReader
 
 
 class CReader(EventTaker):
