@@ -702,12 +702,12 @@ def case_decode(reps: int) -> dict:
 
 
 def ui_available() -> str | None:
-    """None if proctop.ui.app is in git history and importable, else the reason."""
+    """None if proctop.sinks.ui.app is in git history and importable, else the reason."""
     log_ = subprocess.run(
-        ["git", "-C", str(ROOT), "log", "--oneline", "--", "proctop/ui/app.py"], capture_output=True, text=True
+        ["git", "-C", str(ROOT), "log", "--oneline", "--", "proctop/sinks/ui/app.py"], capture_output=True, text=True
     )
     if not log_.stdout.strip():
-        return "proctop/ui/app.py is not in git history yet (the TUI is being written)"
+        return "proctop/sinks/ui/app.py is not in git history yet (the TUI is being written)"
     return None
 
 

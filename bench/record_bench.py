@@ -37,7 +37,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
 from bench import OUT, build_storm, cpu_ns, log, machine_info, settle  # noqa: E402
-from proctop.record import CaptureLines, parse_size, segment_paths  # noqa: E402
+from proctop.sinks.record import CaptureLines, parse_size, segment_paths  # noqa: E402
 
 RESULTS = BENCH / "record_results.md"
 

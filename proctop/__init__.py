@@ -6,7 +6,7 @@ before any other import (``_signal`` is the interpreter's built-in module: the
 ``signal`` module's own import was long enough to be hit): a signal during the
 imports that follow (argparse, orjson, Textual: up to half a second) raised
 KeyboardInterrupt inside one of them (a traceback, and a SIGSEGV when it landed
-in orjson's module init). The handler only notes the signal; ``proctop.cli``
+in orjson's module init). The handler only notes the signal; ``proctop.cli.main``
 asks ``early_signal`` once its own handlers are in place and ends with status
 0, as for any signal.
 """

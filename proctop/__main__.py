@@ -1,5 +1,5 @@
 """`python -m proctop` runs the same entry point as the `proctop` console script."""
 
-from proctop.cli import main
+from proctop.cli.main import main
 
 raise SystemExit(main())

@@ -119,7 +119,7 @@ def main() -> int:
     kind, sep, *args = sys.argv[1:]
     assert sep == "--", "usage: python -m refusing_kernel KIND -- ARGS"
     install(kind)
-    from proctop.cli import main as proctop_main
+    from proctop.cli.main import main as proctop_main
 
     return proctop_main(args)
 

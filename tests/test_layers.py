@@ -1,19 +1,21 @@
 """The layering the README promises, held by parsing every module under proctop/.
 
-Layers, lowest first; a module may import its own layer and any layer below it,
-never one above:
+The folders are the data's way, and the layers, lowest first; a module may
+import its own layer and any layer below it, never one above:
 
-    base     proctop/__init__.py, proctop/errors.py    (importable from anywhere)
-    kernel   proctop/kernel/    the proc connector's wire format, socket, probe
-    model    proctop/model/     events, enrichment, /proc, failures, identity; the UI's vocabulary
-    sources  proctop/sources/   where events come from (connector, replay, stored records, tree)
-    ui       proctop/ui/        the Textual app and what it draws
-    top      proctop/cli.py and the other top-level modules (headless, summary, record,
-             always_on, metrics, __main__): consumers that wire the layers together
+    base     proctop/__init__.py, errors.py, safefile.py   (importable from anywhere)
+    kernel   proctop/kernel/    in: the proc connector's wire format, socket, probe
+    model    proctop/model/     events, kinds, enrichment, /proc, failures, identity
+    sources  proctop/sources/   in: where events come from (connector, replay, stored records, tree)
+    sinks    proctop/sinks/     out: JSON lines, recorder, metrics, summary, and the Textual UI (sinks/ui/)
+    cli      proctop/cli/       the command line (main, config, manual) and proctop/__main__.py:
+                                wires a source to its sinks
 
 One exception to "any layer below": the UI never imports kernel/. It speaks the
 model's vocabulary (``proctop.model.kinds``, the table of event kinds, gives the mask
 names and bits it toggles), so the UI never touches sockets or wire formats.
+Nothing else sits loose in proctop/, and no module imports itself back through
+another (``test_no_import_cycle``).
 
 Every import counts: module level, inside functions, and under ``TYPE_CHECKING``.
 """
@@ -27,11 +29,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "proctop"
 
-RANKS = {"base": 0, "kernel": 1, "model": 2, "sources": 3, "ui": 4, "top": 5}
-SUBPACKAGES = ("kernel", "model", "sources", "ui")
-BASE_MODULES = ("proctop", "proctop.errors")
-#: (importer layer, imported layer) pairs refused even though the imported layer is lower.
-FORBIDDEN_DOWNWARD = {("ui", "kernel")}
+RANKS = {"base": 0, "kernel": 1, "model": 2, "sources": 3, "sinks": 4, "cli": 5}
+SUBPACKAGES = ("kernel", "model", "sources", "sinks", "cli")
+BASE_MODULES = ("proctop", "proctop.errors", "proctop.safefile")
+UI = "proctop.sinks.ui"
 
 
 def layer_of(module: str) -> str | None:
@@ -43,7 +44,9 @@ def layer_of(module: str) -> str | None:
         return "base"
     if parts[1] in SUBPACKAGES:
         return parts[1]
-    return "top"
+    if module == "proctop.__main__":
+        return "cli"
+    raise AssertionError(f"{module} sits loose in proctop/: put it in the folder of its layer")
 
 
 def module_name(path: Path) -> str:
@@ -57,7 +60,7 @@ def module_name(path: Path) -> str:
 def imported_modules(tree: ast.AST, importer: str, is_package: bool) -> list[tuple[int, str]]:
     """``(line, dotted module)`` for every import anywhere in ``tree`` (functions included).
 
-    ``from proctop import always_on`` imports the module ``proctop.always_on``;
+    ``from proctop import always_on`` imports the module ``proctop.sinks.always_on``;
     ``from proctop import __version__`` imports ``proctop`` itself.
     """
     found: list[tuple[int, str]] = []
@@ -90,8 +93,10 @@ def violations(source: str, importer: str, is_package: bool = False) -> list[str
         theirs = layer_of(module)
         if theirs is None or theirs == mine:
             continue
-        if RANKS[theirs] > RANKS[mine] or (mine, theirs) in FORBIDDEN_DOWNWARD:
+        if RANKS[theirs] > RANKS[mine]:
             out.append(f"{importer}:{lineno}: {mine} imports {module} ({theirs})")
+        elif theirs == "kernel" and (importer == UI or importer.startswith(UI + ".")):
+            out.append(f"{importer}:{lineno}: ui imports {module} ({theirs})")
     return out
 
 
@@ -113,14 +118,15 @@ def test_module_respects_the_layers(path: Path):
 @pytest.mark.parametrize(
     ("importer", "source", "expected"),
     [
-        ("proctop.ui.widgets", "from proctop.kernel.protocol import MASK_BITS", "ui imports proctop.kernel.protocol"),
-        ("proctop.ui.app", "def f():\n    import proctop.kernel.socket", "ui imports proctop.kernel.socket"),
-        ("proctop.ui.app", "from proctop import cli", "ui imports proctop.cli (top)"),
+        ("proctop.sinks.ui.widgets", "from proctop.kernel.protocol import MASK_BITS", "ui imports proctop.kernel"),
+        ("proctop.sinks.ui.app", "def f():\n    import proctop.kernel.socket", "ui imports proctop.kernel.socket"),
+        ("proctop.sinks.ui.app", "from proctop import cli", "sinks imports proctop.cli (cli)"),
         ("proctop.model.enrich", "from proctop.sources.base import Source", "model imports proctop.sources.base"),
-        ("proctop.model.events", "from proctop.ui import sanitize", "model imports proctop.ui.sanitize"),
+        ("proctop.model.events", "from proctop.sinks.ui import sanitize", "model imports proctop.sinks.ui.sanitize"),
         ("proctop.kernel.probe", "from proctop.model.events import Event", "kernel imports proctop.model.events"),
-        ("proctop.kernel.socket", "from proctop.record import x", "kernel imports proctop.record (top)"),
-        ("proctop.sources.replay", "from proctop.record import is_stored", "sources imports proctop.record (top)"),
+        ("proctop.kernel.socket", "from proctop.sinks.record import x", "kernel imports proctop.sinks.record"),
+        ("proctop.sources.replay", "from proctop.sinks.record import is_stored", "sources imports proctop.sinks"),
+        ("proctop.sinks.summary", "from proctop.cli.config import MAX_HISTORY", "sinks imports proctop.cli.config"),
         ("proctop.kernel.socket", "from ..model import events", "kernel imports proctop.model.events"),
     ],
 )
@@ -134,8 +140,8 @@ def test_a_violation_is_caught(importer: str, source: str, expected: str):
     ("importer", "source"),
     [
         ("proctop.kernel.probe", "from proctop.errors import ProctopError\nfrom proctop import __version__"),
-        ("proctop.ui.app", "from proctop.model.kinds import MASK_BITS\nfrom proctop.sources.base import Source"),
-        ("proctop.cli", "from proctop.kernel.protocol import parse_mask\nfrom proctop.ui.app import run_app"),
+        ("proctop.sinks.ui.app", "from proctop.model.kinds import MASK_BITS\nfrom proctop.sources.base import Source"),
+        ("proctop.cli.main", "from proctop.kernel.protocol import parse_mask\nfrom proctop.sinks.ui import app"),
         ("proctop.model.enrich", "from proctop.kernel.protocol import PROC_EVENT_EXIT\nimport psutil"),
     ],
 )
@@ -150,3 +156,54 @@ def test_identity_is_pure():
     modules = {module for _, module in imported_modules(ast.parse(path.read_text()), "proctop.model.identity", False)}
     allowed = {"__future__", "posixpath", "re", "dataclasses", "enum", "typing", "proctop.model.events"}
     assert modules <= allowed, modules
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every proctop module to the proctop modules it imports (anywhere in its text)."""
+    graph: dict[str, set[str]] = {}
+    for path in all_modules():
+        name = module_name(path)
+        found = imported_modules(ast.parse(path.read_text()), name, path.name == "__init__.py")
+        graph[name] = {module for _, module in found if module.startswith("proctop") and module != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``, each as the path that closes it (depth-first; a package's
+    ``__init__`` importing its own submodules counts like any other import)."""
+    found: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                found.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle():
+    """A newcomer reads the tree one way: no module reaches itself again through its imports
+    (functions' imports included: a lazy import hides a cycle, it does not remove it)."""
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_one():
+    graph = {"proctop.a": {"proctop.b"}, "proctop.b": {"proctop.c"}, "proctop.c": {"proctop.a"}, "proctop.d": set()}
+    assert cycles(graph) == [["proctop.a", "proctop.b", "proctop.c", "proctop.a"]]
+
+
+def test_nothing_sits_loose_at_the_top():
+    """Only the base modules and ``__main__`` live directly in proctop/; the rest is in a layer's folder."""
+    loose = {p.name for p in PACKAGE.glob("*.py")}
+    assert loose == {"__init__.py", "__main__.py", "errors.py", "safefile.py"}

@@ -392,7 +392,7 @@ def printable(text: str) -> str:
     ``\\u202e``, ``\\U000e0001``), so an escaped newline (``\\x0a``) cannot be
     told from a typed one (``\\\\x0a``) wrongly, nor ``\\x202e`` read as ``\\x20``
     then ``2e``. The one escaping of names from processes: identities, and through
-    them the board, ``--summary`` and the metrics labels (``proctop.metrics.label``).
+    them the board, ``--summary`` and the metrics labels (``proctop.sinks.metrics.label``).
     """
     if text.isprintable() and "\\" not in text:
         return text

@@ -4,7 +4,7 @@ One table, one owner. It belongs to the thread that consumes its source
 (the thread that calls ``Source.poll``: the UI's reader worker, or the
 ``--json`` loop). Enrichment fills it there, and the details panel's
 ancestry is computed there too: the UI sends the question to that thread and
-gets the answer back as a message (``proctop.ui.app``), so no other thread
+gets the answer back as a message (``proctop.sinks.ui.app``), so no other thread
 ever reads or writes it. There is no lock because there is nothing to share,
 and the table checks it: the first thread that uses it is its owner, and a
 use from any other thread raises ``TableOwnerError`` (a bug, never a state of

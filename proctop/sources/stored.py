@@ -1,8 +1,8 @@
 """Reading what ``--record`` stored: a record directory of gzip segments, or one gzip or plain file.
 
-This is the reading half of ``proctop.record``, kept among the sources because
+This is the reading half of ``proctop.sinks.record``, kept among the sources because
 ``proctop.sources.replay`` streams it: sources sit below the CLI-level modules
-and may not import them. ``proctop.record`` re-exports these names, so the
+and may not import them. ``proctop.sinks.record`` re-exports these names, so the
 writer and its readers still meet in one vocabulary.
 """
 

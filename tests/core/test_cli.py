@@ -378,8 +378,8 @@ def test_events_a_stalled_reader_cannot_take_are_counted_lost():
     """Past the output queue, events are dropped and reported as one `lost` once the reader is back."""
     import threading
 
-    from proctop.headless import run_json
     from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT
+    from proctop.sinks.headless import run_json
     from proctop.sources.connector import ConnectorSource
 
     source = ConnectorSource(probe(), PROC_EVENT_NONZERO_EXIT)
@@ -510,7 +510,7 @@ def test_unreadable_replay_directory_and_segment_are_one_line(tmp_path, nonroot_
     import shutil
     import tempfile
 
-    from proctop.record import SegmentWriter
+    from proctop.sinks.record import SegmentWriter
 
     root = Path(tempfile.mkdtemp(prefix="proctop-perm-"))  # nobody cannot reach tmp_path
     try:
@@ -526,7 +526,7 @@ def test_unreadable_replay_directory_and_segment_are_one_line(tmp_path, nonroot_
             segment.chmod(0o600)
 
         def as_nobody():
-            from proctop import cli
+            from proctop.cli import main as cli
 
             out = []
             for path in (closed, readable):

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from helpers import REPO, proctop_cmd
 
-from proctop import cli, config
-from proctop.config import ConfigError, save_theme
+from proctop.cli import config
+from proctop.cli import main as cli
+from proctop.cli.config import ConfigError, save_theme
 
 NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree
 SAMPLE = REPO / "tests" / "data" / "sample.jsonl"

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proctop.metrics import command_label
 from proctop.model.events import Event
 from proctop.model.failures import FailureBoard, command_key
 from proctop.model.identity import (
@@ -20,6 +19,7 @@ from proctop.model.identity import (
     identity,
     of_argv,
 )
+from proctop.sinks.metrics import command_label
 
 CC1 = "/usr/lib/gcc/x86_64-linux-gnu/12/cc1"
 

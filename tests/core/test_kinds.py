@@ -107,7 +107,7 @@ def test_no_second_list_of_event_names():
 
 
 def test_no_event_rules_in_the_stylesheet():
-    """The ``.event--*`` rules are generated from the table (``proctop.ui.themes.event_css``)."""
+    """The ``.event--*`` rules are generated from the table (``proctop.sinks.ui.themes.event_css``)."""
     for path in (ROOT / "proctop").rglob("*.tcss"):
         assert not re.findall(r"\.event--[\w-]+\s*[{,]", path.read_text()), path
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from helpers import need_tool, proctop_cmd
 
-from proctop.cli import build_parser
+from proctop.cli.main import build_parser
+from proctop.cli.manual import SHELLS, manpage
 from proctop.kernel.protocol import MASK_NAMES
-from proctop.manual import SHELLS, manpage
-from proctop.ui.keys import IDS
+from proctop.sinks.ui.keys import IDS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree

@@ -21,12 +21,12 @@ import pytest
 from helpers import REPO, need_tool, proctop_cmd
 from prometheus_client import generate_latest
 
-from proctop.cli import build_parser, make_source
+from proctop.cli.main import build_parser, make_source
 from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
-from proctop.metrics import OTHER, Metrics, MetricsError, parse_address
 from proctop.model.events import Event
+from proctop.sinks.metrics import OTHER, Metrics, MetricsError, parse_address
+from proctop.sinks.ui.app import ProctopApp
 from proctop.sources.replay import load_capture
-from proctop.ui.app import ProctopApp
 
 NEUTRAL = "/"
 CONTRIB = REPO / "contrib"
@@ -432,7 +432,7 @@ def test_an_unprivileged_recorder_records_and_serves(nonroot_child):
     ],
 )
 def test_label_escapes_are_unambiguous(name, shown):
-    from proctop.metrics import label
+    from proctop.sinks.metrics import label
 
     assert label(name) == shown
 
@@ -443,7 +443,7 @@ def test_the_server_bounds_its_threads_and_times_out_idle_connections(monkeypatc
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from proctop import metrics as metrics_mod
+    from proctop.sinks import metrics as metrics_mod
 
     monkeypatch.setattr(metrics_mod, "CONNECTION_TIMEOUT", 1.0)
     m = Metrics()

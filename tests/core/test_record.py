@@ -18,7 +18,7 @@ import pytest
 from helpers import proctop_cmd, run
 
 from proctop.model.events import Event
-from proctop.record import (
+from proctop.sinks.record import (
     RECORD_DIR_MODE,
     SEGMENT_MODE,
     SEGMENT_RE,

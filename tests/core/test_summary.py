@@ -16,8 +16,8 @@ from rich.cells import cell_len
 from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.model.events import Event
 from proctop.model.failures import FailureBoard
+from proctop.sinks.summary import DEFAULT_WIDTH, format_board, run_summary, terminal_width
 from proctop.sources.replay import ReplaySource
-from proctop.summary import DEFAULT_WIDTH, format_board, run_summary, terminal_width
 
 FAILURES = REPO / "tests/data/failures.jsonl"
 

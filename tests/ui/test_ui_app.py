@@ -17,10 +17,10 @@ from proctop.kernel.protocol import (
     PROC_EVENT_NONZERO_EXIT,
 )
 from proctop.model.events import Event
+from proctop.sinks.ui import keys
+from proctop.sinks.ui.app import BATCH_HZ, MASK_KEYS, ProctopApp
 from proctop.sources.base import Source
 from proctop.sources.replay import ReplaySource, load_capture
-from proctop.ui import keys
-from proctop.ui.app import BATCH_HZ, MASK_KEYS, ProctopApp
 
 _, SAMPLE_EVENTS = load_capture(SAMPLE)
 

@@ -12,10 +12,10 @@ from ui_helpers import DATA, screen_text, wait_for
 
 from proctop.kernel.probe import probe
 from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
+from proctop.sinks.ui.app import ProctopApp
+from proctop.sinks.ui.board import group_filter
 from proctop.sources.connector import ConnectorSource
 from proctop.sources.replay import ReplaySource
-from proctop.ui.app import ProctopApp
-from proctop.ui.board import group_filter
 
 FAILURES = DATA / "failures.jsonl"
 THEMES = ["proctop-dark", "proctop-cb-safe"]
@@ -109,7 +109,7 @@ def test_board_by_unit_snapshot_80x24(snap_compare):
 def test_columns_fit_by_priority_at_every_width(width):
     """Every title whole, STATUSES growing with the width, the command keeping room; grouped by unit,
     the unit first at every width (issue 22: below 130 columns no unit was shown at all)."""
-    from proctop.ui.board import STATUSES_WIDTH, columns, command_width, header_text
+    from proctop.sinks.ui.board import STATUSES_WIDTH, columns, command_width, header_text
 
     for by in ("command", "unit"):
         shown = columns(width, by)

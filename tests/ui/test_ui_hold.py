@@ -11,9 +11,9 @@ from ui_helpers import screen_text, wait_for
 from proctop.kernel.probe import probe
 from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
 from proctop.model.events import Event
+from proctop.sinks.ui.app import ProctopApp
 from proctop.sources.base import Source
 from proctop.sources.connector import ConnectorSource
-from proctop.ui.app import ProctopApp
 
 HISTORY = 2_000
 

@@ -1,4 +1,4 @@
-"""proctop's keys: one table (proctop/ui/keys.py), ids on every binding, remapping, help, palette.
+"""proctop's keys: one table (proctop/sinks/ui/keys.py), ids on every binding, remapping, help, palette.
 
 The pilot tests run the app on the replayed sample capture; the help screen's
 snapshot is in test_help_snapshot_80x24.
@@ -17,14 +17,14 @@ from ui_helpers import SAMPLE, screen_text, wait_for
 
 from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_ALL, PROC_EVENT_FORK
 from proctop.model.kinds import TOGGLES
+from proctop.sinks.ui import keys
+from proctop.sinks.ui.app import ProctopApp
+from proctop.sinks.ui.board import FailuresView
+from proctop.sinks.ui.help import COLUMNS as help_columns
+from proctop.sinks.ui.help import HelpScreen
+from proctop.sinks.ui.keys import GROUPS, HELP, KEYS
+from proctop.sinks.ui.timeline import Timeline
 from proctop.sources.replay import ReplaySource
-from proctop.ui import keys
-from proctop.ui.app import ProctopApp
-from proctop.ui.board import FailuresView
-from proctop.ui.help import COLUMNS as help_columns
-from proctop.ui.help import HelpScreen
-from proctop.ui.keys import GROUPS, HELP, KEYS
-from proctop.ui.timeline import Timeline
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The class that holds each scope's BINDINGS.
@@ -87,7 +87,7 @@ def test_no_binding_without_an_id_anywhere_in_proctop():
     for path in sorted((ROOT / "proctop").rglob("*.py")):
         for line in binding_calls_without_id(path.read_text(), str(path)):
             offenders.append(f"{path.relative_to(ROOT)}:{line}")
-    assert not offenders, "bindings outside proctop/ui/keys.py or without an id:\n" + "\n".join(offenders)
+    assert not offenders, "bindings outside proctop/sinks/ui/keys.py or without an id:\n" + "\n".join(offenders)
 
 
 def test_the_binding_scan_finds_what_it_looks_for():
@@ -362,8 +362,8 @@ def test_the_help_names_the_filter_syntax_with_the_query_s_own_columns():
     """? shows the view filter's syntax under its key; every column it names is one the query knows."""
     import re
 
-    from proctop.ui.help import FILTER_HELP
-    from proctop.ui.query import COLUMNS
+    from proctop.sinks.ui.help import FILTER_HELP
+    from proctop.sinks.ui.query import COLUMNS
 
     named = set(re.findall(r"([a-z]+):", " ".join(FILTER_HELP)))
     assert named and named <= set(COLUMNS), named - set(COLUMNS)

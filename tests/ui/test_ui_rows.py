@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from proctop.model.events import Event
-from proctop.ui.rows import Row, detail_of, format_lifetime, format_time
-from proctop.ui.sanitize import safe, safe_argv
+from proctop.sinks.ui.rows import Row, detail_of, format_lifetime, format_time
+from proctop.sinks.ui.sanitize import safe, safe_argv
 
 
 def test_safe_escapes_every_terminal_control():

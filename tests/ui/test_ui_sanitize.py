@@ -19,13 +19,13 @@ from ui_helpers import screen_text, wait_for
 
 from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.model.events import EVENT_KINDS, Event
+from proctop.sinks.ui.app import ProctopApp
+from proctop.sinks.ui.rows import Row
+from proctop.sinks.ui.sanitize import ScreenText, Shown, bounded, safe
+from proctop.sinks.ui.timeline import fit, row_segments
+from proctop.sinks.ui.widgets import details_text
 from proctop.sources.base import Source
 from proctop.sources.replay import ReplaySource
-from proctop.ui.app import ProctopApp
-from proctop.ui.rows import Row
-from proctop.ui.sanitize import ScreenText, Shown, bounded, safe
-from proctop.ui.timeline import fit, row_segments
-from proctop.ui.widgets import details_text
 
 #: What must never be drawn: controls, format characters (bidi, zero-width, BOM),
 #: surrogates, private use, unassigned, separators and spaces other than U+0020.

@@ -14,7 +14,7 @@ import time
 from test_ui_app import SAMPLE_EVENTS, GatedSource, make_app
 from ui_helpers import wait_for
 
-from proctop.ui.terminal import BLOCKED, MAX_GAP, _TerminalFile
+from proctop.sinks.ui.terminal import BLOCKED, MAX_GAP, _TerminalFile
 
 FRAME = "x" * 10_000  # about one 100x30 frame of a storm
 

@@ -14,9 +14,9 @@ from ui_helpers import SAMPLE, details_body, wait_for
 
 from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.model.events import Event
+from proctop.sinks.ui.app import ProctopApp
 from proctop.sources.base import Source
 from proctop.sources.replay import ReplaySource, load_capture
-from proctop.ui.app import ProctopApp
 
 SIZES = [(100, 30), (80, 24), (120, 40)]
 THEMES = ["proctop-dark", "proctop-cb-safe"]

@@ -13,9 +13,9 @@ from ui_helpers import SAMPLE, screen_text, wait_for
 
 from proctop.kernel.protocol import PROC_EVENT_ALL, PROC_EVENT_EXEC, PROC_EVENT_FORK, PROC_EVENT_NONZERO_EXIT
 from proctop.model.events import Event
+from proctop.sinks.ui.app import ProctopApp
 from proctop.sources.base import Source
 from proctop.sources.replay import ReplaySource
-from proctop.ui.app import ProctopApp
 
 
 class QuietSource(Source):

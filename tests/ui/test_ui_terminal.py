@@ -4,7 +4,7 @@ terminal back; the UI refuses a stdin or stdout that is not a terminal;
 ``--duration``/``--count`` end the UI.
 
 Drops are real: ``tmux kill-session`` closes the pty's master as an SSH drop
-or a closed window does. Before proctop/ui/terminal.py, Textual's input thread
+or a closed window does. Before proctop/sinks/ui/terminal.py, Textual's input thread
 spun on the hung-up tty's end of file and its writer thread died on EIO and
 then blocked the event loop: proctop stayed, orphaned (the ``no-sighup`` and
 ``render`` states below show it every time and often, respectively).
@@ -30,8 +30,8 @@ from helpers import proctop_cmd
 from test_ui_e2e import Tmux, zombie_wait_status
 from ui_helpers import as_nobody_where_allowed
 
-from proctop.ui.app import ProctopApp
-from proctop.ui.terminal import EXIT_DEADLINE
+from proctop.sinks.ui.app import ProctopApp
+from proctop.sinks.ui.terminal import EXIT_DEADLINE
 
 HEADER = "kernel filter "  # the header's second line, at every width and mask
 REPLAY_HEADER = "recorded events shown "  # ... and in a replay
@@ -175,7 +175,7 @@ def test_stdout_to_a_pipe_is_refused():
 #: A run whose shutdown is stuck for ever: the guard is tripped, the main thread never returns.
 STUCK = """
 import os, signal, sys, threading
-from proctop.ui.terminal import TerminalGuard
+from proctop.sinks.ui.terminal import TerminalGuard
 guard = TerminalGuard()
 guard.install()
 if sys.argv[1] == "gone":

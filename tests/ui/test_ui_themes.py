@@ -8,11 +8,11 @@ from textual.command import CommandPalette
 from textual.widgets import OptionList
 from ui_helpers import SAMPLE, wait_for
 
-from proctop import cli
+from proctop.cli import main as cli
 from proctop.model.kinds import COLOURS
-from proctop.ui import themes
-from proctop.ui.app import ProctopApp
-from proctop.ui.themes import ThemeError, load_theme_by_name, load_themes, parse_theme
+from proctop.sinks.ui import themes
+from proctop.sinks.ui.app import ProctopApp
+from proctop.sinks.ui.themes import ThemeError, load_theme_by_name, load_themes, parse_theme
 
 NAMES = {"proctop-dark", "proctop-light", "proctop-high-contrast", "proctop-cb-safe"}
 OKABE_ITO = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
@@ -151,8 +151,8 @@ async def test_selected_rows_are_readable_in_every_theme(theme):
     from ui_helpers import SAMPLE
 
     from proctop.kernel.protocol import PROC_EVENT_ALL
+    from proctop.sinks.ui.app import ProctopApp
     from proctop.sources.replay import ReplaySource
-    from proctop.ui.app import ProctopApp
 
     source = ReplaySource(SAMPLE, PROC_EVENT_ALL)
     source.start()
@@ -167,7 +167,7 @@ async def test_selected_rows_are_readable_in_every_theme(theme):
 async def test_a_theme_chosen_in_the_palette_is_saved_in_the_config_file(sample_source, tmp_path):
     from functools import partial
 
-    from proctop.config import load, save_theme
+    from proctop.cli.config import load, save_theme
 
     path = tmp_path / "proctop" / "config.toml"
     path.parent.mkdir()
@@ -190,7 +190,7 @@ async def test_a_theme_chosen_in_the_palette_is_saved_in_the_config_file(sample_
 async def test_a_theme_that_cannot_be_saved_is_a_notification_not_a_crash(sample_source, tmp_path):
     from functools import partial
 
-    from proctop.config import save_theme
+    from proctop.cli.config import save_theme
 
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")

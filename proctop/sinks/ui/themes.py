@@ -98,7 +98,7 @@ def theme_files() -> dict[str, Path]:
     try:
         root = resources.files("proctop.themes")
     except ModuleNotFoundError:  # running from a source tree (PYTHONPATH=.): themes/ beside proctop/
-        root = Path(__file__).resolve().parent.parent.parent / "themes"
+        root = Path(__file__).resolve().parents[3] / "themes"
     files = {}
     try:
         entries = list(root.iterdir())

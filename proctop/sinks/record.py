@@ -574,7 +574,7 @@ def run_record(
     stop_flag: Callable[[], bool] | None = None,
 ) -> int:
     """Poll ``source`` (observed by the recorder) until done; nothing goes to stdout. The exit status."""
-    from proctop.headless import batches
+    from proctop.sinks.headless import batches
 
     seen = 0
 

@@ -20,11 +20,11 @@ from textual.strip import Strip
 
 from proctop.model.failures import OTHER, FailureBoard, FailureGroup
 from proctop.model.identity import filter_term
-from proctop.ui import keys
-from proctop.ui.cursor import page_size, reveal
-from proctop.ui.rows import format_time
-from proctop.ui.sanitize import safe
-from proctop.ui.timeline import fit
+from proctop.sinks.ui import keys
+from proctop.sinks.ui.cursor import page_size, reveal
+from proctop.sinks.ui.rows import format_time
+from proctop.sinks.ui.sanitize import safe
+from proctop.sinks.ui.timeline import fit
 
 SORTS = ("count", "rate", "recent")
 SPARKS = " \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
@@ -174,7 +174,7 @@ def board_segments(
 class FailuresView(ScrollView, can_focus=True):
     """What fails, how often, why and where."""
 
-    BINDINGS = keys.bindings("board")  # ids, keys and help: proctop/ui/keys.py
+    BINDINGS = keys.bindings("board")  # ids, keys and help: proctop/sinks/ui/keys.py
 
     COMPONENT_CLASSES = {"board--header", "board--cursor", "event--loop", "event--failed"}
 

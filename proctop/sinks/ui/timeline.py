@@ -29,12 +29,12 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proctop.model.events import Event
-from proctop.ui import keys
-from proctop.ui.cursor import page_size, reveal
-from proctop.ui.query import Filter, FilterTimeout, bounded_pass, compile_filter, timed_out
-from proctop.ui.rows import Row
-from proctop.ui.sanitize import safe
-from proctop.ui.themes import EVENT_KEYS
+from proctop.sinks.ui import keys
+from proctop.sinks.ui.cursor import page_size, reveal
+from proctop.sinks.ui.query import Filter, FilterTimeout, bounded_pass, compile_filter, timed_out
+from proctop.sinks.ui.rows import Row
+from proctop.sinks.ui.sanitize import safe
+from proctop.sinks.ui.themes import EVENT_KEYS
 
 #: (title, width) of the fixed columns; command and detail share the rest.
 COLUMNS = (("TIME", 12), ("EVENT", 8), ("PID", 7), ("PPID", 7), ("USER", 8))
@@ -69,7 +69,7 @@ def fit(text: str, width: int) -> str:
 class Timeline(ScrollView, can_focus=True):
     """Process events, one per line."""
 
-    BINDINGS = keys.bindings("timeline")  # ids, keys and help: proctop/ui/keys.py
+    BINDINGS = keys.bindings("timeline")  # ids, keys and help: proctop/sinks/ui/keys.py
 
     COMPONENT_CLASSES = {
         "timeline--header",
@@ -130,7 +130,7 @@ class Timeline(ScrollView, can_focus=True):
         self.rows: deque[Row] = deque()  # at most ``history`` long: ``add`` drops, sparing a held screen
         self.filtered: deque[Row] | None = None
         self.needle = ""  # the view filter's text, as typed (stripped)
-        self.row_filter = compile_filter("")  # and compiled (proctop.ui.query)
+        self.row_filter = compile_filter("")  # and compiled (proctop.sinks.ui.query)
         #: Filters given up at their deadline, by text (``_give_up_filter``).
         self._gave_up: dict[str, Filter] = {}
         #: The mask as a view filter (a replay's ``Source.shows``); None shows every event.
@@ -250,7 +250,7 @@ class Timeline(ScrollView, can_focus=True):
         return not (action == "follow" and self.follow)
 
     def set_filter(self, text: str) -> None:
-        """Show only the rows the view filter ``text`` matches (``proctop.ui.query``); empty shows all.
+        """Show only the rows the view filter ``text`` matches (``proctop.sinks.ui.query``); empty shows all.
 
         Not lower-cased here: the query is case-insensitive itself, and a regex's ``\\S`` is not ``\\s``.
         """

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # annotations only: cli.py imports this module at startup; th
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
-    """``--record``, ``--metrics`` and ``--replay DIR``'s time window (issue 12: proctop/record.py, metrics.py)."""
-    from proctop.record import parse_duration, parse_size, parse_time
+    """``--record``, ``--metrics`` and ``--replay DIR``'s time window (proctop/sinks/record.py, metrics.py)."""
+    from proctop.sinks.record import parse_duration, parse_size, parse_time
 
     g = p.add_argument_group("always on")
     g.add_argument("--record", metavar="DIR", help="no UI: keep the --json stream in DIR as rotating gzip segments")
@@ -38,9 +38,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 def attach(source: Source, args: argparse.Namespace) -> Source:
     """Open the recorder and the metrics server on ``source`` as ``args`` ask (errors carry status 2)."""
-    from proctop.record import SegmentWriter, observe
+    from proctop.sinks.record import SegmentWriter, observe
     if args.metrics:
-        from proctop.metrics import Metrics
+        from proctop.sinks.metrics import Metrics
 
         metrics = Metrics()
         metrics.describe_source(source.describe())
@@ -48,7 +48,7 @@ def attach(source: Source, args: argparse.Namespace) -> Source:
         observe(source, metrics)
         also_close(source, metrics.close)
     if args.record:  # the header is written at the first poll, once the source has started
-        from proctop.headless import header
+        from proctop.sinks.headless import header
 
         writer = SegmentWriter(
             args.record, max_size=args.record_max_size, max_age=args.record_max_age, header=lambda: header(source)
@@ -60,14 +60,14 @@ def attach(source: Source, args: argparse.Namespace) -> Source:
 
 def check(args: argparse.Namespace) -> None:
     """Argument errors of these options, before the probe (raises errors with ``status`` 2)."""
-    from proctop.record import RecordError, check_directory
+    from proctop.sinks.record import RecordError, check_directory
 
     if (args.since is not None or args.until is not None) and not args.replay:
         raise RecordError("--since and --until need --replay")
     if args.record:
         check_directory(args.record)
     if args.metrics:
-        from proctop.metrics import parse_address
+        from proctop.sinks.metrics import parse_address
 
         args.metrics_address = parse_address(args.metrics)
 

@@ -1,6 +1,6 @@
 """Help where a sysadmin looks for it (``?``, F1), and every action in the command palette.
 
-Both are read from the table of keys (``proctop.ui.keys``) and show the key
+Both are read from the table of keys (``proctop.sinks.ui.keys``) and show the key
 bound *now*, after a config file's remapping, so what they say is what the
 keys do. The help screen lists proctop's own keys only, grouped as the table
 groups them; Textual's generic keys (focus next, copy) are not proctop's
@@ -18,9 +18,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from proctop.ui import keys
-from proctop.ui.keys import HELP, KeySpec
-from proctop.ui.sanitize import ScreenText
+from proctop.sinks.ui import keys
+from proctop.sinks.ui.keys import HELP, KeySpec
+from proctop.sinks.ui.sanitize import ScreenText
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -33,7 +33,7 @@ COLUMNS: tuple[tuple[keys.Group, ...], ...] = (("kernel filter", "general"), ("v
 #: Said once at the top: the kernel filter keys change what arrives, not what is shown.
 KERNEL_NOTE = "kernel filter: what the kernel sends from now on; / hides rows received"
 
-#: The view filter's syntax (proctop.ui.query), under the filter's key: each line fits the help
+#: The view filter's syntax (proctop.sinks.ui.query), under the filter's key: each line fits the help
 #: column at 80 columns, which has no row to spare for more (the man page has it all).
 #: tests/ui/test_ui_keys.py checks that the columns named are the query's.
 FILTER_HELP = (

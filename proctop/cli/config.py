@@ -19,7 +19,7 @@ The default path under a home we may not enter (``setpriv`` keeps HOME=/root)
 is no config at all; a file named by ``--config`` must be readable.
 
 ``[keys]`` is read for its shape here (a binding id, a comma list of key
-names), then ``apply`` checks it against the table of keys (``proctop.ui.keys``:
+names), then ``apply`` checks it against the table of keys (``proctop.sinks.ui.keys``:
 the ids, and no key two live bindings share) in every mode, so ``--json``
 refuses a bad ``[keys]`` as the UI does. The app applies it with Textual's
 ``App.set_keymap``.
@@ -54,6 +54,9 @@ KEYS = {
     "names": "true or false (--names on/off)",
     "keys": "a table of binding id = key string",
 }
+
+#: The largest --history / history: rows of ~1 KiB each in the UI, so 10 GB is already too many.
+MAX_HISTORY = 10_000_000
 
 #: A config file is a few lines; anything this big is a mistake (``--config /dev/zero``).
 MAX_SIZE = 1 << 20
@@ -182,7 +185,7 @@ def parse(data: dict[str, Any], origin: str) -> Config:
 
 
 def _theme(value: object, fail: Any) -> str:
-    from proctop.ui.themes import ThemeError, resolve_theme_name
+    from proctop.sinks.ui.themes import ThemeError, resolve_theme_name
 
     if not isinstance(value, str):
         raise fail(f"theme must be a string (a theme name), got {_kind(value)}")
@@ -207,8 +210,6 @@ def _events(value: object, fail: Any) -> str:
 
 
 def _history(value: object, fail: Any) -> int:
-    from proctop.cli import MAX_HISTORY
-
     if type(value) is not int:  # exact: TOML's true is no number of rows
         raise fail(f"history must be a whole number, got {_kind(value)}")
     if not 1 <= value <= MAX_HISTORY:
@@ -275,7 +276,7 @@ def apply(args: argparse.Namespace, *, history_default: int) -> Config:
     ``--theme`` given on the command line is resolved and checked here too, in
     every mode.
     """
-    from proctop.ui.themes import resolve_theme_name
+    from proctop.sinks.ui.themes import resolve_theme_name
 
     if args.no_config:
         config = Config()
@@ -298,7 +299,7 @@ def apply(args: argparse.Namespace, *, history_default: int) -> Config:
     args.names = (names == "on") if names is not None else (config.names if config.names is not None else True)
     args.keymap = dict(config.keymap)
     if args.keymap:  # checked against the real bindings in every mode: --json with a bad [keys] fails as the UI does
-        from proctop.ui.keys import check_keymap
+        from proctop.sinks.ui.keys import check_keymap
 
         problem = check_keymap(args.keymap)
         if problem:
@@ -323,7 +324,7 @@ def save_theme(path: Path | None, theme: str) -> str | None:
     """
     import tomllib
 
-    from proctop.ui.themes import short_name
+    from proctop.sinks.ui.themes import short_name
 
     if path is None:
         return "theme not saved: no config file (--no-config, or no home directory)"

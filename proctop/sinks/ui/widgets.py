@@ -11,9 +11,9 @@ from textual.widgets import Static
 
 from proctop.model import kinds
 from proctop.model.kinds import MASK_BITS, toggles_on
-from proctop.ui.rows import Row, format_lifetime, format_time
-from proctop.ui.sanitize import ScreenText, bounded
-from proctop.ui.timeline import EVENT_CLASSES
+from proctop.sinks.ui.rows import Row, format_lifetime, format_time
+from proctop.sinks.ui.sanitize import ScreenText, bounded
+from proctop.sinks.ui.timeline import EVENT_CLASSES
 
 #: (key, mask name, shown name) of the mask toggles, in the order of the header.
 TOGGLES = kinds.TOGGLES

@@ -120,7 +120,7 @@ def completion_values() -> dict[str, list[str]]:
     from textual.theme import BUILTIN_THEMES
 
     from proctop.kernel.protocol import MASK_NAMES
-    from proctop.ui.themes import short_names
+    from proctop.sinks.ui.themes import short_names
 
     return {"only": list(MASK_NAMES), "theme": [*short_names(), *sorted(BUILTIN_THEMES)]}
 
@@ -167,7 +167,7 @@ def manpage(parser: argparse.ArgumentParser) -> str:
 
 def _keys_section() -> str:
     """The UI's keys as the help screen groups them, each with its binding id (``[keys]`` in the config file)."""
-    from proctop.ui.keys import GROUPS, HELP
+    from proctop.sinks.ui.keys import GROUPS, HELP
 
     lines = [r"In the UI; \fB?\fR or F1 lists them as bound now, \fBctrl+p\fR finds any action by name."]
     for group in GROUPS:

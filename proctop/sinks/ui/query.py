@@ -79,10 +79,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from proctop.model.kinds import COLOURS, EVENT_KINDS, EXTRA_COLOURS
-from proctop.ui.sanitize import bounded, safe
+from proctop.sinks.ui.sanitize import bounded, safe
 
 if TYPE_CHECKING:
-    from proctop.ui.rows import Row
+    from proctop.sinks.ui.rows import Row
 
 try:  # the regex parser behind ``re``; private, so the backtracking check is skipped if it moves
     from re import _parser as _sre_parser  # type: ignore[attr-defined]

@@ -45,23 +45,23 @@ from proctop.errors import ProctopError
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
 from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL, toggles_on
+from proctop.sinks.ui import keys
+from proctop.sinks.ui.board import FailuresView
+from proctop.sinks.ui.help import HelpScreen, palette_commands
+from proctop.sinks.ui.query import compile_filter
+from proctop.sinks.ui.rows import Row, format_time
+from proctop.sinks.ui.sanitize import safe
+from proctop.sinks.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
+from proctop.sinks.ui.timeline import Timeline
+from proctop.sinks.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 from proctop.sources.base import Source
-from proctop.ui import keys
-from proctop.ui.board import FailuresView
-from proctop.ui.help import HelpScreen, palette_commands
-from proctop.ui.query import compile_filter
-from proctop.ui.rows import Row, format_time
-from proctop.ui.sanitize import safe
-from proctop.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
-from proctop.ui.timeline import Timeline
-from proctop.ui.widgets import TOGGLES, DetailsPanel, HeaderBar
 
 if TYPE_CHECKING:
     from textual.driver import Driver
     from textual.screen import Screen
     from textual.theme import Theme
 
-    from proctop.ui.terminal import TerminalGuard
+    from proctop.sinks.ui.terminal import TerminalGuard
 
 #: Batches per second at most (the UI's frame rate for new events).
 BATCH_HZ = 15
@@ -112,7 +112,7 @@ class ProctopApp(App[int]):
     TITLE = "proctop"
     ENABLE_COMMAND_PALETTE = True
 
-    BINDINGS = keys.bindings("app")  # every key, its id and its help: proctop/ui/keys.py
+    BINDINGS = keys.bindings("app")  # every key, its id and its help: proctop/sinks/ui/keys.py
 
     # The app's state; the header and the timeline are bound to it (see compose).
     paused: reactive[bool] = reactive(False, init=False, bindings=True)
@@ -154,7 +154,7 @@ class ProctopApp(App[int]):
         for t in self._themes.values():
             self.register_theme(t)
         self.theme = theme or DEFAULT_THEME
-        #: Remembers a theme chosen in the palette (the config file's, via proctop/config.py).
+        #: Remembers a theme chosen in the palette (the config file's, via proctop/cli/config.py).
         self._save_theme = save_theme
         self._saved_theme = self.theme
         self.source = source
@@ -286,11 +286,11 @@ class ProctopApp(App[int]):
         self._stop.set()
         self._questions.put(None)
 
-    # --- the terminal: see proctop/ui/terminal.py -------------------------------
+    # --- the terminal: see proctop/sinks/ui/terminal.py -------------------------------
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's Linux driver, told that a terminal can go away."""
-        from proctop.ui.terminal import ProctopDriver
+        from proctop.sinks.ui.terminal import ProctopDriver
 
         return ProctopDriver
 
@@ -461,7 +461,7 @@ class ProctopApp(App[int]):
     # --- actions ---------------------------------------------------------------
 
     def apply_keymap(self, keymap: Mapping[str, str]) -> None:
-        """Remap keys by binding id (``pause = "z"``); ids and defaults: proctop/ui/keys.py.
+        """Remap keys by binding id (``pause = "z"``); ids and defaults: proctop/sinks/ui/keys.py.
 
         Raises ValueError for an unknown id: the config reader checks first
         (``keys.check_keymap``) and reports the file and key.
@@ -651,11 +651,11 @@ def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = Fa
 
     The ``TerminalGuard`` is in place before the screen is touched: from then on
     any fatal signal, hangup or dead tty ends the run within ``EXIT_DEADLINE``
-    seconds with the terminal given back (see proctop/ui/terminal.py). With
+    seconds with the terminal given back (see proctop/sinks/ui/terminal.py). With
     ``exit_process`` (the command line) the process ends here, by ``os._exit``
     or by the signal that ended the run; otherwise the status is returned.
     """
-    from proctop.ui.terminal import QUIT_SIGNALS, TerminalGuard
+    from proctop.sinks.ui.terminal import QUIT_SIGNALS, TerminalGuard
 
     app = ProctopApp(
         source,

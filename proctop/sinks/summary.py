@@ -23,13 +23,13 @@ from typing import TextIO
 from rich.cells import cell_len
 
 from proctop.errors import write_stdout
-from proctop.headless import batches
 from proctop.model.failures import FailureBoard, FailureGroup
+from proctop.sinks.headless import batches
+from proctop.sinks.ui.board import group_cells
+from proctop.sinks.ui.rows import format_minutes
+from proctop.sinks.ui.sanitize import safe
+from proctop.sinks.ui.timeline import fit
 from proctop.sources.base import Source
-from proctop.ui.board import group_cells
-from proctop.ui.rows import format_minutes
-from proctop.ui.sanitize import safe
-from proctop.ui.timeline import fit
 
 #: Width when neither COLUMNS nor a terminal says (a pipe, a file, CI's log).
 DEFAULT_WIDTH = 80

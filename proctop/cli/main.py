@@ -19,10 +19,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import proctop
-from proctop import __version__, always_on, config, manual
+from proctop import __version__
+from proctop.cli import config, manual
+from proctop.cli.config import MAX_HISTORY
 from proctop.errors import OutputClosed, ProctopError, write_stdout
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
+from proctop.sinks import always_on
 from proctop.sources.choice import describe_reader
 
 if TYPE_CHECKING:  # annotations only: the sources are imported when one is made
@@ -120,14 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"...within this many seconds (default {LOOP_INTERVAL:.0f})",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__} (reader: {describe_reader()})")
-    always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/always_on.py)
-    config.add_options(p)  # --config, --no-config (proctop/config.py)
-    manual.add_options(p)  # --completion SHELL, --manpage (proctop/manual.py)
+    always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/sinks/always_on.py)
+    config.add_options(p)  # --config, --no-config (proctop/cli/config.py)
+    manual.add_options(p)  # --completion SHELL, --manpage (proctop/cli/manual.py)
     return p
 
 
 def _theme_help() -> str:
-    from proctop.ui.themes import DEFAULT_THEME, short_name, short_names
+    from proctop.sinks.ui.themes import DEFAULT_THEME, short_name, short_names
 
     names = ", ".join(short_names()) or "none installed"
     return f"UI theme: {names} (default {short_name(DEFAULT_THEME)}), or one of Textual's such as nord"
@@ -137,7 +140,6 @@ def _theme_help() -> str:
 #: breaks arithmetic or memory (a history of 10**23 rows, a deadline past float range).
 MAX_DURATION = 10 * 365 * 86400  # ten years, in seconds
 MAX_COUNT = 10**12
-MAX_HISTORY = 10_000_000  # rows of ~1 KiB each in the UI: 10 GB is already too many
 DEFAULT_HISTORY = 100_000
 
 
@@ -270,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error_line(exc: BaseException) -> None:
     """One line on stderr; file names and argv in it are untrusted, so made safe like the screen's text."""
-    from proctop.ui.sanitize import safe
+    from proctop.sinks.ui.sanitize import safe
 
     print(f"proctop: {safe(str(exc))}", file=sys.stderr)
 
@@ -285,14 +287,14 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
             return 0
         if args.summary:
             from proctop.model.failures import FailureBoard
-            from proctop.summary import run_summary
+            from proctop.sinks.summary import run_summary
 
             board = FailureBoard(loop_burst=args.loop_burst, loop_interval=args.loop_interval)
             # -- CMD: where time(1) writes, so CMD keeps stdout; else stdout, through the one-line write path
             out = sys.stderr if args.command else None
             status = run_summary(source, board=board, out=out, duration=args.duration, count=args.count, stop_flag=stop)
         else:
-            from proctop.headless import run_json
+            from proctop.sinks.headless import run_json
 
             status = run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
         source.close()  # ends the watched command, if any, before its status is read
@@ -306,7 +308,7 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
 
 def _run_record(args: argparse.Namespace, mask: int) -> int:
     """``--record`` without ``--json``: headless, nothing on stdout."""
-    from proctop.record import run_record
+    from proctop.sinks.record import run_record
 
     stop = _StopFlag()
     source = None
@@ -333,10 +335,10 @@ def _quietly_close(source: Source) -> None:
 
 
 def _run_ui(args: argparse.Namespace, mask: int) -> int:
-    from proctop.ui.app import run_app
+    from proctop.sinks.ui.app import run_app
 
     if args.theme is not None:
-        from proctop.ui.themes import load_theme_by_name, theme_files
+        from proctop.sinks.ui.themes import load_theme_by_name, theme_files
 
         if args.theme in theme_files():  # resolved by config.apply; a Textual theme needs no file
             load_theme_by_name(args.theme)  # the file itself is checked before the screen opens

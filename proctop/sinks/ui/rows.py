@@ -7,8 +7,7 @@ import time
 from proctop.model.events import Event
 from proctop.model.identity import Identity, identity
 from proctop.model.kinds import ROW_LABELS
-from proctop.ui.query import Filter, compile_filter
-from proctop.ui.sanitize import Shown, bounded, safe
+from proctop.sinks.ui.sanitize import Shown, bounded, safe
 
 #: Characters of a command or detail kept for the timeline: wider than any terminal,
 #: so a megabyte argv costs no more to draw than a short one.
@@ -175,9 +174,4 @@ class Row:
             short = detail_of(self.ev, short=True) if self.ev.event == "exit" else self.detail
             self._short = safe(bounded(short, ROW_TEXT_LIMIT))
         return self._short
-
-    def matches(self, query: str | Filter) -> bool:
-        """True if the row passes the view filter (``proctop.ui.query``: terms, ``column:value``,
-        ``/regex/``); a string is compiled first (compiled filters are cached)."""
-        return (compile_filter(query) if isinstance(query, str) else query).matches(self)
 
