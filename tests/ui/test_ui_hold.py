@@ -86,7 +86,7 @@ async def test_the_wide_header_says_what_the_cap_dropped_and_the_cap():
     async with app.run_test(size=(120, 40)) as pilot:
         await held_through_the_storm(pilot, app, "home")
         header = screen_text(app).splitlines()[0]
-        assert f"held; {app.dropped:,} rows dropped (history 2,000) (End follows)" in header, header
+        assert f"held; {app.dropped:,} rows dropped (history 2,000) (end follows)" in header, header
         assert "rows 2,000 (full)" in header, header  # the long form did not fit
         await pilot.press("end")
         await pilot.pause()

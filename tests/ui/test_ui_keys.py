@@ -182,6 +182,27 @@ async def test_a_remapped_key_works_and_the_old_one_is_free():
         assert "z Pause" in screen_text(app).splitlines()[-1]  # the footer names the key bound now
 
 
+async def test_every_key_the_screen_names_is_the_one_bound():
+    """Remapped keys: the header, the kernel filter line, the empty note and the filter's placeholder
+    name the keys bound now (``z``, ``F``, ``G``, ``A``), never the defaults that no longer act."""
+    keymap = {"pause": "z", "toggle-fork": "F", "follow": "G", "toggle-all": "A", "help": "H", "close": "ctrl+g"}
+    app = make_app(keymap=keymap)
+    async with app.run_test(size=(130, 30)) as pilot:
+        await loaded(pilot)
+        assert app.filter_input.placeholder == "filter rows (Enter keeps, ^g clears)"
+        await pilot.press("up")
+        await pilot.pause()
+        assert "held (G follows)" in screen_text(app).splitlines()[0]
+        await pilot.press("z")
+        await pilot.pause()
+        header = screen_text(app).splitlines()
+        assert "(z resumes)" in header[0] and "space" not in header[0]
+        assert " F[x]fork " in header[1] and " f[" not in header[1]
+        await pilot.press("A")  # all on -> none
+        await pilot.pause()
+        assert "(A: shown again)" in screen_text(app).splitlines()[1]
+
+
 async def test_a_keymap_applied_while_running_reaches_the_board():
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:

@@ -112,7 +112,7 @@ async def test_follow_mode_and_pause_are_named_in_the_header_and_the_footer():
         assert "Follow" not in footer(app) and "Pause" in footer(app)
         await pilot.press("up")
         await pilot.pause()
-        assert "held (End follows)" in screen_text(app).splitlines()[0]
+        assert "held (end follows)" in screen_text(app).splitlines()[0]
         assert "Follow" in footer(app)
         await pilot.press("space")
         await pilot.pause()

@@ -210,6 +210,7 @@ class ProctopApp(App[int]):
             recorded=os.path.basename(recorded) if recorded else None,
             names=self.source.describe().get("names"),
             history=self.history,
+            keymap=self.keymap,
             id="header",
         )
         self.header_bar = header.data_bind(
@@ -234,7 +235,9 @@ class ProctopApp(App[int]):
         )
         self.details_body = DetailsPanel(id="details-body")
         self.filter_input = Input(
-            placeholder="filter rows (Enter keeps, Escape clears)", id="filter", select_on_focus=False
+            placeholder=f"filter rows (Enter keeps, {self.header_bar.key('close')} clears)",
+            id="filter",
+            select_on_focus=False,
         )
         self.board_view = FailuresView(self.boards, id="board").data_bind(app.failures)
         self.views = ContentSwitcher(initial="timeline", id="views")
@@ -438,7 +441,8 @@ class ProctopApp(App[int]):
             return "stopped: no more events will come"
         names = toggles_on(self.mask)
         if not names:
-            return "every kind is off in the kernel filter: nothing can arrive (press a)"
+            key = self.header_bar.key("toggle-all")
+            return f"every kind is off in the kernel filter: nothing can arrive (press {key})"
         since = format_time(self.since)[:8]
         return f"watching {', '.join(names)} since {since} \u2014 none yet"
 
@@ -469,8 +473,12 @@ class ProctopApp(App[int]):
         problem = keys.check_keymap(keymap)
         if problem:
             raise ValueError(problem)
-        self.keymap = dict(keymap)
+        self.keymap.clear()  # in place: the header holds this very map and names the keys bound now
+        self.keymap.update(keymap)
         self.set_keymap(self.keymap)
+        if self.is_running:  # composed: before that, the header reads the map when it is drawn
+            for header in self.query(HeaderBar):
+                header.refresh()
 
     def action_help(self) -> None:
         """? and F1: proctop's keys, as bound now."""

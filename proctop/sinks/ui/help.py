@@ -43,10 +43,11 @@ FILTER_HELP = (
 )
 
 
-def key_text(app: App[Any], spec: KeySpec, keymap: Mapping[str, str]) -> str:
-    """The keys bound to ``spec`` now, as the footer writes them (``?/f1``, ``^p``, ``pgdn``)."""
+def key_text(app: App[Any], spec: KeySpec, keymap: Mapping[str, str], *, first: bool = False) -> str:
+    """The keys bound to ``spec`` now, as the footer writes them (``?/f1``, ``^p``, ``pgdn``);
+    ``first``: only the first of them, for a hint inside a sentence (``(space resumes)``)."""
     bound = keys.current_keys(spec, keymap)
-    return "/".join(app.get_key_display(Binding(key, spec.action, id=spec.id)) for key in bound)
+    return "/".join(app.get_key_display(Binding(key, spec.action, id=spec.id)) for key in bound[: 1 if first else None])
 
 
 class HelpScreen(ModalScreen[None]):

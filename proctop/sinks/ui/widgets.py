@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.cells import cell_len
@@ -11,6 +12,8 @@ from textual.widgets import Static
 
 from proctop.model import kinds
 from proctop.model.kinds import MASK_BITS, toggles_on
+from proctop.sinks.ui import keys
+from proctop.sinks.ui.help import key_text
 from proctop.sinks.ui.rows import Row, format_lifetime, format_time
 from proctop.sinks.ui.sanitize import ScreenText, bounded
 from proctop.sinks.ui.timeline import EVENT_CLASSES
@@ -76,9 +79,12 @@ class HeaderBar(Widget):
         recorded: str | None = None,
         names: bool | None = None,
         history: int = 0,
+        keymap: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # kwargs: Widget's (id, classes)
+        #: binding id -> keys remapped by the config file: every key the header names is the one bound
+        self.keymap: Mapping[str, str] = keymap or {}
         self.history = history  # the history cap, said when it bites
         #: Mask bits the filter line lists by name: the default kinds, and every kind on at some time (watch_mask).
         self.listed = DEFAULT_KINDS
@@ -87,6 +93,11 @@ class HeaderBar(Widget):
         self.recorded = recorded  # a replay: the capture's file name; None when live
         #: The source reads execs for names even when the mask lacks exec (``--names``); None: not said.
         self.names = names
+
+    def key(self, binding_id: str, scope: keys.Scope = "app") -> str:
+        """The key that runs ``binding_id`` now, as the footer writes it: a remapped ``pause = "z"``
+        makes the header say ``(z resumes)``, never a default key that no longer does it."""
+        return key_text(self.app, keys.lookup(binding_id, scope), self.keymap, first=True)
 
     def render(self) -> ScreenText:
         width = self.size.width or 80
@@ -114,7 +125,8 @@ class HeaderBar(Widget):
         dropped = self.dropped
         if self.paused:
             none_lost = "" if dropped else ", none lost"
-            state: Chunk = (f" PAUSED: {self.waiting:,} new held{none_lost} (space resumes) ", "header--paused")
+            resumes = f"({self.key('pause')} resumes)"
+            state: Chunk = (f" PAUSED: {self.waiting:,} new held{none_lost} {resumes} ", "header--paused")
             brief: Chunk = (f" PAUSED {self.waiting:,} held ", "header--paused")
         elif self.state == "live" and self.recorded is None:
             state = (f" live since {format_time(self.since)[:8]} " if self.since else " live ", "header--dim")
@@ -132,6 +144,8 @@ class HeaderBar(Widget):
         if self.paused and self.following:
             state, brief = (state[0].rstrip(), state[1]), (brief[0].rstrip(), brief[1])
 
+        follows = f"({self.key('follow', 'timeline')} follows)"
+
         def follow(lost: list[Chunk]) -> list[Chunk]:
             """Following or held, after the state; what the cap dropped said next to "held" (or PAUSED)."""
             if self.following:
@@ -139,8 +153,8 @@ class HeaderBar(Widget):
                     return [*lost, ("  following", "header--dim")]
                 return [spaced, ("following", "header--dim")]
             if lost:
-                return [spaced, ("held", "header--paused"), *lost, (" (End follows)", "header--paused")]
-            return [spaced, ("held (End follows)", "header--paused")]
+                return [spaced, ("held", "header--paused"), *lost, (f" {follows}", "header--paused")]
+            return [spaced, (f"held {follows}", "header--paused")]
 
         rows = f"  rows {self.shown_rows:,}"
         if self.history_full:
@@ -197,17 +211,18 @@ class HeaderBar(Widget):
         warning: list[Chunk] = []
         brief: list[Chunk] = []  # the warning, shorter
         if not self.mask:
+            every_key = self.key("toggle-all")
             if replay:
-                warning = [("  every kind hidden (a: shown again)", "header--lost")]
+                warning = [(f"  every kind hidden ({every_key}: shown again)", "header--lost")]
             else:
-                warning = [("  nothing can arrive: every kind is off (a: back on)", "header--lost")]
+                warning = [(f"  nothing can arrive: every kind is off ({every_key}: back on)", "header--lost")]
         elif not replay and not self.mask & NAMING_BITS and on_names:
             if self.names:  # exec is read for names alone, never shown
                 warning = [("  names on (exec read, not shown)", "header--dim")]
                 brief = [("  names on", "header--dim")]
             else:
                 said = "names off" if self.names is False else "exec off"
-                warning = [(f"  {said}: names may be lost (e)", "header--paused")]
+                warning = [(f"  {said}: names may be lost ({self.key('toggle-exec')})", "header--paused")]
                 brief = [(f"  {said}: names lost", "header--paused")]
         prefix: Chunk = ("recorded events shown " if replay else "kernel filter ", "header--dim")
 
@@ -215,7 +230,7 @@ class HeaderBar(Widget):
             bit = MASK_BITS[name]
             on = bool(self.mask & bit)
             mark = "-" if not self.supported & bit else ("x" if on else " ")
-            shown = f"{key}[{mark}]" + ("" if keys_only else label)
+            shown = f"{self.key(f'toggle-{name}')}[{mark}]" + ("" if keys_only else label)
             return [(" ", None), (shown, "header--on" if on else "header--off")]
 
         every = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label)]
@@ -226,7 +241,7 @@ class HeaderBar(Widget):
         keys = [chunk for key, name, label in TOGGLES for chunk in toggle(key, name, label, keys_only=True)]
         candidates = [
             [prefix, *every, *warning],
-            [prefix, *some, (f"  {more} more off (? keys)", "header--dim"), *warning],
+            [prefix, *some, (f"  {more} more off ({self.key('help')} keys)", "header--dim"), *warning],
             [prefix, *some, (f"  +{more} off", "header--dim"), *warning],
         ]
         if brief:
