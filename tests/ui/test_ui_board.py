@@ -78,10 +78,16 @@ async def test_grouping_by_unit():
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await _on_board(pilot)
+        assert "b By unit" in screen_text(app).splitlines()[-1]  # the footer names what b does now
         await pilot.press("b")
         keys = {g.key: g.count for g in app.board_view.rows}
         assert keys["session-3.scope"] == 4 and keys["flaky.service"] == 7
+        await pilot.pause()
         header = screen_text(app).splitlines()[2]  # below the two header lines
+        footer = screen_text(app).splitlines()[-1]
+        assert "b By command" in footer and "By unit" not in footer
+        await pilot.press("b")
+        assert app.board_view.by == "command"
     assert header.split()[:2] == ["UNIT", "COUNT\u25be"] and "LAST COMMAND" in header  # rows are units
 
 

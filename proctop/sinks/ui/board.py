@@ -234,11 +234,18 @@ class FailuresView(ScrollView, can_focus=True):
     def board(self) -> FailureBoard:
         return self.boards[self.by]
 
-    def action_group(self) -> None:
-        """Group by command or by unit."""
-        self.by = "unit" if self.by == "command" else "command"
+    def action_group(self, by: str) -> None:
+        """Group by command or by unit (``b`` switches; the footer names the other grouping)."""
+        self.by = by
         self.cursor = 0
         self.update_rows()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """One key for both groupings: only the switch to the other one is live (and in the footer)."""
+        if action == "group":
+            return parameters[0] != self.by
+        return True
 
     def action_open(self) -> None:
         group = self.selected

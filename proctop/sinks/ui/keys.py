@@ -110,7 +110,10 @@ KEYS: tuple[KeySpec, ...] = (
             "failures board / timeline", "view", footer=5, priority=True, palette=True),
     KeySpec("board-sort", "o", "sort", "board", "Sort",
             "board: count, rate or recent", "view", footer=1),
-    KeySpec("board-group", "b", "group", "board", "By unit",
+    # the same key (and id) both ways: the footer names the grouping b switches to (FailuresView.check_action)
+    KeySpec("board-group", "b", "group('unit')", "board", "By unit",
+            "board: by command or by unit", "view", footer=2),
+    KeySpec("board-group", "b", "group('command')", "board", "By command",
             "board: by command or by unit", "view", footer=2),
     KeySpec("board-open", "enter", "open", "board", "Its events",
             "board: the timeline of a row", "view", footer=3, priority=True),
