@@ -181,3 +181,16 @@ async def test_a_replay_names_what_its_keys_filter():
             assert "every kind hidden (a: shown again)" in screen_text(app).splitlines()[1]
     finally:
         source.close()
+
+
+async def test_paused_and_held_at_80_columns_say_held_once():
+    """Narrow, paused with the view held: the count of new rows, then "held" once (it read "PAUSED 0 held  held")."""
+    source = ReplaySource(SAMPLE, PROC_EVENT_ALL)
+    source.start()
+    app = ProctopApp(source, rate_interval=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.reader_done and app.timeline.rows)
+        await pilot.press("up", "space")
+        await pilot.pause()
+        first = screen_text(app).splitlines()[0]
+        assert "PAUSED 0 new" in first and first.count("held") == 1, first

@@ -127,7 +127,7 @@ class HeaderBar(Widget):
             none_lost = "" if dropped else ", none lost"
             resumes = f"({self.key('pause')} resumes)"
             state: Chunk = (f" PAUSED: {self.waiting:,} new held{none_lost} {resumes} ", "header--paused")
-            brief: Chunk = (f" PAUSED {self.waiting:,} held ", "header--paused")
+            brief: Chunk = (f" PAUSED {self.waiting:,} new ", "header--paused")  # "held" would say it twice when held
         elif self.state == "live" and self.recorded is None:
             state = (f" live since {format_time(self.since)[:8]} " if self.since else " live ", "header--dim")
             brief = (" live ", "header--dim")
