@@ -156,9 +156,14 @@ def unit_cgroup(name: str) -> Iterator[Callable[[], None]]:
     try:
         yield lambda: (path / "cgroup.procs").write_text(str(os.getpid()))
     finally:
-        for _ in range(50):  # the kernel frees a cgroup a moment after its last exit
-            try:
-                path.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        remove_cgroup(path)
+
+
+def remove_cgroup(path: Path) -> None:
+    """rmdir a test cgroup once its last process is gone (the kernel frees it a moment after the exit)."""
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)

@@ -6,11 +6,10 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import collect
+from helpers import collect, remove_cgroup, unit_cgroup
 
 from proctop.kernel.probe import probe
 from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_FORK, PROC_EVENT_NONZERO_EXIT
@@ -205,16 +204,6 @@ def test_real_core_dump_says_where_the_core_went(failures, tmp_path):
     assert ev.core_dumped is any(p.name.startswith("core") for p in tmp_path.iterdir()) or pattern.startswith("|")
 
 
-def _remove_cgroup(path: Path) -> None:
-    """rmdir a test cgroup once its last process is gone (the kernel frees it a moment after the exit)."""
-    for _ in range(50):
-        try:
-            path.rmdir()
-            return
-        except OSError:
-            time.sleep(0.1)
-
-
 def _memory_cgroup(name: str) -> tuple[Path, Path]:
     """A cgroup limited to 32 MiB: (its directory, its cgroup.procs), v1 memory controller or v2."""
     v1 = Path("/sys/fs/cgroup/memory")
@@ -244,7 +233,7 @@ def test_real_oom_kill_is_named_only_with_evidence(failures):
         plain = failures(["sh", "-c", "kill -KILL $$"], preexec_fn=lambda: procs.write_text(str(os.getpid())))
         assert (plain.signal, plain.reason) == ("SIGKILL", "killed by SIGKILL (killed)")
     finally:
-        _remove_cgroup(path)
+        remove_cgroup(path)
 
 
 @pytest.mark.kernel
@@ -253,23 +242,10 @@ def test_a_plain_sigkill_is_not_called_oom(failures):
     assert (ev.signal, ev.reason) == ("SIGKILL", "killed by SIGKILL (killed)")
 
 
-def _unit_cgroup(name: str) -> Path:
-    for root in (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup")):
-        if (root / "cgroup.controllers").exists():
-            path = root / name
-            path.mkdir()
-            return path
-    raise AssertionError("no cgroup v2 hierarchy on this machine")
-
-
 @pytest.mark.kernel
 def test_real_unit_at_exec_and_for_a_process_gone_unannounced(failures):
     unit = f"proctop-test-{os.getpid()}.service"
-    path = _unit_cgroup(unit)
-    try:
-        def enter() -> None:
-            (path / "cgroup.procs").write_text(str(os.getpid()))
-
+    with unit_cgroup(unit) as enter:
         ev = failures(["sh", "-c", "sleep 0.1; exit 3"], preexec_fn=enter)
         assert ev.unit == unit
         # under --only nonzero-exit only: nothing announced it, it was reaped at once: its parent's unit
@@ -284,6 +260,4 @@ def test_real_unit_at_exec_and_for_a_process_gone_unannounced(failures):
             assert child.unit == unit
         finally:
             src.close()
-    finally:
-        _remove_cgroup(path)
 
