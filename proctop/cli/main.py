@@ -28,7 +28,8 @@ from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
 from proctop.sinks import always_on
 from proctop.sources.choice import describe_reader
 
-if TYPE_CHECKING:  # annotations only: the sources are imported when one is made
+if TYPE_CHECKING:  # annotations only: the sources and sinks are imported when one is made
+    from proctop.sinks.stream import Sink
     from proctop.sources.base import Source
 
 N = TypeVar("N", int, float)
@@ -257,10 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A replay shows everything recorded unless --only says otherwise.
         default = PROC_EVENT_ALL if args.replay else DEFAULT_MASK
         mask = parse_mask(args.only) if args.only is not None else default
-        if args.json or args.summary:
+        if args.json or args.summary or args.record:
             return _run_headless(args, mask)
-        if args.record:
-            return _run_record(args, mask)
         return _run_ui(args, mask)
     except KeyboardInterrupt:
         return 0
@@ -278,25 +277,22 @@ def _error_line(exc: BaseException) -> None:
 
 
 def _run_headless(args: argparse.Namespace, mask: int) -> int:
+    """``--json``, ``--summary``, ``--record`` without a UI: the one loop (``run_headless``) with one output."""
+    from proctop.sinks.stream import NoOutput, run_headless
+
     stop = _StopFlag()
     source = None
     try:
         source = make_source(args, mask)  # bad input is reported even with stdout closed
         source.start()
-        if sys.stdout is None:  # started with stdout closed (`proctop --json >&-`): nobody to tell
-            return 0
-        if args.summary:
-            from proctop.model.failures import FailureBoard
-            from proctop.sinks.summary import run_summary
-
-            board = FailureBoard(loop_burst=args.loop_burst, loop_interval=args.loop_interval)
-            # -- CMD: where time(1) writes, so CMD keeps stdout; else stdout, through the one-line write path
-            out = sys.stderr if args.command else None
-            status = run_summary(source, board=board, out=out, duration=args.duration, count=args.count, stop_flag=stop)
-        else:
-            from proctop.sinks.headless import run_json
-
-            status = run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
+        output: Sink
+        if args.summary or args.json:
+            if sys.stdout is None:  # started with stdout closed (`proctop --json >&-`): nobody to tell
+                return 0
+            output = _output(args, source, stop)
+        else:  # --record alone: nothing on stdout
+            output = NoOutput()
+        status = run_headless(source, output, duration=args.duration, count=args.count, stop_flag=stop)
         source.close()  # ends the watched command, if any, before its status is read
         return _command_status(source, status)
     except KeyboardInterrupt:
@@ -306,23 +302,18 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
             _quietly_close(source)
 
 
-def _run_record(args: argparse.Namespace, mask: int) -> int:
-    """``--record`` without ``--json``: headless, nothing on stdout."""
-    from proctop.sinks.record import run_record
+def _output(args: argparse.Namespace, source: Source, stop: _StopFlag) -> Sink:
+    """What the headless loop writes to stdout: the failures table or the JSON lines."""
+    if args.summary:
+        from proctop.model.failures import FailureBoard
+        from proctop.sinks.summary import FailureSummary
 
-    stop = _StopFlag()
-    source = None
-    try:
-        source = make_source(args, mask)
-        source.start()
-        status = run_record(source, duration=args.duration, count=args.count, stop_flag=stop)
-        source.close()  # ends the watched command, if any, before its status is read
-        return _command_status(source, status)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if source is not None:
-            _quietly_close(source)
+        board = FailureBoard(loop_burst=args.loop_burst, loop_interval=args.loop_interval)
+        # -- CMD: where time(1) writes, so CMD keeps stdout; else stdout, through the one-line write path
+        return FailureSummary(source, board, sys.stderr if args.command else None)
+    from proctop.sinks.headless import JsonLines
+
+    return JsonLines(stop_flag=stop, count_lost=source.count_lost, waits_for_reader=source.kind == "replay")
 
 
 def _quietly_close(source: Source) -> None:

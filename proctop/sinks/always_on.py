@@ -1,19 +1,19 @@
 """The always-on options (issue 12) wired onto a source: ``--record``, ``--metrics``, ``--since``/``--until``.
 
 Kept out of cli.py so that the command line only adds the options, calls
-``check`` before the probe and ``attach`` on the source it made. Both the
-recorder and the metrics see events through ``record.observe`` (a wrapper
-on the source's ``poll``), so the UI, ``--json`` and the headless recorder
-feed them alike, and closing the source closes them too.
+``check`` before the probe and ``attach`` on the source it made. The
+recorder and the metrics are sinks on a ``Tee`` of the source
+(``proctop.sinks.stream``), so the UI and every headless mode feed them
+alike, and closing the source closes them too.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: cli.py imports this module at startup; the rest is imported lazily
+    from proctop.sinks.stream import Sink
     from proctop.sources.base import Source
 
 
@@ -37,25 +37,31 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def attach(source: Source, args: argparse.Namespace) -> Source:
-    """Open the recorder and the metrics server on ``source`` as ``args`` ask (errors carry status 2)."""
-    from proctop.sinks.record import SegmentWriter, observe
+    """``source`` teed to the recorder and the metrics server ``args`` ask for (errors carry status 2).
+
+    Metrics first, then the recorder: the server listens (and a port in use is
+    said) before anything is written; closing the source closes both.
+    """
+    from proctop.sinks.stream import Tee
+
+    sinks: list[Sink] = []
     if args.metrics:
         from proctop.sinks.metrics import Metrics
 
         metrics = Metrics()
         metrics.describe_source(source.describe())
         metrics.serve(*args.metrics_address)
-        observe(source, metrics)
-        also_close(source, metrics.close)
-    if args.record:  # the header is written at the first poll, once the source has started
-        from proctop.sinks.headless import header
+        sinks.append(metrics)
+    if args.record:  # the header is written when the source has started (Tee.start)
+        from proctop.sinks.record import SegmentWriter
 
-        writer = SegmentWriter(
-            args.record, max_size=args.record_max_size, max_age=args.record_max_age, header=lambda: header(source)
-        )
-        observe(source, writer)
-        also_close(source, writer.close)
-    return source
+        try:
+            sinks.append(SegmentWriter(args.record, max_size=args.record_max_size, max_age=args.record_max_age))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+    return Tee(source, sinks) if sinks else source
 
 
 def check(args: argparse.Namespace) -> None:
@@ -70,16 +76,3 @@ def check(args: argparse.Namespace) -> None:
         from proctop.sinks.metrics import parse_address
 
         args.metrics_address = parse_address(args.metrics)
-
-
-def also_close(source: Source, close: Callable[[], None]) -> None:
-    """Make ``source.close()`` also call ``close`` (after the source's own, even if that raised)."""
-    inner = source.close
-
-    def both() -> None:
-        try:
-            inner()
-        finally:
-            close()
-
-    source.close = both  # type: ignore[method-assign]  # wraps this one object's close, as documented

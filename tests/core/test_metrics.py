@@ -73,9 +73,9 @@ def failure(comm: str | None, code: int | None = 1, sig: str | None = None, ts: 
 
 def test_counts_by_kind_failures_and_lost():
     m = Metrics()
-    m([failure("crashy", 3), failure("crashy", 3), failure("segv", None, "SIGSEGV"), failure(None, 2)])
-    m([Event(ts=1, event="exit", pid=2, tgid=2, comm="fine", exit_code=0), Event(ts=1, event="lost", count=40)])
-    m([Event(ts=1, event="exec", pid=3, tgid=3, comm="x", cmdline=["/usr/bin/thing", "-v"])])
+    m.write([failure("crashy", 3), failure("crashy", 3), failure("segv", None, "SIGSEGV"), failure(None, 2)])
+    m.write([Event(ts=1, event="exit", pid=2, tgid=2, comm="fine", exit_code=0), Event(ts=1, event="lost", count=40)])
+    m.write([Event(ts=1, event="exec", pid=3, tgid=3, comm="x", cmdline=["/usr/bin/thing", "-v"])])
     value = m.registry.get_sample_value
     assert value("proctop_events_total", {"kind": "exit"}) == 5
     assert value("proctop_events_total", {"kind": "exec"}) == 1
@@ -92,19 +92,19 @@ def test_failure_series_are_bounded_and_recent_commands_keep_theirs():
     clock = [0.0]
     m = Metrics(max_series=3, idle=60, clock=lambda: clock[0])
     for name in ("a", "b", "c"):
-        m([failure(name)])
-    m([failure("d")])  # every series moved within the minute: d is "other"
+        m.write([failure(name)])
+    m.write([failure("d")])  # every series moved within the minute: d is "other"
     value = m.registry.get_sample_value
     assert value("proctop_failures_total", {"command": OTHER, "status": OTHER, "unit": ""}) == 1
     assert value("proctop_failures_total", {"command": "d", "status": "1", "unit": ""}) is None
     clock[0] = 30
-    m([failure("b"), failure("c")])
+    m.write([failure("b"), failure("c")])
     clock[0] = 100  # a has been quiet for 100 s: d takes its place
-    m([failure("d")])
+    m.write([failure("d")])
     assert value("proctop_failures_total", {"command": "a", "status": "1", "unit": ""}) is None
     assert value("proctop_failures_total", {"command": "d", "status": "1", "unit": ""}) == 1
     for i in range(1000):  # a flood of names cannot grow the scrape
-        m([failure(f"n{i}")])
+        m.write([failure(f"n{i}")])
     series = [line for line in generate_latest(m.registry).decode().splitlines() if line.startswith("proctop_failures")]
     assert len(series) <= 3 + 1
 
@@ -112,7 +112,7 @@ def test_failure_series_are_bounded_and_recent_commands_keep_theirs():
 def test_hostile_names_make_valid_labels():
     m = Metrics()
     m.describe_source({"source": "native", "kernel": "6.18.0"})
-    m([failure('evil"\n\\name\udcff\x1b[31m'), failure("ok")])
+    m.write([failure('evil"\n\\name\udcff\x1b[31m'), failure("ok")])
     text = generate_latest(m.registry).decode()
     shown = 'evil"\\x0a\\\\name\\udcff\\x1b[31m'  # control and undecodable characters spelled out, \\ doubled
     assert m.registry.get_sample_value("proctop_failures_total", {"command": shown, "status": "1", "unit": ""}) == 1
