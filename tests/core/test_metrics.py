@@ -21,8 +21,7 @@ import pytest
 from helpers import REPO, need_tool, proctop_cmd
 from prometheus_client import generate_latest
 
-from proctop.cli.main import build_parser, make_source
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
+from proctop.cli.main import build_parser, make_source, parse_options
 from proctop.model.events import Event
 from proctop.sinks.metrics import OTHER, Metrics, MetricsError, parse_address
 from proctop.sinks.ui.app import ProctopApp
@@ -170,8 +169,7 @@ def test_port_in_use_is_one_line_and_exit_2():
 async def test_the_ui_counts_what_it_shows():
     """The UI path: the reader thread's polls feed the counters; the endpoint serves them."""
     port = free_port()
-    args = build_parser().parse_args(["--replay", str(SAMPLE), "--only", "all", "--metrics", f"127.0.0.1:{port}"])
-    source = make_source(args, PROC_EVENT_ALL)
+    source = make_source(parse_options(["--replay", str(SAMPLE), "--only", "all", "--metrics", f"127.0.0.1:{port}"]))
     _header, expected = load_capture(SAMPLE)
     app = ProctopApp(source, history=1000)
     source.start()
@@ -380,8 +378,7 @@ def test_json_and_metrics_together(crashy):
 
 def _as_the_service_user(rec: str, port: int, crashy: str) -> dict:
     """In a child at uid 65534 (what DynamicUser= gives): record and serve a real failure."""
-    args = build_parser().parse_args(["--record", rec, "--metrics", f"127.0.0.1:{port}"])  # the unit's mask
-    source = make_source(args, DEFAULT_MASK)
+    source = make_source(parse_options(["--record", rec, "--metrics", f"127.0.0.1:{port}"]))  # the unit's mask
     source.start()
     try:
         source.poll(0.1)  # the first poll writes the segment's header
