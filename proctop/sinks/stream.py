@@ -39,12 +39,15 @@ def header(source: Source) -> Header:
 
 
 class Sink(ABC):
-    """Where a source's batches go. Called on the consumer thread only, in this order:
+    """Where a source's batches go. Called in this order (the threads are the source's, sources/base.py):
 
-    * ``start(header)`` once, after the source started (it knows its socket buffer then);
-    * ``write(events)`` for every batch, an empty one too: time passed, so a sink
-      with a clock (the recorder's once-a-second flush) keeps it on a quiet machine;
-    * ``close()`` once at the end, idempotent, even after an error.
+    * ``start(header)`` once, after the source started (it knows its socket buffer
+      then), on the thread that started it;
+    * ``write(events)`` for every batch, an empty one too, on the consumer thread:
+      time passed, so a sink with a clock (the recorder's once-a-second flush)
+      keeps it on a quiet machine;
+    * ``close()`` at the end, on the thread that closes the source; idempotent,
+      and called even after an error.
 
     The output of a headless run (``run_headless``) also answers ``status`` (it
     ends the run: the reader went away, a write failed), ``drain`` (what was
