@@ -60,7 +60,7 @@ def module_name(path: Path) -> str:
 def imported_modules(tree: ast.AST, importer: str, is_package: bool) -> list[tuple[int, str]]:
     """``(line, dotted module)`` for every import anywhere in ``tree`` (functions included).
 
-    ``from proctop import always_on`` imports the module ``proctop.sinks.always_on``;
+    ``from proctop.cli import always_on`` imports the module ``proctop.cli.always_on``;
     ``from proctop import __version__`` imports ``proctop`` itself.
     """
     found: list[tuple[int, str]] = []

@@ -10,16 +10,17 @@ What htoprc and btop.conf are to those tools::
     pause = "z"
     quit = "q,ctrl+q"
 
-Command-line options win over the file. The file is read with ``tomllib`` and
-checked whole before anything starts: a wrong file is one line naming the file
-and the key, exit status 2 (``ConfigError``), never a half-applied config.
+Command-line options win over the file (``proctop.cli.options.build`` merges
+the two into the run's one frozen ``Options``). The file is read with ``tomllib``
+and checked whole before anything starts: a wrong file is one line naming the
+file and the key, exit status 2 (``ConfigError``), never a half-applied config.
 ``events`` sets the kernel filter of a live run only: a replay still shows
 everything it recorded unless ``--only`` says otherwise (README, "Using it").
 The default path under a home we may not enter (``setpriv`` keeps HOME=/root)
 is no config at all; a file named by ``--config`` must be readable.
 
 ``[keys]`` is read for its shape here (a binding id, a comma list of key
-names), then ``apply`` checks it against the table of keys (``proctop.sinks.ui.keys``:
+names), then ``options.build`` checks it against the table of keys (``proctop.sinks.ui.keys``:
 the ids, and no key two live bindings share) in every mode, so ``--json``
 refuses a bad ``[keys]`` as the UI does. The app applies it with Textual's
 ``App.set_keymap``.
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import functools
 import os
 import re
 import stat
@@ -57,6 +57,8 @@ KEYS = {
 
 #: The largest --history / history: rows of ~1 KiB each in the UI, so 10 GB is already too many.
 MAX_HISTORY = 10_000_000
+#: Rows the UI keeps when neither --history nor the file says.
+DEFAULT_HISTORY = 100_000
 
 #: A config file is a few lines; anything this big is a mistake (``--config /dev/zero``).
 MAX_SIZE = 1 << 20
@@ -263,51 +265,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "else ~/.config/proctop/config.toml)",
     )
     group.add_argument("--no-config", action="store_true", help="read no config file (nor save the theme in one)")
-
-
-def apply(args: argparse.Namespace, *, history_default: int) -> Config:
-    """Fill the options the command line left unset from the config file; the config read.
-
-    Sets ``args.theme`` (full name, resolved, or None), ``args.only`` (from
-    ``events`` for a live run), ``args.history``, ``args.names`` (a bool), ``args.keymap`` (a dict for
-    ``App.set_keymap``), ``args.config_path`` (where ``save_theme`` writes;
-    None under ``--no-config``) and ``args.save_theme`` (``save_theme`` bound
-    to that path, for the UI; None when there is nowhere to save). A
-    ``--theme`` given on the command line is resolved and checked here too, in
-    every mode.
-    """
-    from proctop.sinks.ui.themes import resolve_theme_name
-
-    if args.no_config:
-        config = Config()
-        args.config_path = None
-    elif args.config is not None:
-        args.config_path = Path(args.config)
-        config = load(args.config_path, required=True)
-    else:
-        args.config_path = default_path()
-        config = load(args.config_path)
-    if args.theme is not None:
-        args.theme = resolve_theme_name(args.theme)
-    else:
-        args.theme = config.theme
-    if args.only is None and not args.replay:
-        args.only = config.events
-    if args.history is None:
-        args.history = config.history if config.history is not None else history_default
-    names = getattr(args, "names", None)  # --names on/off wins; else the file; else on
-    args.names = (names == "on") if names is not None else (config.names if config.names is not None else True)
-    args.keymap = dict(config.keymap)
-    if args.keymap:  # checked against the real bindings in every mode: --json with a bad [keys] fails as the UI does
-        from proctop.sinks.ui.keys import check_keymap
-
-        problem = check_keymap(args.keymap)
-        if problem:
-            raise ConfigError(f"config file {args.config_path}: [keys] {problem}")
-    # The UI calls it with the theme picked in its palette. A callable, not the module: the UI
-    # layer does not import the top layer (tests/test_layers.py).
-    args.save_theme = None if args.config_path is None else functools.partial(save_theme, args.config_path)
-    return config
 
 
 # --- saving the theme ---------------------------------------------------------

@@ -20,26 +20,21 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import proctop
 from proctop import __version__
-from proctop.cli import config, manual
-from proctop.cli.config import MAX_HISTORY
+from proctop.cli import always_on, config, manual, options
+from proctop.cli.config import DEFAULT_HISTORY, MAX_HISTORY
+from proctop.cli.options import Options, UsageError
 from proctop.errors import OutputClosed, ProctopError, write_stdout
-from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
+from proctop.kernel.protocol import MASK_NAMES
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
-from proctop.sinks import always_on
 from proctop.sources.choice import describe_reader
 
-if TYPE_CHECKING:  # annotations only: the sources are imported when one is made
+if TYPE_CHECKING:  # annotations only: the sources and sinks are imported when one is made
+    from proctop.sinks.stream import Sink
     from proctop.sources.base import Source
 
 N = TypeVar("N", int, float)
 
-EXIT_USAGE = 2
-
-
-class UsageError(ProctopError):
-    """Bad command-line input."""
-
-    status = EXIT_USAGE
+EXIT_USAGE = UsageError.status
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"...within this many seconds (default {LOOP_INTERVAL:.0f})",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__} (reader: {describe_reader()})")
-    always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/sinks/always_on.py)
+    always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/cli/always_on.py)
     config.add_options(p)  # --config, --no-config (proctop/cli/config.py)
     manual.add_options(p)  # --completion SHELL, --manpage (proctop/cli/manual.py)
     return p
@@ -140,7 +135,6 @@ def _theme_help() -> str:
 #: breaks arithmetic or memory (a history of 10**23 rows, a deadline past float range).
 MAX_DURATION = 10 * 365 * 86400  # ten years, in seconds
 MAX_COUNT = 10**12
-DEFAULT_HISTORY = 100_000
 
 
 def _number(text: str, convert: Callable[[str], N], noun: str, minimum: float, maximum: float) -> N:
@@ -193,33 +187,34 @@ class _StopFlag:
         return self.raised
 
 
-def make_source(args: argparse.Namespace, mask: int) -> Source:
-    """The event source the arguments ask for (raises errors with a ``status``)."""
-    always_on.check(args)
-    if args.replay:
+def make_source(opts: Options) -> Source:
+    """The event source ``opts`` ask for, teed to the recorder and the metrics (raises errors with a ``status``)."""
+    metrics_address = always_on.check(opts)
+    if opts.replay:
         from proctop.sources.replay import ReplaySource
 
-        return always_on.attach(ReplaySource(args.replay, mask, since=args.since, until=args.until), args)
+        replay = ReplaySource(opts.replay, opts.mask, since=opts.since, until=opts.until)
+        return always_on.attach(replay, opts, metrics_address)
     from proctop.kernel.probe import probe
     from proctop.sources.connector import ConnectorSource
 
-    capability = probe(None if args.source == "auto" else args.source)
-    names = getattr(args, "names", True) in (True, "on")  # config.apply makes it a bool
-    source: Source = ConnectorSource(capability, mask, threads=args.threads, names=names)
-    if getattr(args, "command", None):
-        source = _command_tree(source, args)
-    return always_on.attach(source, args)
+    capability = probe(None if opts.source == "auto" else opts.source)
+    source: Source = ConnectorSource(capability, opts.mask, threads=opts.threads, names=opts.names)
+    if opts.command:
+        source = _command_tree(source, opts)
+    return always_on.attach(source, opts, metrics_address)
 
 
-def _command_tree(source: Source, args: argparse.Namespace) -> Source:
+def _command_tree(source: Source, opts: Options) -> Source:
     from proctop.sources.tree import CommandTree
 
-    if args.json:  # stdout is the JSON stream: the command's output goes to stderr
-        return CommandTree(source, args.command, stdout=sys.stderr.fileno())
-    if args.summary or args.record:
-        return CommandTree(source, args.command)
+    argv = list(opts.command)
+    if opts.json:  # stdout is the JSON stream: the command's output goes to stderr
+        return CommandTree(source, argv, stdout=sys.stderr.fileno())
+    if opts.summary or opts.record:
+        return CommandTree(source, argv)
     return CommandTree(  # under the UI the terminal is proctop's
-        source, args.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        source, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
@@ -241,27 +236,20 @@ def _command_status(source: Source, status: int) -> int:
     return command_status if command_status is not None else status
 
 
+def parse_options(argv: Sequence[str]) -> Options:
+    """``proctop [options] [-- COMMAND]`` and the config file: the run's options, built once and frozen."""
+    words, command = split_command(argv)
+    return options.build(build_parser().parse_args(words), command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if proctop.early_signal is not None:  # a signal during the imports: the end, quietly
         return 0
     try:
-        options, command = split_command(sys.argv[1:] if argv is None else argv)
-        args = build_parser().parse_args(options)
-        for option in ("replay", "record", "metrics", "config"):
-            if getattr(args, option) == "":  # a path or address left empty (an unset variable): not "none"
-                raise UsageError(f"--{option}: must not be empty")
-        args.command = command
-        if command and args.replay:
-            raise UsageError("-- COMMAND watches a live command; it cannot go with --replay")
-        config.apply(args, history_default=DEFAULT_HISTORY)  # the config file fills what argv left unset
-        # A replay shows everything recorded unless --only says otherwise.
-        default = PROC_EVENT_ALL if args.replay else DEFAULT_MASK
-        mask = parse_mask(args.only) if args.only is not None else default
-        if args.json or args.summary:
-            return _run_headless(args, mask)
-        if args.record:
-            return _run_record(args, mask)
-        return _run_ui(args, mask)
+        opts = parse_options(sys.argv[1:] if argv is None else argv)
+        if opts.headless:
+            return _run_headless(opts)
+        return _run_ui(opts)
     except KeyboardInterrupt:
         return 0
     except ProctopError as exc:  # one line and its own status; anything else is a bug and shows its traceback
@@ -277,26 +265,23 @@ def _error_line(exc: BaseException) -> None:
     print(f"proctop: {safe(str(exc))}", file=sys.stderr)
 
 
-def _run_headless(args: argparse.Namespace, mask: int) -> int:
+def _run_headless(opts: Options) -> int:
+    """``--json``, ``--summary``, ``--record`` without a UI: the one loop (``run_headless``) with one output."""
+    from proctop.sinks.stream import NoOutput, run_headless
+
     stop = _StopFlag()
     source = None
     try:
-        source = make_source(args, mask)  # bad input is reported even with stdout closed
+        source = make_source(opts)  # bad input is reported even with stdout closed
         source.start()
-        if sys.stdout is None:  # started with stdout closed (`proctop --json >&-`): nobody to tell
-            return 0
-        if args.summary:
-            from proctop.model.failures import FailureBoard
-            from proctop.sinks.summary import run_summary
-
-            board = FailureBoard(loop_burst=args.loop_burst, loop_interval=args.loop_interval)
-            # -- CMD: where time(1) writes, so CMD keeps stdout; else stdout, through the one-line write path
-            out = sys.stderr if args.command else None
-            status = run_summary(source, board=board, out=out, duration=args.duration, count=args.count, stop_flag=stop)
-        else:
-            from proctop.sinks.headless import run_json
-
-            status = run_json(source, duration=args.duration, count=args.count, stop_flag=stop)
+        output: Sink
+        if opts.summary or opts.json:
+            if sys.stdout is None:  # started with stdout closed (`proctop --json >&-`): nobody to tell
+                return 0
+            output = _output(opts, source, stop)
+        else:  # --record alone: nothing on stdout
+            output = NoOutput()
+        status = run_headless(source, output, duration=opts.duration, count=opts.count, stop_flag=stop)
         source.close()  # ends the watched command, if any, before its status is read
         return _command_status(source, status)
     except KeyboardInterrupt:
@@ -306,23 +291,18 @@ def _run_headless(args: argparse.Namespace, mask: int) -> int:
             _quietly_close(source)
 
 
-def _run_record(args: argparse.Namespace, mask: int) -> int:
-    """``--record`` without ``--json``: headless, nothing on stdout."""
-    from proctop.sinks.record import run_record
+def _output(opts: Options, source: Source, stop: _StopFlag) -> Sink:
+    """What the headless loop writes to stdout: the failures table or the JSON lines."""
+    if opts.summary:
+        from proctop.model.failures import FailureBoard
+        from proctop.sinks.summary import FailureSummary
 
-    stop = _StopFlag()
-    source = None
-    try:
-        source = make_source(args, mask)
-        source.start()
-        status = run_record(source, duration=args.duration, count=args.count, stop_flag=stop)
-        source.close()  # ends the watched command, if any, before its status is read
-        return _command_status(source, status)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if source is not None:
-            _quietly_close(source)
+        board = FailureBoard(loop_burst=opts.loop_burst, loop_interval=opts.loop_interval)
+        # -- CMD: where time(1) writes, so CMD keeps stdout; else stdout, through the one-line write path
+        return FailureSummary(source, board, sys.stderr if opts.command else None)
+    from proctop.sinks.headless import JsonLines
+
+    return JsonLines(stop_flag=stop, count_lost=source.count_lost, waits_for_reader=source.kind == "replay")
 
 
 def _quietly_close(source: Source) -> None:
@@ -334,17 +314,28 @@ def _quietly_close(source: Source) -> None:
         pass
 
 
-def _run_ui(args: argparse.Namespace, mask: int) -> int:
-    from proctop.sinks.ui.app import run_app
+def _run_ui(opts: Options) -> int:
+    from proctop.sinks.ui.app import ProctopApp, run_app
 
-    if args.theme is not None:
+    if opts.theme is not None:
         from proctop.sinks.ui.themes import load_theme_by_name, theme_files
 
-        if args.theme in theme_files():  # resolved by config.apply; a Textual theme needs no file
-            load_theme_by_name(args.theme)  # the file itself is checked before the screen opens
+        if opts.theme in theme_files():  # resolved by options.build; a Textual theme needs no file
+            load_theme_by_name(opts.theme)  # the file itself is checked before the screen opens
     _need_terminal()
-    source = make_source(args, mask)
-    return run_app(source, args, exit_process=True)
+    source = make_source(opts)
+    app = ProctopApp(
+        source,
+        history=opts.history,
+        theme=opts.theme,
+        loop_burst=opts.loop_burst,
+        loop_interval=opts.loop_interval,
+        duration=opts.duration,
+        count=opts.count,
+        keymap=opts.keymap,
+        save_theme=opts.save_theme,
+    )
+    return run_app(app, exit_process=True)
 
 
 def _need_terminal() -> None:

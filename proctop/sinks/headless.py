@@ -10,9 +10,10 @@ noisy (README, "Captures and outputs that fail"):
   even when no event comes, from POLLERR/POLLHUP on stdout;
 * the write fails (``> /dev/full``, an I/O error): one line on stderr, exit 1;
 * the reader stops reading and the pipe fills: stdout is written by its own
-  thread through a bounded queue, so the main loop keeps reading the kernel
-  and answering signals; events that do not fit are counted and written as
-  one ``lost`` event once the reader takes lines again. A replay has no kernel
+  thread through a bounded queue, so the loop (``proctop.sinks.stream.run_headless``,
+  whose output ``JsonLines`` is) keeps reading the kernel and answering signals;
+  events that do not fit are counted and written as one ``lost`` event once the
+  reader takes lines again. A replay has no kernel
   to keep up with: it waits for the reader instead of dropping.
 """
 
@@ -25,34 +26,28 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Protocol
 
-from proctop import __version__
-from proctop.kernel.protocol import mask_names
 from proctop.model.events import Event, encode_line
+from proctop.sinks.stream import TURN, Sink, run_headless
 from proctop.sources.base import Source
 
 #: Bytes of output held for a reader that fell behind (~250 bytes a line: about
 #: 60,000 events). Past it events are counted as lost, so memory stays bounded.
 QUEUE_BYTES = 16 << 20
+
+
 class HasFileno(Protocol):
-    """What ``run_json`` writes to besides a bare descriptor: a file, a socket, a pipe's end."""
+    """What ``JsonLines`` writes to besides a bare descriptor: a file, a socket, a pipe's end."""
 
     def fileno(self) -> int: ...
 
 
-#: Longest wait of the main loop: how late a signal, a gone reader or the end
-#: of ``--duration`` can be noticed.
-TURN = 0.2
 #: stdout is polled for a gone reader at most this often, not once per batch of
 #: events: under a storm the loop turns thousands of times a second, each turn
 #: a system call more (a write to a gone reader fails with EPIPE anyway).
 _LOOK_EVERY = 0.05
-
-
-def header(source: Source) -> dict[str, object]:
-    return {"proctop": __version__, "ts": time.time(), "mask": mask_names(source.mask), **source.describe()}
 
 
 class OutputWriter:
@@ -168,31 +163,96 @@ class OutputWriter:
                 select.select([], [self.fd], [], 1.0)
 
 
-def batches(
-    source: Source,
-    *,
-    duration: float | None = None,
-    stop_flag: Callable[[], bool] | None = None,
-    more: Callable[[], bool] = lambda: True,
-) -> Iterator[list[Event]]:
-    """What ``source.poll`` gives, batch after batch, until the end of a replay, ``duration``
-    seconds, a stop (signal) or ``more()`` says no: the loop of every headless consumer
-    (``--summary``, ``--record``), each of which counts what it counts."""
-    deadline = time.monotonic() + duration if duration is not None else None
-    while (stop_flag is None or not stop_flag()) and more():
-        wait = 0.2
-        if deadline is not None:
-            wait = min(wait, deadline - time.monotonic())
-            if wait <= 0:
-                return
-        if source.finished:
-            return
-        yield source.poll(wait)
-
-
 def _reader_gone(watch: select.poll) -> bool:
     """POLLERR (a pipe whose read end closed), POLLHUP (a hung-up terminal) or POLLNVAL on stdout."""
     return any(events & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, events in watch.poll(0))
+
+
+class JsonLines(Sink):
+    """The ``--json`` output: the header, then one line an event, through an ``OutputWriter``.
+
+    ``out`` is a file descriptor or an object with ``fileno()`` (default: stdout);
+    it is written directly, never through Python's buffers, so nothing is left to
+    flush (and block) at exit. ``stop_flag`` ends a wait for a slow reader (a
+    signal). Lines that find the queue full are counted (``count_lost``) and said
+    as one ``lost`` event once the reader takes lines again; with
+    ``waits_for_reader`` (a replay: no kernel to keep up with) nothing is dropped.
+    """
+
+    def __init__(
+        self,
+        out: int | HasFileno | None = None,
+        *,
+        stop_flag: Callable[[], bool] | None = None,
+        count_lost: Callable[[int], None] = lambda count: None,
+        waits_for_reader: bool = False,
+        queue_bytes: int = QUEUE_BYTES,
+    ) -> None:
+        if out is None:
+            out = sys.stdout
+        fd = out if isinstance(out, int) else out.fileno()
+        self._stop = stop_flag or (lambda: False)
+        self._count_lost = count_lost
+        self._waits_for_reader = waits_for_reader
+        self._watch = select.poll()
+        self._watch.register(fd, 0)  # POLLERR/POLLHUP/POLLNVAL are reported whatever is asked
+        self._writer = OutputWriter(fd, queue_bytes)
+        self._unwritten = 0  # events that found the queue full, not yet reported
+        self._unwritten_since = 0.0
+        self._looked = 0.0  # when stdout was last polled for a gone reader
+
+    def start(self, header: dict[str, object]) -> None:
+        self._writer.put([_line(header)])
+
+    def status(self) -> int | None:
+        """The exit status if output has failed or the run was stopped, else None."""
+        writer = self._writer
+        if writer.error is not None:
+            err = writer.error
+            print(f"proctop: cannot write the output: {err.strerror or err}", file=sys.stderr)
+            return 1
+        if writer.gone or self._stop():
+            return 0
+        now = time.monotonic()
+        if now - self._looked >= _LOOK_EVERY:
+            self._looked = now
+            if _reader_gone(self._watch):
+                return 0
+        return None
+
+    def write(self, events: list[Event]) -> None:
+        if not events:
+            return
+        writer = self._writer
+        lines = [ev.to_line() for ev in events]
+        if self._waits_for_reader:
+            while not writer.wait(TURN):
+                if self.status() is not None:
+                    return  # the loop asks again and ends the run
+        if writer.has_room():
+            if self._unwritten:
+                lines.insert(0, _lost_line(self._unwritten, self._unwritten_since))
+                self._unwritten = 0
+            writer.put(lines)
+        else:
+            if not self._unwritten:
+                self._unwritten_since = time.time()
+            self._unwritten += len(lines)
+            self._count_lost(len(lines))
+
+    def drain(self) -> int | None:
+        """Wait for the last lines to be written, unless stopped or the reader is gone."""
+        while not self._writer.wait(TURN, drained=True):
+            if (done := self.status()) is not None:
+                return done
+        return self.status()
+
+    def finish(self) -> int:
+        if (done := self.status()) is not None:
+            return done
+        if self._unwritten and self._writer.has_room():
+            self._writer.put([_lost_line(self._unwritten, self._unwritten_since)])
+        return self.drain() or 0
 
 
 def run_json(
@@ -204,100 +264,15 @@ def run_json(
     stop_flag: Callable[[], bool] | None = None,
     queue_bytes: int = QUEUE_BYTES,
 ) -> int:
-    """Print events until ``duration``/``count``/end of replay/``stop_flag``; returns the exit status.
-
-    ``out`` is a file descriptor or an object with ``fileno()`` (default:
-    stdout); it is written directly, never through Python's buffers, so
-    nothing is left to flush (and block) at exit. Only events the source
-    ``shows`` are written: a replay with ``--only`` skips the others.
-    """
-    if out is None:
-        out = sys.stdout
-    fd = out if isinstance(out, int) else out.fileno()
-    stop = stop_flag or (lambda: False)
-    watch = select.poll()
-    watch.register(fd, 0)  # POLLERR/POLLHUP/POLLNVAL are reported whatever is asked
-    writer = OutputWriter(fd, queue_bytes)
-    waits_for_reader = source.kind == "replay"  # nothing to keep up with: never drop
-    deadline = time.monotonic() + duration if duration is not None else None
-    written = 0
-    unwritten = 0  # events that found the queue full, not yet reported
-    unwritten_since = 0.0
-    writer.put([_line(header(source))])
-
-    looked = 0.0  # when stdout was last polled for a gone reader
-
-    def status() -> int | None:
-        """The exit status if output has failed or the run was stopped, else None."""
-        nonlocal looked
-        if writer.error is not None:
-            err = writer.error
-            print(f"proctop: cannot write the output: {err.strerror or err}", file=sys.stderr)
-            return 1
-        if writer.gone or stop():
-            return 0
-        now = time.monotonic()
-        if now - looked >= _LOOK_EVERY:
-            looked = now
-            if _reader_gone(watch):
-                return 0
-        return None
-
-    def drain() -> int | None:
-        """Wait for the last lines to be written, unless stopped or the reader is gone."""
-        while not writer.wait(TURN, drained=True):
-            if (done := status()) is not None:
-                return done
-        return status()
-
-    while True:
-        if (done := status()) is not None:
-            return done
-        if count is not None and written >= count:
-            break
-        wait = TURN
-        if deadline is not None:
-            wait = min(wait, deadline - time.monotonic())
-            if wait <= 0:
-                break
-        if source.finished:
-            break
-        try:
-            events = source.poll(wait)
-        except Exception:  # a bad capture line: the events before it go out first, then the error
-            if drain() == 1:  # ...unless the output failed too: one line is enough
-                return 1
-            raise
-        lines = []
-        for ev in events:
-            if not source.shows(ev):
-                continue
-            lines.append(ev.to_line())
-            written += 1
-            if count is not None and written >= count:
-                break
-        if lines:
-            if waits_for_reader:
-                while not writer.wait(TURN):
-                    if (done := status()) is not None:
-                        return done
-            if writer.has_room():
-                if unwritten:
-                    lines.insert(0, _lost_line(unwritten, unwritten_since))
-                    unwritten = 0
-                writer.put(lines)
-            else:
-                if not unwritten:
-                    unwritten_since = time.time()
-                unwritten += len(lines)
-                source.count_lost(len(lines))
-        error = source.error
-        if error:
-            print(f"proctop: {error}", file=sys.stderr)
-            return 1
-    if unwritten and writer.has_room():
-        writer.put([_lost_line(unwritten, unwritten_since)])
-    return drain() or 0
+    """``--json`` on a started ``source``: the one headless loop with a ``JsonLines`` output; the exit status."""
+    lines = JsonLines(
+        out,
+        stop_flag=stop_flag,
+        count_lost=source.count_lost,
+        waits_for_reader=source.kind == "replay",
+        queue_bytes=queue_bytes,
+    )
+    return run_headless(source, lines, duration=duration, count=count, stop_flag=stop_flag)
 
 
 def _line(obj: dict[str, object]) -> bytes:

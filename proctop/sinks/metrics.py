@@ -1,8 +1,8 @@
 """``--metrics ADDR:PORT``: Prometheus metrics of the events proctop receives.
 
 Served by ``prometheus_client``'s HTTP server thread; the counters are fed
-from the consumer path (``record.observe`` on the source's ``poll``), so the
-UI, ``--json`` and the recorder count alike. Exposed:
+from the consumer path (a sink on the source's ``Tee``, ``proctop.sinks.stream``),
+so the UI and every headless mode count alike. Exposed:
 
 - ``proctop_events_total{kind}``: events received, by kind (fork, exec, exit, lost, ...);
 - ``proctop_failures_total{command,status,unit}``: exits with a non-zero status
@@ -41,6 +41,7 @@ from proctop import __version__
 from proctop.errors import ProctopError
 from proctop.model.events import EVENT_KINDS, Event
 from proctop.model.identity import identity, printable
+from proctop.sinks.stream import Sink
 from proctop.sources.base import SourceDescription
 
 #: Seconds a connection may take to send its request and take the answer: an idle or
@@ -97,8 +98,9 @@ def command_label(ev: Event) -> str:
     return name[:_LABEL_MAX] if name != "?" else "unknown"  # nothing known: "unknown", as ever
 
 
-class Metrics:
-    """The counters, their own registry, and the HTTP server that serves them."""
+class Metrics(Sink):
+    """The counters, their own registry, and the HTTP server that serves them: a sink
+    (``proctop.sinks.stream``) that counts every batch polled."""
 
     def __init__(
         self,
@@ -139,7 +141,7 @@ class Metrics:
             }
         )
 
-    def __call__(self, events: list[Event]) -> None:  # a poll observer (see ``record.observe``)
+    def write(self, events: list[Event]) -> None:
         for ev in events:
             self.events.labels(ev.event).inc()
             if ev.event == "lost":

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from proctop import safefile
 from proctop.model.events import Event
-from proctop.sources.base import Source
+from proctop.sinks.stream import Sink
 from proctop.sources.stored import GZIP_WBITS
 
 # The reading half lives in proctop.sources.stored (replay streams it, and the sources may not
@@ -191,12 +191,12 @@ def check_directory(directory: str | Path) -> None:
         os.close(dir_fd)
 
 
-class SegmentWriter:
+class SegmentWriter(Sink):
     """Rotating, size-bounded gzip segments of JSON lines (see the module docstring).
 
-    ``write`` takes events (from the reader loop, one thread); ``tick`` is
-    called on every poll so that a quiet minute is still flushed within a
-    second; ``close`` finishes the segment.
+    A sink (``proctop.sinks.stream``): ``write`` takes every batch polled (on the
+    consumer thread), an empty one too, so that a quiet minute is still flushed
+    within a second (``tick``); ``close`` finishes the segment.
     """
 
     def __init__(
@@ -208,7 +208,6 @@ class SegmentWriter:
         segment_seconds: float = SEGMENT_SECONDS,
         clock: Callable[[], float] = time.time,
         warn: Callable[[str], None] | None = None,
-        header: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.max_size = max_size
@@ -220,10 +219,8 @@ class SegmentWriter:
         self.segment_seconds = segment_seconds
         self.clock = clock
         self.warn = warn or (lambda msg: print(f"proctop: {msg}", file=sys.stderr, flush=True))
-        #: The header line's fields: from ``start``, or from ``header()`` at the first ``write``
-        #: (after the source started, when it knows its socket buffer).
+        #: The header line's fields, from ``start`` (the stream's header, once the source started).
         self.header: dict[str, object] = {}
-        self._header_fn = header
         self._begun = False
         self.dropped = 0  # events not written since the last failure (the next ``lost`` record)
         self.dropped_total = 0
@@ -323,7 +320,7 @@ class SegmentWriter:
         if self._closed:
             return
         if not self._begun:
-            self.start(self._header_fn() if self._header_fn else {})
+            self.start({})
         if events:
             if self._failing:
                 self.dropped += len(events)
@@ -336,9 +333,6 @@ class SegmentWriter:
         now = self.clock()
         if now - self._last_flush >= FLUSH_SECONDS or len(self._buf) >= self.flush_bytes:
             self.flush()
-
-    def __call__(self, events: list[Event]) -> None:  # a poll observer (see ``observe``)
-        self.write(events)
 
     def flush(self) -> None:
         """Sync-flush the compressor and write everything compressed so far, in one piece."""
@@ -543,47 +537,3 @@ class SegmentWriter:
     @property
     def total_size(self) -> int:
         return sum(self._sizes.values())
-
-
-# --- the headless loop -------------------------------------------------------------
-
-
-def observe(source: Source, consumer: Callable[[list[Event]], None]) -> None:
-    """Hand every batch ``source.poll`` returns (even an empty one) to ``consumer`` too.
-
-    Replaces ``poll`` on this one object, so the UI, ``--json`` and the
-    recorder loop all feed the recorder and the metrics without knowing about
-    them. Empty batches are passed on so that the recorder's once-a-second
-    flush happens on a quiet machine too.
-    """
-    inner = source.poll
-
-    def poll(timeout: float) -> list[Event]:
-        events = inner(timeout)
-        consumer(events)
-        return events
-
-    source.poll = poll  # type: ignore[method-assign]  # wraps this one object's poll, as documented
-
-
-def run_record(
-    source: Source,
-    *,
-    duration: float | None = None,
-    count: int | None = None,
-    stop_flag: Callable[[], bool] | None = None,
-) -> int:
-    """Poll ``source`` (observed by the recorder) until done; nothing goes to stdout. The exit status."""
-    from proctop.sinks.headless import batches
-
-    seen = 0
-
-    def more() -> bool:
-        return count is None or seen < count
-
-    for events in batches(source, duration=duration, stop_flag=stop_flag, more=more):
-        seen += len(events)
-        if source.error:
-            print(f"proctop: {source.error}", file=sys.stderr)
-            return 1
-    return 0

@@ -23,8 +23,9 @@ from typing import TextIO
 from rich.cells import cell_len
 
 from proctop.errors import write_stdout
+from proctop.model.events import Event
 from proctop.model.failures import FailureBoard, FailureGroup
-from proctop.sinks.headless import batches
+from proctop.sinks.stream import Sink, run_headless
 from proctop.sinks.ui.board import group_cells
 from proctop.sinks.ui.rows import format_minutes
 from proctop.sinks.ui.sanitize import safe
@@ -61,46 +62,56 @@ TABLE = (
 )
 
 
-@dataclass(slots=True)
-class Collected:
-    """What ``collect_failures`` read: how many events, and the first and last event times."""
+class FailureSummary(Sink):
+    """The ``--summary`` output: feeds ``board`` with the events shown, and prints it at the end.
 
-    seen: int = 0
-    first_ts: float | None = None
-    last_ts: float | None = None
+    The table goes to ``out`` (default: stdout, through the one-line write path).
+    A recorded source's time is its events' (first to last); a live one's the wall
+    clock, from the start of the stream or from the first event if that came first
+    (a watched command starts before the stream does).
+    """
+
+    def __init__(self, source: Source, board: FailureBoard, out: TextIO | None = None) -> None:
+        self.source = source
+        self.board = board
+        self.out = out
+        self.seen = 0
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.started = time.time()
+
+    def start(self, header: dict[str, object]) -> None:
+        self.started = time.time()
+
+    def write(self, events: list[Event]) -> None:
+        for ev in events:
+            self.seen += 1
+            if ev.event != "lost":
+                self.first_ts = ev.ts if self.first_ts is None else min(self.first_ts, ev.ts)
+                self.last_ts = ev.ts if self.last_ts is None else max(self.last_ts, ev.ts)
+            self.board.add(ev)
 
     @property
     def span(self) -> float:
         """Seconds from the first event to the last (a replay's real time span)."""
         return self.last_ts - self.first_ts if self.first_ts is not None and self.last_ts is not None else 0.0
 
-
-def collect_failures(
-    source: Source,
-    board: FailureBoard,
-    *,
-    duration: float | None = None,
-    count: int | None = None,
-    stop_flag: Callable[[], bool] | None = None,
-) -> Collected:
-    """Feed ``board`` until the end of the source, the duration or count, or a stop."""
-    got = Collected()
-
-    def more() -> bool:
-        return count is None or got.seen < count
-
-    for events in batches(source, duration=duration, stop_flag=stop_flag, more=more):
-        for ev in events:
-            if not source.shows(ev):
-                continue
-            got.seen += 1
-            if ev.event != "lost":
-                got.first_ts = ev.ts if got.first_ts is None else min(got.first_ts, ev.ts)
-                got.last_ts = ev.ts if got.last_ts is None else max(got.last_ts, ev.ts)
-            board.add(ev)
-            if not more():
-                break
-    return got
+    def finish(self) -> int:
+        """Print the board; 0 (the CLI may return the watched command's status)."""
+        board, source = self.board, self.source
+        if source.recorded:
+            span = self.span
+        else:
+            span = time.time() - min(self.started, self.first_ts if self.first_ts is not None else self.started)
+        describe = source.describe()
+        title = f"proctop: {board.total} failures in {_duration(span)} ({describe.get('label', source.kind)})"
+        text = format_board(board, title, terminal_width(self.out or sys.stdout))
+        if self.out is None:
+            write_stdout(text)  # a full disk is one line (status 1), a gone reader the quiet end (0)
+        else:
+            self.out.write(text)
+            self.out.flush()
+        return 0
 
 
 def terminal_width(out: TextIO) -> int:
@@ -173,23 +184,9 @@ def run_summary(
     count: int | None = None,
     stop_flag: Callable[[], bool] | None = None,
 ) -> int:
-    """Collect, then print the board to ``out`` (stdout); returns 0 (the CLI may return the watched
-    command's status). A recorded source's time is its events' (first to last); a live one's the wall clock."""
-    started = time.time()
-    got = collect_failures(source, board, duration=duration, count=count, stop_flag=stop_flag)
-    if source.recorded:
-        span = got.span
-    else:  # from the first event if it came first: a watched command starts before this function
-        span = time.time() - min(started, got.first_ts if got.first_ts is not None else started)
-    describe = source.describe()
-    title = f"proctop: {board.total} failures in {_duration(span)} ({describe.get('label', source.kind)})"
-    text = format_board(board, title, terminal_width(out or sys.stdout))
-    if out is None:
-        write_stdout(text)  # a full disk is one line (status 1), a gone reader the quiet end (0)
-    else:
-        out.write(text)
-        out.flush()
-    return 0
+    """``--summary`` on a started ``source``: the one headless loop with a ``FailureSummary``; the exit status."""
+    summary = FailureSummary(source, board, out)
+    return run_headless(source, summary, duration=duration, count=count, stop_flag=stop_flag)
 
 
 def _duration(seconds: float) -> str:

@@ -531,7 +531,7 @@ def test_unreadable_replay_directory_and_segment_are_one_line(tmp_path, nonroot_
             out = []
             for path in (closed, readable):
                 try:
-                    source = cli.make_source(cli.build_parser().parse_args(["--json", "--replay", str(path)]), 0)
+                    source = cli.make_source(cli.parse_options(["--json", "--replay", str(path)]))
                     source.start()
                     while not source.finished:
                         source.poll(0)

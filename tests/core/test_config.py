@@ -4,6 +4,7 @@ exit status and stderr are the point."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from helpers import REPO, proctop_cmd
 from proctop.cli import config
 from proctop.cli import main as cli
 from proctop.cli.config import ConfigError, save_theme
+from proctop.cli.options import Options
+from proctop.kernel.protocol import DEFAULT_MASK, parse_mask
 
 NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree
 SAMPLE = REPO / "tests" / "data" / "sample.jsonl"
@@ -90,20 +93,19 @@ def test_names_are_on_unless_the_file_or_the_command_line_turns_them_off(tmp_pat
 
 def test_config_fills_what_the_command_line_left_unset(tmp_path):
     path = write_config(tmp_path, 'theme = "light"\nhistory = 5000\n[keys]\npause = "z"\nquit = "q, ctrl+q"\n')
-    args = cli.build_parser().parse_args(["--config", str(path)])
-    read = config.apply(args, history_default=cli.DEFAULT_HISTORY)
-    assert read.path == path
-    assert (args.theme, args.history, args.only) == ("proctop-light", 5000, None)
-    assert args.keymap == {"pause": "z", "quit": "q,ctrl+q"}  # App.set_keymap's form
-    assert args.save_theme is not None and args.config_path == path
+    opts = cli.parse_options(["--config", str(path)])
+    assert (opts.theme, opts.history, opts.mask) == ("proctop-light", 5000, DEFAULT_MASK)
+    assert opts.keymap == {"pause": "z", "quit": "q,ctrl+q"}  # App.set_keymap's form
+    assert opts.save_theme is not None and opts.config_path == path
+    with pytest.raises(dataclasses.FrozenInstanceError):  # built once: nothing changes it afterwards
+        opts.history = 1  # type: ignore[misc]
 
-    args = cli.build_parser().parse_args(["--config", str(path), "--theme", "cb-safe", "--history", "7"])
-    config.apply(args, history_default=cli.DEFAULT_HISTORY)
-    assert (args.theme, args.history) == ("proctop-cb-safe", 7)
+    opts = cli.parse_options(["--config", str(path), "--theme", "cb-safe", "--history", "7"])
+    assert (opts.theme, opts.history) == ("proctop-cb-safe", 7)
 
-    args = cli.build_parser().parse_args(["--no-config"])
-    config.apply(args, history_default=cli.DEFAULT_HISTORY)
-    assert (args.theme, args.history, args.keymap, args.save_theme) == (None, cli.DEFAULT_HISTORY, {}, None)
+    opts = cli.parse_options(["--no-config"])
+    assert (opts.theme, opts.history, opts.keymap, opts.save_theme) == (None, cli.DEFAULT_HISTORY, {}, None)
+    assert opts == Options(), "a bare run's options are the defaults"
 
 
 def test_no_config_file_is_no_error(tmp_path):
@@ -171,19 +173,16 @@ def test_a_default_path_nobody_may_read_is_no_config(tmp_path, nonroot_child, mo
 
     def as_nobody():
         os.environ["XDG_CONFIG_HOME"] = str(tmp_path)
-        default = cli.build_parser().parse_args(["--json"])
-        read = config.apply(default, history_default=1)
+        default = cli.parse_options(["--json"])
         try:
-            config.apply(cli.build_parser().parse_args(["--config", str(path)]), history_default=1)
+            cli.parse_options(["--config", str(path)])
         except ConfigError as exc:
-            return read == config.Config(), default.only, str(exc)
+            return default.mask == DEFAULT_MASK, str(exc)
         return None
 
-    assert nonroot_child(as_nobody) == (True, None, f"cannot read config file {path}: Permission denied")
+    assert nonroot_child(as_nobody) == (True, f"cannot read config file {path}: Permission denied")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    args = cli.build_parser().parse_args(["--json"])
-    config.apply(args, history_default=1)  # root reads it
-    assert args.only == "exit"
+    assert cli.parse_options(["--json"]).mask == parse_mask("exit")  # root reads it
 
 
 # --- theme names ----------------------------------------------------------------

@@ -21,8 +21,7 @@ import pytest
 from helpers import REPO, need_tool, proctop_cmd
 from prometheus_client import generate_latest
 
-from proctop.cli.main import build_parser, make_source
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
+from proctop.cli.main import build_parser, make_source, parse_options
 from proctop.model.events import Event
 from proctop.sinks.metrics import OTHER, Metrics, MetricsError, parse_address
 from proctop.sinks.ui.app import ProctopApp
@@ -73,9 +72,9 @@ def failure(comm: str | None, code: int | None = 1, sig: str | None = None, ts: 
 
 def test_counts_by_kind_failures_and_lost():
     m = Metrics()
-    m([failure("crashy", 3), failure("crashy", 3), failure("segv", None, "SIGSEGV"), failure(None, 2)])
-    m([Event(ts=1, event="exit", pid=2, tgid=2, comm="fine", exit_code=0), Event(ts=1, event="lost", count=40)])
-    m([Event(ts=1, event="exec", pid=3, tgid=3, comm="x", cmdline=["/usr/bin/thing", "-v"])])
+    m.write([failure("crashy", 3), failure("crashy", 3), failure("segv", None, "SIGSEGV"), failure(None, 2)])
+    m.write([Event(ts=1, event="exit", pid=2, tgid=2, comm="fine", exit_code=0), Event(ts=1, event="lost", count=40)])
+    m.write([Event(ts=1, event="exec", pid=3, tgid=3, comm="x", cmdline=["/usr/bin/thing", "-v"])])
     value = m.registry.get_sample_value
     assert value("proctop_events_total", {"kind": "exit"}) == 5
     assert value("proctop_events_total", {"kind": "exec"}) == 1
@@ -92,19 +91,19 @@ def test_failure_series_are_bounded_and_recent_commands_keep_theirs():
     clock = [0.0]
     m = Metrics(max_series=3, idle=60, clock=lambda: clock[0])
     for name in ("a", "b", "c"):
-        m([failure(name)])
-    m([failure("d")])  # every series moved within the minute: d is "other"
+        m.write([failure(name)])
+    m.write([failure("d")])  # every series moved within the minute: d is "other"
     value = m.registry.get_sample_value
     assert value("proctop_failures_total", {"command": OTHER, "status": OTHER, "unit": ""}) == 1
     assert value("proctop_failures_total", {"command": "d", "status": "1", "unit": ""}) is None
     clock[0] = 30
-    m([failure("b"), failure("c")])
+    m.write([failure("b"), failure("c")])
     clock[0] = 100  # a has been quiet for 100 s: d takes its place
-    m([failure("d")])
+    m.write([failure("d")])
     assert value("proctop_failures_total", {"command": "a", "status": "1", "unit": ""}) is None
     assert value("proctop_failures_total", {"command": "d", "status": "1", "unit": ""}) == 1
     for i in range(1000):  # a flood of names cannot grow the scrape
-        m([failure(f"n{i}")])
+        m.write([failure(f"n{i}")])
     series = [line for line in generate_latest(m.registry).decode().splitlines() if line.startswith("proctop_failures")]
     assert len(series) <= 3 + 1
 
@@ -112,7 +111,7 @@ def test_failure_series_are_bounded_and_recent_commands_keep_theirs():
 def test_hostile_names_make_valid_labels():
     m = Metrics()
     m.describe_source({"source": "native", "kernel": "6.18.0"})
-    m([failure('evil"\n\\name\udcff\x1b[31m'), failure("ok")])
+    m.write([failure('evil"\n\\name\udcff\x1b[31m'), failure("ok")])
     text = generate_latest(m.registry).decode()
     shown = 'evil"\\x0a\\\\name\\udcff\\x1b[31m'  # control and undecodable characters spelled out, \\ doubled
     assert m.registry.get_sample_value("proctop_failures_total", {"command": shown, "status": "1", "unit": ""}) == 1
@@ -170,8 +169,7 @@ def test_port_in_use_is_one_line_and_exit_2():
 async def test_the_ui_counts_what_it_shows():
     """The UI path: the reader thread's polls feed the counters; the endpoint serves them."""
     port = free_port()
-    args = build_parser().parse_args(["--replay", str(SAMPLE), "--only", "all", "--metrics", f"127.0.0.1:{port}"])
-    source = make_source(args, PROC_EVENT_ALL)
+    source = make_source(parse_options(["--replay", str(SAMPLE), "--only", "all", "--metrics", f"127.0.0.1:{port}"]))
     _header, expected = load_capture(SAMPLE)
     app = ProctopApp(source, history=1000)
     source.start()
@@ -380,8 +378,7 @@ def test_json_and_metrics_together(crashy):
 
 def _as_the_service_user(rec: str, port: int, crashy: str) -> dict:
     """In a child at uid 65534 (what DynamicUser= gives): record and serve a real failure."""
-    args = build_parser().parse_args(["--record", rec, "--metrics", f"127.0.0.1:{port}"])  # the unit's mask
-    source = make_source(args, DEFAULT_MASK)
+    source = make_source(parse_options(["--record", rec, "--metrics", f"127.0.0.1:{port}"]))  # the unit's mask
     source.start()
     try:
         source.poll(0.1)  # the first poll writes the segment's header

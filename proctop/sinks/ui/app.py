@@ -20,7 +20,6 @@ messages (``Timeline.ViewChanged``, ``FollowChanged``, ``CursorMoved``,
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import queue
@@ -654,10 +653,11 @@ class ProctopApp(App[int]):
             self.details_body.show(message.row, message.chain)
 
 
-def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = False) -> int:
-    """Run the TUI on ``source`` (started here, closed on the way out); the exit status.
+def run_app(app: ProctopApp, *, exit_process: bool = False) -> int:
+    """Run the TUI ``app`` on its source (started here, closed on the way out); the exit status.
 
-    The ``TerminalGuard`` is in place before the screen is touched: from then on
+    The command line builds the app from its options (proctop/cli/main.py). The
+    ``TerminalGuard`` is in place before the screen is touched: from then on
     any fatal signal, hangup or dead tty ends the run within ``EXIT_DEADLINE``
     seconds with the terminal given back (see proctop/sinks/ui/terminal.py). With
     ``exit_process`` (the command line) the process ends here, by ``os._exit``
@@ -665,17 +665,7 @@ def run_app(source: Source, args: argparse.Namespace, *, exit_process: bool = Fa
     """
     from proctop.sinks.ui.terminal import QUIT_SIGNALS, TerminalGuard
 
-    app = ProctopApp(
-        source,
-        history=getattr(args, "history", 100_000),
-        theme=getattr(args, "theme", None),
-        loop_burst=getattr(args, "loop_burst", LOOP_BURST),
-        loop_interval=getattr(args, "loop_interval", LOOP_INTERVAL),
-        duration=getattr(args, "duration", None),
-        count=getattr(args, "count", None),
-        keymap=getattr(args, "keymap", None),
-        save_theme=getattr(args, "save_theme", None),
-    )
+    source = app.source
     guard = TerminalGuard()
     app.terminal_guard = guard
     guard.install()
