@@ -23,8 +23,8 @@ from proctop import __version__
 from proctop.cli import config, manual
 from proctop.cli.config import MAX_HISTORY
 from proctop.errors import OutputClosed, ProctopError, write_stdout
-from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
+from proctop.model.kinds import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.sinks import always_on
 from proctop.sources.choice import describe_reader
 

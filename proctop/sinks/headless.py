@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from proctop import __version__
-from proctop.kernel.protocol import mask_names
 from proctop.model.events import Event, encode_line
+from proctop.model.kinds import mask_names
 from proctop.sources.base import Source
 
 #: Bytes of output held for a reader that fell behind (~250 bytes a line: about

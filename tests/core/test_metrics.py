@@ -22,8 +22,9 @@ from helpers import REPO, need_tool, proctop_cmd
 from prometheus_client import generate_latest
 
 from proctop.cli.main import build_parser, make_source
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
+from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.model.events import Event
+from proctop.model.kinds import DEFAULT_MASK
 from proctop.sinks.metrics import OTHER, Metrics, MetricsError, parse_address
 from proctop.sinks.ui.app import ProctopApp
 from proctop.sources.replay import load_capture
