@@ -225,7 +225,7 @@ class Watcher:
             return [self.env.forkstat or "forkstat", "-e", "all"]
         if self.kind == "clisten":
             sys.path.insert(0, str(ROOT))
-            from proctop.kernel.protocol import parse_mask  # the CLI's own parser: one list of names
+            from proctop.model.kinds import parse_mask  # the CLI's own parser: one list of names
 
             return [str(self.env.storm), "listen", hex(parse_mask(self.mask))]
         raise ValueError(self.kind)

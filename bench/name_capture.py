@@ -15,7 +15,8 @@ import sys
 import time
 
 from proctop.kernel.probe import probe
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_NONZERO_EXIT
+from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT
+from proctop.model.kinds import DEFAULT_MASK
 from proctop.sources.connector import ConnectorSource
 
 WORKLOADS = {

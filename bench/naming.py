@@ -174,7 +174,7 @@ def section_argv(env: Env, rounds: int, storm_n: int) -> dict:
 LATENCY_CHILD = r"""
 import json, os, select, sys, time
 from proctop.kernel.probe import probe
-from proctop.kernel.protocol import parse_mask
+from proctop.model.kinds import parse_mask
 import proctop.sources.connector as connector
 import proctop.sources.reader as reader
 
@@ -216,7 +216,8 @@ print(json.dumps(lat))
 BARE_CHILD = r"""
 import json, select, sys, time
 from proctop.kernel.probe import probe
-from proctop.kernel.protocol import PROC_EVENT_EXEC, DecodeStats, decode_buffer, parse_mask
+from proctop.kernel.protocol import PROC_EVENT_EXEC, DecodeStats, decode_buffer
+from proctop.model.kinds import parse_mask
 from proctop.kernel.socket import FilteredProcSocket
 from proctop.model.procfs import read_cmdline
 

@@ -118,7 +118,7 @@ def test_module_respects_the_layers(path: Path):
 @pytest.mark.parametrize(
     ("importer", "source", "expected"),
     [
-        ("proctop.sinks.ui.widgets", "from proctop.kernel.protocol import MASK_BITS", "ui imports proctop.kernel"),
+        ("proctop.sinks.ui.widgets", "from proctop.kernel.protocol import PROC_EVENT_ALL", "ui imports proctop.kernel"),
         ("proctop.sinks.ui.app", "def f():\n    import proctop.kernel.socket", "ui imports proctop.kernel.socket"),
         ("proctop.sinks.ui.app", "from proctop import cli", "sinks imports proctop.cli (cli)"),
         ("proctop.model.enrich", "from proctop.sources.base import Source", "model imports proctop.sources.base"),
@@ -141,7 +141,7 @@ def test_a_violation_is_caught(importer: str, source: str, expected: str):
     [
         ("proctop.kernel.probe", "from proctop.errors import ProctopError\nfrom proctop import __version__"),
         ("proctop.sinks.ui.app", "from proctop.model.kinds import MASK_BITS\nfrom proctop.sources.base import Source"),
-        ("proctop.cli.main", "from proctop.kernel.protocol import parse_mask\nfrom proctop.sinks.ui import app"),
+        ("proctop.cli.main", "from proctop.model.kinds import parse_mask\nfrom proctop.sinks.ui import app"),
         ("proctop.model.enrich", "from proctop.kernel.protocol import PROC_EVENT_EXIT\nimport psutil"),
     ],
 )

@@ -44,7 +44,7 @@ from typing import Any
 
 from proctop import safefile
 from proctop.errors import ProctopError
-from proctop.kernel.protocol import MaskError, parse_mask
+from proctop.model.kinds import MaskError, parse_mask
 
 #: The top-level keys a config file may have, and what each one is (for error messages).
 KEYS = {

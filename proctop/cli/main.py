@@ -24,8 +24,8 @@ from proctop.cli import always_on, config, manual, options
 from proctop.cli.config import DEFAULT_HISTORY, MAX_HISTORY
 from proctop.cli.options import Options, UsageError
 from proctop.errors import OutputClosed, ProctopError, write_stdout
-from proctop.kernel.protocol import MASK_NAMES
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
+from proctop.model.kinds import MASK_NAMES
 from proctop.sources.choice import describe_reader
 
 if TYPE_CHECKING:  # annotations only: the sources and sinks are imported when one is made

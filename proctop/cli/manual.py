@@ -119,7 +119,7 @@ def completion_values() -> dict[str, list[str]]:
     """
     from textual.theme import BUILTIN_THEMES
 
-    from proctop.kernel.protocol import MASK_NAMES
+    from proctop.model.kinds import MASK_NAMES
     from proctop.sinks.ui.themes import short_names
 
     return {"only": list(MASK_NAMES), "theme": [*short_names(), *sorted(BUILTIN_THEMES)]}

@@ -26,8 +26,8 @@ from typing import Literal, TypeVar
 from proctop.cli import config
 from proctop.cli.config import DEFAULT_HISTORY, ConfigError
 from proctop.errors import ProctopError
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
+from proctop.model.kinds import DEFAULT_MASK, PROC_EVENT_ALL, parse_mask
 from proctop.sinks.record import DEFAULT_MAX_SIZE
 
 T = TypeVar("T")

@@ -21,8 +21,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 from proctop import __version__
-from proctop.kernel.protocol import mask_names
 from proctop.model.events import Event
+from proctop.model.kinds import mask_names
 from proctop.sources.base import Source, SourceDescription, SourceStats
 
 #: What the header line says (the ``--json`` stream's first line, a record segment's first line).

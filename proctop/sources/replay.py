@@ -31,8 +31,8 @@ from typing import BinaryIO, NoReturn
 
 from proctop.errors import ProctopError
 from proctop.kernel.probe import SOURCE_LABELS
-from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_EXIT, mask_accepts
 from proctop.model.events import Event
+from proctop.model.kinds import event_passes
 from proctop.model.proctable import ProcessTable
 from proctop.sources.base import Source, SourceDescription
 from proctop.sources.stored import RecordError, is_stored, stored_segments
@@ -477,17 +477,3 @@ class ReplaySource(Source):
             recorded = None
         return {"source": "replay", "label": self.label, "file": str(self.path), "recorded_from": recorded}
 
-
-def kind_passes(mask: int, kind: str, failed: bool) -> bool:
-    """The kernel's filter for a recorded event of type ``kind`` (``lost`` always passes)."""
-    if kind == "lost":
-        return True
-    if not mask:
-        return False
-    what = PROC_EVENT_EXIT if kind == "exit" else MASK_BITS.get(kind, 0)
-    return mask_accepts(mask, what, 1 if failed else 0)
-
-
-def event_passes(mask: int, ev: Event) -> bool:
-    """The kernel's filter applied to a recorded event (``lost`` always passes)."""
-    return kind_passes(mask, ev.event, ev.failed)

@@ -24,8 +24,8 @@ from typing import IO, TYPE_CHECKING, TypedDict
 from proctop.errors import ProctopError
 from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_FORK
 from proctop.model.events import Event
+from proctop.model.kinds import event_passes
 from proctop.sources.base import Source, SourceDescription, SourceStats
-from proctop.sources.replay import event_passes
 
 if TYPE_CHECKING:  # the annotation only: the inner source owns the enricher, if it has one
     pass

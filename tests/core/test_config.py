@@ -20,7 +20,7 @@ from proctop.cli import config
 from proctop.cli import main as cli
 from proctop.cli.config import ConfigError, save_theme
 from proctop.cli.options import Options
-from proctop.kernel.protocol import DEFAULT_MASK, parse_mask
+from proctop.model.kinds import DEFAULT_MASK, parse_mask
 
 NEUTRAL = "/"  # run the installed proctop, not ./proctop from the source tree
 SAMPLE = REPO / "tests" / "data" / "sample.jsonl"

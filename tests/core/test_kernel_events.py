@@ -19,8 +19,8 @@ from proctop.kernel.protocol import (
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
     PROC_EVENT_NONZERO_EXIT,
-    parse_mask,
 )
+from proctop.model.kinds import parse_mask
 from proctop.sources.connector import ConnectorSource
 
 #: Every test here runs over both socket readers, which must give the same events (issue 20).

@@ -1,27 +1,85 @@
-"""The one table of event kinds (proctop.model.kinds) and the kernel's numbers agree.
+"""The one table of event kinds (proctop.model.kinds): it agrees with the kernel's wire table,
+drives every kind from the wire to the screen, and a new kind needs nothing but its row and data.
 
 The kernel layer cannot import the model, so ``proctop.kernel.protocol`` keeps
-its own ``MASK_BITS`` for parsing ``--only``; these tests hold the two equal,
-so a kind added to one and not the other fails here, not on a user's screen.
+the kernel's numbers and wire layouts (``LAYOUTS``); the table refuses to load
+when the two disagree, and these tests hold the rest.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
+
+import pytest
+from kind_trip import round_trip
 
 from proctop.kernel import protocol
 from proctop.model import kinds
 from proctop.model.events import Event
-from proctop.model.kinds import KINDS
+from proctop.model.kinds import KINDS, MASK_NAMES, PROC_EVENT_ALL, MaskError, mask_names, parse_mask
+from proctop.model.proctable import ProcInfo
+from proctop.sinks.ui.rows import detail_field
 
 
 def test_mask_bits_agree_with_the_kernel_protocol():
-    assert kinds.MASK_BITS == protocol.MASK_BITS
-    assert set(kinds.MASK_BITS) | {"all"} == set(protocol.MASK_NAMES)
     assert kinds.PROC_EVENT_ALL == protocol.PROC_EVENT_ALL
+    assert set(kinds.MASK_BITS.values()) == {*protocol.LAYOUTS, protocol.PROC_EVENT_NONZERO_EXIT}
+    assert kinds.DEFAULT_MASK == protocol.PROC_EVENT_FORK | protocol.PROC_EVENT_EXEC | protocol.PROC_EVENT_NONZERO_EXIT
+
+
+def test_parse_mask_names():
+    assert parse_mask("fork,exec,nonzero-exit") == kinds.DEFAULT_MASK
+    assert parse_mask("all") == PROC_EVENT_ALL
+    assert parse_mask(" Exit ") == protocol.PROC_EVENT_EXIT
+    for name in MASK_NAMES:
+        assert parse_mask(name)
+    with pytest.raises(MaskError, match="unknown event 'bogus'"):
+        parse_mask("fork,bogus")
+    with pytest.raises(MaskError, match="empty"):
+        parse_mask("")
+    assert mask_names(parse_mask("exec,fork")) == ["fork", "exec"]
+    assert mask_names(parse_mask("exit,uid")) == ["uid", "exit"]  # --help's order, the kernel's numbers
+    assert mask_names(PROC_EVENT_ALL) == ["all"]
+    # --help, the man page and the completions list them so: the kernel's numbers, then mask-only bits
+    assert MASK_NAMES[-2:] == ("nonzero-exit", "all") and MASK_NAMES[:2] == ("fork", "exec")
+
+
+@pytest.mark.parametrize("what", sorted(protocol.LAYOUTS), ids=lambda what: kinds.EVENT_NAMES[what])
+def test_every_kind_goes_from_the_wire_to_the_screen_and_back(what, tmp_path):
+    """encode -> decode -> enrich -> JSON -> replay gives the same event, with its detail text."""
+    round_trip(what, tmp_path)
+
+
+def test_the_rows_name_fields_that_exist():
+    """What each row copies, learns and shows exists (the enricher also refuses to load otherwise)."""
+    event_fields = {f.name for f in fields(Event)}
+    shown = event_fields | {"status", "lifetime"}  # made for display by proctop.sinks.ui.rows.detail_field
+    for kind in KINDS:
+        assert {e for e, _ in kind.copies} <= event_fields, kind.name
+        assert {w for _, w in kind.copies} <= set(protocol.RawEvent._fields), kind.name
+        assert {i for i, _ in kind.learns} <= {f.name for f in fields(ProcInfo)}, kind.name
+        assert kinds.template_fields(kind.detail) <= shown, kind.name
+
+
+def test_detail_formats():
+    ev = Event(ts=0, event="uid", uid=1000, ruid=0, euid=0)
+    assert kinds.format_detail("uid {uid}\u2192{ruid}[ euid {euid}]", lambda name: detail_field(ev, False, name)) == (
+        "uid 1000\u21920"
+    )
+    values = {"a": 1, "b": None, "n": 2, "empty": ""}
+    fill = values.get
+    assert kinds.format_detail("{a} {b} {empty}", fill) == "1 ? ?"  # unset shows as ?
+    assert kinds.format_detail("x[ {b}][ a={a}]", fill) == "x a=1"  # an optional part needs its fields
+    assert kinds.format_detail("[{b}|{a:03d}|none]", fill) == "001"  # the first alternative with all its fields
+    assert kinds.format_detail("[{b}|none]", fill) == "none"
+    assert kinds.format_detail("{n} item{n:s}, {a} item{a:s}", fill) == "2 items, 1 item"
+    assert kinds.template_fields("{a}[ {b}|{c:s}]") == {"a", "b", "c"}
 
 
 def test_every_kernel_event_type_has_a_kind():
@@ -125,3 +183,68 @@ def test_the_scan_finds_a_second_list():
     assert not literal_lists(ast.parse(fields))
     assert (ROOT / "proctop" / "model" / "kinds.py") in python_files()  # the scan sees the tree
     assert literal_lists(ast.parse((ROOT / "proctop" / "model" / "kinds.py").read_text()))
+
+
+# --- a new kind is its row and its data ------------------------------------------
+
+#: A made-up event type (no kernel has 0x400): what a developer adding a kind writes, and nothing else.
+NEW_WHAT = 0x00000400
+NEW_CONSTANT = "PROC_EVENT_REPARENT = 0x00000400\n"
+NEW_LAYOUT = '    PROC_EVENT_REPARENT: Layout("pid tgid ppid ptgid"),  # a made-up reparent_proc_event\n'
+NEW_IMPORT = "    PROC_EVENT_REPARENT,\n"
+NEW_KIND = (
+    '    Kind("reparent", PROC_EVENT_REPARENT, None, "reparent", "reparent", "re-par",\n'
+    '         (Colour("reparent", "#87d7ff"),), parent=True, copies=(("ppid", "ptgid"),),\n'
+    '         learns=(("ppid", "ppid"),), detail="reparented to {ppid}"),\n'
+)
+
+
+def _insert_after(path: Path, anchor: str, text: str) -> None:
+    source = path.read_text()
+    assert source.count(anchor) == 1, f"{anchor!r} in {path}"
+    path.write_text(source.replace(anchor, anchor + text))
+
+
+def _tree_with_a_new_kind(tmp_path: Path, *, layout: bool = True, row: bool = True) -> Path:
+    """A copy of proctop/ with the made-up kind added: its wire constant and layout in the kernel's
+    table (``layout``) and its row in the kind table (``row``). No other file is edited."""
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "proctop", tree / "proctop", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tests" / "kind_trip.py", tree)
+    wire, table = tree / "proctop" / "kernel" / "protocol.py", tree / "proctop" / "model" / "kinds.py"
+    _insert_after(wire, "PROC_EVENT_EXIT = 0x80000000\n", NEW_CONSTANT)
+    if layout:
+        _insert_after(wire, "LAYOUTS: dict[int, Layout] = {\n", NEW_LAYOUT)
+    if row:
+        _insert_after(table, "    PROC_EVENT_PTRACE,\n", NEW_IMPORT)
+        _insert_after(table, "KINDS: tuple[Kind, ...] = (\n", NEW_KIND)
+    return tree
+
+
+def _run(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # the script's own directory (the copy) comes first on sys.path: its proctop, not the installed one
+    return subprocess.run([sys.executable, *args], cwd=tree, capture_output=True, text=True, timeout=60)
+
+
+def test_a_new_kind_is_its_row_and_its_data(tmp_path):
+    """Add a kind the way a developer would (constant + layout, import + row) to a copy of the tree:
+    it decodes, enriches, round-trips JSON and a replay, has its detail text, a mask name, --help."""
+    tree = _tree_with_a_new_kind(tmp_path)
+    trip = _run(tree, "kind_trip.py", hex(NEW_WHAT), str(tmp_path))
+    assert trip.returncode == 0, trip.stderr
+    line, detail = trip.stdout.splitlines()
+    assert '"event":"reparent"' in line and f'"ppid":{4_200_001}' in line
+    assert detail == "reparented to 4200001"
+    shown = _run(tree, "-c", "from proctop.sinks.ui.themes import event_css; print(event_css())")
+    assert ".event--reparent" in shown.stdout, shown.stderr
+    usage = _run(tree, "-m", "proctop", "--help")
+    assert "reparent" in " ".join(usage.stdout.split()), usage.stderr
+
+
+@pytest.mark.parametrize(("layout", "row", "named"), [(False, True, "'reparent'"), (True, False, "0x400")])
+def test_a_kind_without_a_layout_or_a_layout_without_a_kind_does_not_load(tmp_path, layout, row, named):
+    """Not a silently malformed event at run time: proctop refuses to import, naming what is missing."""
+    tree = _tree_with_a_new_kind(tmp_path, layout=layout, row=row)
+    loaded = _run(tree, "-c", "import proctop.model.kinds")
+    assert loaded.returncode != 0
+    assert "KindTableError" in loaded.stderr and named in loaded.stderr, loaded.stderr

@@ -21,7 +21,7 @@ from helpers import need_tool, proctop_cmd
 
 from proctop.cli.main import build_parser
 from proctop.cli.manual import SHELLS, manpage
-from proctop.kernel.protocol import MASK_NAMES
+from proctop.model.kinds import MASK_NAMES
 from proctop.sinks.ui.keys import IDS
 
 ROOT = Path(__file__).resolve().parent.parent.parent

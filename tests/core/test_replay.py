@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 
 from proctop.kernel.protocol import PROC_EVENT_ALL, PROC_EVENT_EXIT, PROC_EVENT_NONZERO_EXIT
 from proctop.model.events import Event
+from proctop.model.kinds import event_passes
 from proctop.sources.replay import (
     MAX_LINE,
     CaptureParser,
     ReplayError,
     ReplaySource,
     _nesting,
-    event_passes,
     load_capture,
     read_capture,
 )

@@ -339,7 +339,7 @@ def _every_kind_of_datagram() -> list[bytes]:
     import random
     import struct
 
-    from proctop.kernel.protocol import MASK_BITS
+    from proctop.model.kinds import MASK_BITS
 
     now = time.monotonic_ns()
     valid = [

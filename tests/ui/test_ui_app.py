@@ -10,13 +10,13 @@ from textual import events
 from ui_helpers import SAMPLE, details_body, screen_text, wait_for
 
 from proctop.kernel.protocol import (
-    MASK_BITS,
     PROC_EVENT_ALL,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
     PROC_EVENT_NONZERO_EXIT,
 )
 from proctop.model.events import Event
+from proctop.model.kinds import MASK_BITS
 from proctop.sinks.ui import keys
 from proctop.sinks.ui.app import BATCH_HZ, MASK_KEYS, ProctopApp
 from proctop.sources.base import Source

@@ -11,7 +11,8 @@ from helpers import collect, unit_cgroup
 from ui_helpers import DATA, screen_text, wait_for
 
 from proctop.kernel.probe import probe
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
+from proctop.kernel.protocol import PROC_EVENT_ALL
+from proctop.model.kinds import DEFAULT_MASK
 from proctop.sinks.ui.app import ProctopApp
 from proctop.sinks.ui.board import group_filter
 from proctop.sources.connector import ConnectorSource

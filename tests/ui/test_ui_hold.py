@@ -9,8 +9,9 @@ import pytest
 from ui_helpers import screen_text, wait_for
 
 from proctop.kernel.probe import probe
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_ALL
+from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.model.events import Event
+from proctop.model.kinds import DEFAULT_MASK
 from proctop.sinks.ui.app import ProctopApp
 from proctop.sources.base import Source
 from proctop.sources.connector import ConnectorSource

@@ -10,8 +10,9 @@ import pytest
 from ui_helpers import details_body, screen_text, wait_for
 
 from proctop.kernel.probe import probe
-from proctop.kernel.protocol import DEFAULT_MASK, PROC_EVENT_NONZERO_EXIT
+from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT
 from proctop.model.enrich import Enricher
+from proctop.model.kinds import DEFAULT_MASK
 from proctop.sinks.ui.app import ProctopApp
 from proctop.sources.connector import ConnectorSource
 

@@ -15,8 +15,8 @@ from rich.cells import cell_len
 from textual.command import CommandList, CommandPalette
 from ui_helpers import SAMPLE, screen_text, wait_for
 
-from proctop.kernel.protocol import MASK_BITS, PROC_EVENT_ALL, PROC_EVENT_FORK
-from proctop.model.kinds import TOGGLES
+from proctop.kernel.protocol import PROC_EVENT_ALL, PROC_EVENT_FORK
+from proctop.model.kinds import MASK_BITS, TOGGLES
 from proctop.sinks.ui import keys
 from proctop.sinks.ui.app import ProctopApp
 from proctop.sinks.ui.board import FailuresView

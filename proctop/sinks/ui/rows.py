@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 from proctop.model.events import Event
 from proctop.model.identity import Identity, identity
-from proctop.model.kinds import ROW_LABELS
+from proctop.model.kinds import BY_NAME, ROW_LABELS, format_detail
 from proctop.sinks.ui.sanitize import Shown, bounded, safe
 
 #: Characters of a command or detail kept for the timeline: wider than any terminal,
@@ -72,44 +73,38 @@ def command_of(ev: Event, limit: int = ROW_TEXT_LIMIT) -> Shown:
 
 
 def detail_of(ev: Event, short: bool = False) -> str:
-    """The detail column: exit status and lifetime, uid/gid change, new comm, tracer, ...
+    """The detail column: the kind's ``detail`` format (``proctop.model.kinds``) of ``ev``'s fields.
 
-    A uid event's ``uid`` is the uid before the change (the enricher sets it so).
+    ``short`` leaves out the lifetime, for narrow terminals.
     """
-    kind = ev.event
-    if kind == "exit":
-        text = ev.status_text
-        life = format_lifetime(ev.lifetime, ev.lifetime_resolution)
-        return f"{text} after {life}" if life and not short else text
-    if kind == "uid":
-        old = ev.uid
-        if old == ev.ruid:
-            old = None
-        text = f"uid {'?' if old is None else old}\u2192{_n(ev.ruid)}"
-        if ev.euid is not None and ev.euid != ev.ruid:
-            text += f" euid {ev.euid}"
-        return text
-    if kind == "gid":
-        text = f"gid \u2192{_n(ev.rgid)}"
-        if ev.egid is not None and ev.egid != ev.rgid:
-            text += f" egid {ev.egid}"
-        return text
-    if kind == "comm":
-        return f"comm \u2192 {ev.comm or '?'}"
-    if kind == "ptrace":
-        return "detached" if not ev.tracer_pid else f"traced by {ev.tracer_pid}"
-    if kind == "coredump":
-        return "dumping core"
-    if kind == "sid":
-        return "new session"
-    if kind == "lost":
-        n = ev.count or 1  # at least this many: an overrun loses one or more
-        return f"{n}+ event{'s' if n != 1 else ''} lost"
-    return ""
+    kind = BY_NAME.get(ev.event)
+    if kind is None or not kind.detail:
+        return ""
+    return format_detail(kind.detail, functools.partial(detail_field, ev, short))
 
 
-def _n(value: int | None) -> str:
-    return "?" if value is None else str(value)
+def detail_field(ev: Event, short: bool, name: str) -> object:
+    """A field as a detail format sees it: the event's own, or one of the few made for display.
+
+    Not news is unset: an effective id equal to the real one, and a uid event's
+    ``uid`` (the uid before the change, the enricher sets it so) equal to the new one.
+    """
+    if name == "status":
+        return ev.status_text
+    if name == "lifetime":
+        return None if short else format_lifetime(ev.lifetime, ev.lifetime_resolution)
+    if name == "count":
+        return ev.count or 1  # at least this many: an overrun loses one or more
+    if name == "tracer_pid":
+        return ev.tracer_pid or None  # 0: no tracer, detached
+    value = getattr(ev, name)
+    if value is not None and value == getattr(ev, _NOT_NEWS_BESIDE.get(name, ""), None):
+        return None
+    return value
+
+
+#: A field that is unset when it equals this other one (see ``detail_field``).
+_NOT_NEWS_BESIDE = {"uid": "ruid", "euid": "ruid", "egid": "rgid"}
 
 
 class Row:
@@ -171,7 +166,5 @@ class Row:
     def short(self) -> str:
         """The detail without the lifetime, for narrow terminals."""
         if self._short is None:
-            short = detail_of(self.ev, short=True) if self.ev.event == "exit" else self.detail
-            self._short = safe(bounded(short, ROW_TEXT_LIMIT))
+            self._short = safe(bounded(detail_of(self.ev, short=True), ROW_TEXT_LIMIT))
         return self._short
-

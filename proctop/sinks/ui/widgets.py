@@ -29,8 +29,8 @@ RATE_TYPES = kinds.RATE_LABELS
 #: a process that runs a new program is seen only at its exit, by then often nameless.
 NAMING_BITS = MASK_BITS["exec"]
 
-#: The kinds proctop watches by default (proctop.kernel.protocol.DEFAULT_MASK): always listed, on or off.
-DEFAULT_KINDS = MASK_BITS["fork"] | MASK_BITS["exec"] | MASK_BITS["nonzero-exit"]
+#: The kinds proctop watches by default (``kinds.DEFAULT_MASK``): always listed, on or off.
+DEFAULT_KINDS = kinds.DEFAULT_MASK
 
 Chunk = tuple[str, str | None]  # (text, component class or None), one piece of a header line
 
