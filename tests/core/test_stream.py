@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import REPO
 
-from proctop.kernel.protocol import PROC_EVENT_ALL, parse_mask
 from proctop.model.events import Event
+from proctop.model.kinds import PROC_EVENT_ALL, parse_mask
 from proctop.sinks.stream import Sink, Tee, run_headless
 from proctop.sources.replay import ReplaySource
 
