@@ -11,9 +11,10 @@ from ui_helpers import SAMPLE, wait_for
 
 from proctop.model.events import Event
 from proctop.model.kinds import EVENT_KINDS
+from proctop.sinks.text.cells import ROW_TEXT_LIMIT
+from proctop.sinks.text.rows import Row
 from proctop.sinks.ui.app import ProctopApp
 from proctop.sinks.ui.query import COLUMNS, EVENT_VALUES, compile_filter, row_text
-from proctop.sinks.ui.rows import ROW_TEXT_LIMIT, Row
 from proctop.sources.replay import load_capture
 
 EXEC_EXIT = Row(Event(ts=1, event="exec", pid=40, tgid=40, ppid=1, user="alice", cmdline=["sh", "-c", "exit 3"]))
