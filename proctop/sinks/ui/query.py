@@ -90,9 +90,6 @@ try:  # the regex parser behind ``re``; private, so the backtracking check is sk
 except ImportError:  # pragma: no cover - every CPython 3.11 to 3.13 has it
     _sre_parser = None
 
-#: Characters of a column's text that are matched: the rows' own strings are bounded so.
-TEXT_LIMIT = ROW_TEXT_LIMIT
-
 #: What ``event:`` accepts: every event kind, and the colour classes that split one kind (failed, signal).
 EVENT_VALUES: frozenset[str] = frozenset(EVENT_KINDS) | frozenset(
     colour.name for colour in COLOURS if colour not in EXTRA_COLOURS
@@ -102,7 +99,7 @@ EVENT_VALUES: frozenset[str] = frozenset(EVENT_KINDS) | frozenset(
 _LOOP = 3
 #: Most ways a regex may match from one position (``_tries``): one open-ended repetition
 #: (the row's length) with a little bounded choice beside it (``gcc.*-O\\d{1,2}``).
-_MAX_TRIES = 16 * TEXT_LIMIT
+_MAX_TRIES = 16 * ROW_TEXT_LIMIT
 
 _KEY = re.compile(r"([A-Za-z]+):")
 
@@ -446,7 +443,7 @@ def _tries(items: Any) -> int:
         if name in ("MAX_REPEAT", "MIN_REPEAT"):
             low, high, body = av
             inner = _tries(body)
-            ways = min(high - low, TEXT_LIMIT) + 1
+            ways = min(high - low, ROW_TEXT_LIMIT) + 1
             total *= ways * (inner if inner == 1 else inner ** min(high, 8))
         elif name == "BRANCH":
             total *= sum(_tries(branch) for branch in av[1])
@@ -457,8 +454,8 @@ def _tries(items: Any) -> int:
         elif name == "GROUPREF_EXISTS":
             total *= sum(_tries(branch) for branch in av[1:] if branch is not None)
         elif name == "GROUPREF":
-            total *= TEXT_LIMIT
-        total = min(total, _MAX_TRIES * TEXT_LIMIT)  # capped: only "too many" matters
+            total *= ROW_TEXT_LIMIT
+        total = min(total, _MAX_TRIES * ROW_TEXT_LIMIT)  # capped: only "too many" matters
     return total
 
 
