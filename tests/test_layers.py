@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,14 @@ def test_nothing_sits_loose_at_the_top():
     """Only the base modules and ``__main__`` live directly in proctop/; the rest is in a layer's folder."""
     loose = {p.name for p in PACKAGE.glob("*.py")}
     assert loose == {"__init__.py", "__main__.py", "errors.py", "safefile.py"}
+
+
+def test_every_package_is_installed():
+    """A new folder is a package ``pip install .`` must list (pyproject.toml's ``packages``): an
+    editable install finds it anyway, an installed proctop would fail to import it."""
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {module_name(init) for init in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed, sorted(folders - listed)
 
 
 # --- Textual is the UI's alone ------------------------------------------------------
