@@ -17,7 +17,7 @@ from proctop.model.enrich import Enricher
 from proctop.model.events import Event
 from proctop.model.kinds import BY_WHAT, EVENT_KINDS, event_passes, mask_names, parse_mask
 from proctop.model.procfs import GONE
-from proctop.sinks.ui.rows import Row, detail_of
+from proctop.sinks.text.rows import Row, detail_of
 from proctop.sources.replay import ReplaySource
 
 #: Above any pid_max (2**22): no /proc entry can answer for these, so enrichment works from the event alone.

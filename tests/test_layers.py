@@ -18,11 +18,18 @@ Nothing else sits loose in proctop/, and no module imports itself back through
 another (``test_no_import_cycle``).
 
 Every import counts: module level, inside functions, and under ``TYPE_CHECKING``.
+
+Textual is the UI's alone: ``proctop/sinks/text/`` (sanitize, cells, rows, the
+column specs) imports neither Textual nor the UI, and ``--summary`` and
+``--json``, run for real, load no ``textual`` module (``test_headless_modes_load_no_textual``).
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -122,7 +129,7 @@ def test_module_respects_the_layers(path: Path):
         ("proctop.sinks.ui.app", "def f():\n    import proctop.kernel.socket", "ui imports proctop.kernel.socket"),
         ("proctop.sinks.ui.app", "from proctop import cli", "sinks imports proctop.cli (cli)"),
         ("proctop.model.enrich", "from proctop.sources.base import Source", "model imports proctop.sources.base"),
-        ("proctop.model.events", "from proctop.sinks.ui import sanitize", "model imports proctop.sinks.ui.sanitize"),
+        ("proctop.model.events", "from proctop.sinks.text import cells", "model imports proctop.sinks.text.cells"),
         ("proctop.kernel.probe", "from proctop.model.events import Event", "kernel imports proctop.model.events"),
         ("proctop.kernel.socket", "from proctop.sinks.record import x", "kernel imports proctop.sinks.record"),
         ("proctop.sources.replay", "from proctop.sinks.record import is_stored", "sources imports proctop.sinks"),
@@ -207,3 +214,66 @@ def test_nothing_sits_loose_at_the_top():
     """Only the base modules and ``__main__`` live directly in proctop/; the rest is in a layer's folder."""
     loose = {p.name for p in PACKAGE.glob("*.py")}
     assert loose == {"__init__.py", "__main__.py", "errors.py", "safefile.py"}
+
+
+def test_every_package_is_installed():
+    """A new folder is a package ``pip install .`` must list (pyproject.toml's ``packages``): an
+    editable install finds it anyway, an installed proctop would fail to import it."""
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {module_name(init) for init in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed, sorted(folders - listed)
+
+
+# --- Textual is the UI's alone ------------------------------------------------------
+
+TEXT = "proctop.sinks.text"
+
+
+def test_the_text_modules_import_neither_textual_nor_the_ui():
+    """What every sink shows (sanitize, fit, rows, the column specs) is below the UI: ``--summary`` reads it."""
+    paths = sorted((PACKAGE / "sinks" / "text").glob("*.py"))
+    assert len(paths) >= 5, paths  # the walk finds the package
+    found = []
+    for path in paths:
+        name = module_name(path)
+        for line, module in imported_modules(ast.parse(path.read_text()), name, path.name == "__init__.py"):
+            if module.split(".")[0] == "textual" or module == UI or module.startswith(UI + "."):
+                found.append(f"{name}:{line}: imports {module}")
+    assert found == []
+
+
+def imported_by(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``python -X importtime *args``: the process, and every module it imported, in order."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        cwd=PACKAGE.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    return proc, modules
+
+
+def textual_in(modules: list[str]) -> list[str]:
+    return [module for module in modules if module.split(".")[0] == "textual"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "sink", "shows"),
+    [("--summary", "proctop.sinks.summary", "COMMAND / REASON"), ("--json", "proctop.sinks.headless", '"event"')],
+)
+def test_headless_modes_load_no_textual(mode: str, sink: str, shows: str):
+    """``proctop --summary`` and ``--json`` on a replay, for real: they print their output and
+    never load Textual (0.2 s of imports against the UI's 0.9 s on a cold start)."""
+    proc, modules = imported_by("-m", "proctop", mode, "--replay", "tests/data/failures.jsonl")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert shows in proc.stdout and sink in modules  # it ran the sink, and the import log was read
+    assert textual_in(modules) == []
+
+
+def test_the_textual_check_sees_textual():
+    """The check above can fail: importing the UI's board loads Textual, and the same reading finds it."""
+    proc, modules = imported_by("-c", "import proctop.sinks.ui.board")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "textual" in textual_in(modules)

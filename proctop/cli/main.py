@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error_line(exc: BaseException) -> None:
     """One line on stderr; file names and argv in it are untrusted, so made safe like the screen's text."""
-    from proctop.sinks.ui.sanitize import safe
+    from proctop.sinks.text.sanitize import safe
 
     print(f"proctop: {safe(str(exc))}", file=sys.stderr)
 

@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TextIO
 
 from rich.cells import cell_len
@@ -26,40 +25,18 @@ from proctop.errors import write_stdout
 from proctop.model.events import Event
 from proctop.model.failures import FailureBoard, FailureGroup
 from proctop.sinks.stream import Sink, run_headless
-from proctop.sinks.ui.board import group_cells
-from proctop.sinks.ui.rows import format_minutes
-from proctop.sinks.ui.sanitize import safe
-from proctop.sinks.ui.timeline import fit
+from proctop.sinks.text.board import COMMAND, SUMMARY, SUMMARY_COMMAND, UNIT, USER, command_with_reason, group_cells
+from proctop.sinks.text.cells import cut, fit, format_minutes
+from proctop.sinks.text.sanitize import safe
 from proctop.sources.base import Source
 
 #: Width when neither COLUMNS nor a terminal says (a pipe, a file, CI's log).
 DEFAULT_WIDTH = 80
 #: Widest table drawn, whatever COLUMNS says.
 MAX_WIDTH = 10_000
-#: The command column keeps at least this many cells before another column goes.
-COMMAND_MIN = 24
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One column before the command: its title, its widest, and how long it stays when space runs out."""
-
-    title: str
-    cap: int
-    keep: int  # the lowest goes first
-
-
-#: The table's columns, in order; ``group_cells`` gives their texts (the last, the command, is ``COMMAND``).
-TABLE = (
-    Column("LOOP", 4, 7),
-    Column("COUNT", 6, 9),
-    Column("/MIN", 5, 2),
-    Column("LAST 10MIN", 10, 1),
-    Column("LAST", 8, 4),
-    Column("STATUSES", 28, 8),
-    Column("USER", 8, 3),
-    Column("UNIT", 20, 6),  # part of a group: two rows that differ only by unit must say so
-)
+#: The columns whose empty cell says ``-`` (a plain table's words must not shift); the
+#: columns themselves are the board's spec (``proctop.sinks.text.board.SUMMARY``).
+PLACEHOLDER = (USER, UNIT)
 
 
 class FailureSummary(Sink):
@@ -131,48 +108,41 @@ def format_board(board: FailureBoard, title: str = "", width: int = DEFAULT_WIDT
     """The board as text, one line a group, crash loops first; every string made safe.
 
     No line is wider than ``width`` cells: the columns that matter least go first
-    (``Column.keep``), each is as wide as its widest cell (up to its cap), and what
+    (``Column.keep``), each is as wide as its widest cell (up to its width), and what
     still does not fit is cut with an ellipsis, never wrapped.
     """
     width = max(1, width)
     lines: list[str] = []
     if title:
-        lines.append(_cut(title, width))
+        lines.append(cut(title, width))
     if not board.total:
         lines.append("no failures")
         return "\n".join(lines) + "\n"
     rows = [_cells(board, group) for group in board.rows()]
     widths = [
-        min(column.cap, max(len(column.title), *(cell_len(safe(cells[i])) for cells, _ in rows)))
-        for i, column in enumerate(TABLE)
+        min(column.width, max(len(column.title), *(cell_len(safe(cells[i])) for cells, _ in rows)))
+        for i, column in enumerate(SUMMARY)
     ]
-    shown = list(range(len(TABLE)))
-    command_room = min(COMMAND_MIN, max(len("COMMAND"), *(cell_len(safe(command)) for _, command in rows)))
+    shown = list(range(len(SUMMARY)))
+    command_room = min(COMMAND.minimum, max(len(COMMAND.title), *(cell_len(safe(command)) for _, command in rows)))
     while shown and sum(widths[i] + 1 for i in shown) + command_room > width:
-        shown.remove(min(shown, key=lambda i: TABLE[i].keep))
+        shown.remove(min(shown, key=lambda i: SUMMARY[i].keep))
     room = width - sum(widths[i] + 1 for i in shown)
 
     def line(cells: list[str], command: str) -> str:
         fixed = "".join(fit(cells[i], widths[i]) + " " for i in shown)
-        return _cut(fixed + (fit(command, room) if room > 0 else ""), width).rstrip()
+        return cut(fixed + (fit(command, room) if room > 0 else ""), width).rstrip()
 
-    lines.append(line([column.title for column in TABLE], "COMMAND / REASON"))
+    lines.append(line([column.title for column in SUMMARY], SUMMARY_COMMAND))
     lines.extend(line(cells, command) for cells, command in rows)
     return "\n".join(lines) + "\n"
 
 
 def _cells(board: FailureBoard, group: FailureGroup) -> tuple[list[str], str]:
-    """The texts of one row: the columns of ``TABLE``, and the command (with its reason)."""
-    mark, number, rate, spark, last, statuses, user, unit, reason, command = group_cells(board, group)
-    if reason:
-        command += f"  ({reason})"
-    return [mark, number, rate, spark, last, statuses, user or "-", unit or "-"], command
-
-
-def _cut(text: str, width: int) -> str:
-    """``text`` made safe and no wider than ``width`` cells (an ellipsis where cut)."""
-    text = safe(text)
-    return text if cell_len(text) <= width else fit(text, width)
+    """The texts of one row: the columns of ``SUMMARY``, and the command (with its reason)."""
+    cells = group_cells(board, group)
+    texts = [column.cell(cells) or ("-" if column in PLACEHOLDER else "") for column in SUMMARY]
+    return texts, command_with_reason(cells)
 
 
 def run_summary(

@@ -24,7 +24,7 @@ from proctop.model import kinds
 from proctop.model.events import Event
 from proctop.model.kinds import KINDS, MASK_NAMES, PROC_EVENT_ALL, MaskError, mask_names, parse_mask
 from proctop.model.proctable import ProcInfo
-from proctop.sinks.ui.rows import detail_field
+from proctop.sinks.text.rows import detail_field
 
 
 def test_mask_bits_agree_with_the_kernel_protocol():
@@ -59,7 +59,7 @@ def test_every_kind_goes_from_the_wire_to_the_screen_and_back(what, tmp_path):
 def test_the_rows_name_fields_that_exist():
     """What each row copies, learns and shows exists (the enricher also refuses to load otherwise)."""
     event_fields = {f.name for f in fields(Event)}
-    shown = event_fields | {"status", "lifetime"}  # made for display by proctop.sinks.ui.rows.detail_field
+    shown = event_fields | {"status", "lifetime"}  # made for display by proctop.sinks.text.rows.detail_field
     for kind in KINDS:
         assert {e for e, _ in kind.copies} <= event_fields, kind.name
         assert {w for _, w in kind.copies} <= set(protocol.RawEvent._fields), kind.name

@@ -116,7 +116,7 @@ def test_board_by_unit_snapshot_80x24(snap_compare):
 def test_columns_fit_by_priority_at_every_width(width):
     """Every title whole, STATUSES growing with the width, the command keeping room; grouped by unit,
     the unit first at every width (issue 22: below 130 columns no unit was shown at all)."""
-    from proctop.sinks.ui.board import STATUSES_WIDTH, columns, command_width, header_text
+    from proctop.sinks.text.board import STATUSES, columns, command_width, header_text
 
     for by in ("command", "unit"):
         shown = columns(width, by)
@@ -124,10 +124,11 @@ def test_columns_fit_by_priority_at_every_width(width):
         assert command_width(width, by) >= 12
         header = header_text(width, by, "count", 1234)
         assert len(header) == width
-        assert all(c.title in header for c in shown) and "\u2026" not in header  # no title cut
+        assert all(c.title in header for c in shown if not c.marker) and "\u2026" not in header  # no title cut
+        assert "LOOP" not in header  # the loop marker names itself on screen
         assert "COUNT\u25be" in header  # the sort in force, marked
         statuses = next(c.width for c in shown if c.title == "STATUSES")
-        assert STATUSES_WIDTH[0] <= statuses <= STATUSES_WIDTH[1]
+        assert STATUSES.minimum <= statuses <= STATUSES.width
         if by == "unit":
             assert shown[1].title == "UNIT"
     wider = [next(c.width for c in columns(w) if c.title == "STATUSES") for w in (80, 120, 160, 200)]

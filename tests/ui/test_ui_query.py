@@ -11,9 +11,10 @@ from ui_helpers import SAMPLE, wait_for
 
 from proctop.model.events import Event
 from proctop.model.kinds import EVENT_KINDS
+from proctop.sinks.text.cells import ROW_TEXT_LIMIT
+from proctop.sinks.text.rows import Row
 from proctop.sinks.ui.app import ProctopApp
 from proctop.sinks.ui.query import COLUMNS, EVENT_VALUES, compile_filter, row_text
-from proctop.sinks.ui.rows import ROW_TEXT_LIMIT, Row
 from proctop.sources.replay import load_capture
 
 EXEC_EXIT = Row(Event(ts=1, event="exec", pid=40, tgid=40, ppid=1, user="alice", cmdline=["sh", "-c", "exit 3"]))
@@ -152,6 +153,19 @@ def test_quotes_hold_spaces_and_make_text_literal():
     assert shown('"http://x"') == []  # quoted: not a column
     assert shown('"-c exit') == [EXEC_EXIT]  # unclosed: to the end (still typing)
     assert shown(r'"say \"hi\""') == []
+
+
+def test_the_filter_keys_are_the_column_spec_s():
+    """A column names its ``key:value`` keys once, in the timeline's spec: the filter takes them
+    from there, in column order, and the keys its grammar treats specially are all in it."""
+    from proctop.sinks.text.columns import TIMELINE, Exact, Substring
+
+    keys = [key for column in TIMELINE for key in column.keys]
+    assert tuple(key.name for key in keys) == COLUMNS and len(set(COLUMNS)) == len(COLUMNS)
+    assert {key.name for key in keys if isinstance(key, Exact)} >= {"event", "pid", "ppid", "user", "id"}
+    assert {key.name for key in keys if isinstance(key, Substring)} >= {"cmd", "unit", "status"}
+    by_title = {column.title: {key.name for key in column.keys} for column in TIMELINE}
+    assert by_title["PID"] == {"pid"} and by_title["UNIT"] == {"unit"} and "cmd" in by_title["COMMAND / DETAIL"]
 
 
 def test_bad_filters_say_why_in_one_line():

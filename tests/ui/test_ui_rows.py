@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from proctop.model.events import Event
-from proctop.sinks.ui.rows import Row, detail_of, format_lifetime, format_time
-from proctop.sinks.ui.sanitize import safe, safe_argv
+from proctop.sinks.text.cells import format_time
+from proctop.sinks.text.rows import Row, detail_of, format_lifetime
+from proctop.sinks.text.sanitize import safe, safe_argv
 
 
 def test_safe_escapes_every_terminal_control():

@@ -19,10 +19,11 @@ from ui_helpers import screen_text, wait_for
 
 from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.model.events import EVENT_KINDS, Event
+from proctop.sinks.text.cells import fit
+from proctop.sinks.text.rows import Row
+from proctop.sinks.text.sanitize import ScreenText, Shown, bounded, safe
 from proctop.sinks.ui.app import ProctopApp
-from proctop.sinks.ui.rows import Row
-from proctop.sinks.ui.sanitize import ScreenText, Shown, bounded, safe
-from proctop.sinks.ui.timeline import fit, row_segments
+from proctop.sinks.ui.timeline import row_segments
 from proctop.sinks.ui.widgets import details_text
 from proctop.sources.base import Source
 from proctop.sources.replay import ReplaySource

@@ -44,12 +44,13 @@ from proctop.errors import ProctopError
 from proctop.model.events import Event
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL, FailureBoard
 from proctop.model.kinds import MASK_BITS, PROC_EVENT_ALL, toggles_on
+from proctop.sinks.text.cells import format_time
+from proctop.sinks.text.rows import Row
+from proctop.sinks.text.sanitize import safe
 from proctop.sinks.ui import keys
 from proctop.sinks.ui.board import FailuresView
 from proctop.sinks.ui.help import HelpScreen, palette_commands
 from proctop.sinks.ui.query import compile_filter
-from proctop.sinks.ui.rows import Row, format_time
-from proctop.sinks.ui.sanitize import safe
 from proctop.sinks.ui.themes import DEFAULT_THEME, EVENT_DEFAULTS, event_css, load_themes
 from proctop.sinks.ui.timeline import Timeline
 from proctop.sinks.ui.widgets import TOGGLES, DetailsPanel, HeaderBar

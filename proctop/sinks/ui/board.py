@@ -1,14 +1,15 @@
 """The failures board: one line per failing command, crash loops first (``Tab`` from the timeline).
 
 A Line API ``ScrollView`` like the timeline: the rows are the model's
-(``proctop.model.failures.FailureBoard``), re-sorted at most once per batch,
-and every text goes through ``timeline.fit``, so it is made safe.
+(``proctop.model.failures.FailureBoard``), re-sorted at most once per batch.
+The columns, their cells and the header are ``proctop.sinks.text.board``'s
+(shared with ``--summary``); every text goes through ``cells.fit``, so it is made safe.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -20,119 +21,13 @@ from textual.strip import Strip
 
 from proctop.model.failures import OTHER, FailureBoard, FailureGroup
 from proctop.model.identity import filter_term
+from proctop.sinks.text.board import REASON, columns, command_width, command_with_reason, group_cells, header_text
+from proctop.sinks.text.cells import fit
+from proctop.sinks.text.sanitize import safe
 from proctop.sinks.ui import keys
 from proctop.sinks.ui.cursor import page_size, reveal
-from proctop.sinks.ui.rows import format_time
-from proctop.sinks.ui.sanitize import safe
-from proctop.sinks.ui.timeline import fit
 
 SORTS = ("count", "rate", "recent")
-SPARKS = " \u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
-#: Marks the title of the column the rows are sorted by.
-SORTED = "\u25be"
-
-
-class Cells(NamedTuple):
-    """The texts of one board row, for every column there is (a layout picks what the width holds)."""
-
-    mark: str
-    failures: str
-    rate: str
-    spark: str
-    last: str
-    statuses: str
-    user: str
-    unit: str
-    reason: str
-    command: str  # what failed, with its arguments (and its reason, where no REASON column is shown)
-
-
-class Column(NamedTuple):
-    title: str
-    width: int
-    cell: str  # the ``Cells`` field shown
-    sort: str = ""  # the sort this column's figures order (its title is marked when in force)
-
-
-LOOP = Column("", 4, "mark")
-COUNT = Column("COUNT", 6, "failures", "count")
-RATE = Column("/MIN", 5, "rate", "rate")
-SPARK = Column("LAST 10MIN", 10, "spark")
-LAST = Column("LAST", 8, "last", "recent")
-USER = Column("USER", 8, "user")
-REASON = Column("REASON", 30, "reason")
-#: STATUSES grows with the width (a second and third status are what tell a loop's story),
-#: between these bounds: a third of what the fixed columns leave, the command the rest.
-STATUSES_WIDTH = (20, 48)
-#: From these widths on: USER, then REASON (narrower, the reason follows the command).
-WIDE = 130
-WIDER = 170
-#: The unit's column: from ``WIDE`` on, and at every width when the rows are units (then
-#: first, narrower, in the sparkline's place below ``WIDE``: the unit is what a row is).
-UNIT = Column("UNIT", 20, "unit")
-NARROW_UNIT = Column("UNIT", 16, "unit")
-
-
-def sparkline(counts: list[int]) -> str:
-    """One character per minute, scaled to the busiest minute (blank: none)."""
-    top = max(counts, default=0)
-    if not top:
-        return " " * len(counts)
-    return "".join(SPARKS[0 if not n else max(1, round(n / top * (len(SPARKS) - 1)))] for n in counts)
-
-
-def columns(width: int, by: str = "command") -> tuple[Column, ...]:
-    """The columns fitted to ``width``, by priority; the command takes what is left (``command_width``)."""
-    if width >= WIDE:
-        fixed = [LOOP, COUNT, RATE, SPARK, LAST, USER] + ([] if by == "unit" else [UNIT])
-        if width >= WIDER:
-            fixed.append(REASON)
-    else:
-        fixed = [LOOP, COUNT, RATE, LAST] if by == "unit" else [LOOP, COUNT, RATE, SPARK, LAST]
-    if by == "unit":
-        fixed.insert(1, UNIT if width >= WIDE else NARROW_UNIT)
-    left = width - 1 - sum(column.width + 1 for column in fixed) - 1
-    low, high = STATUSES_WIDTH
-    statuses = Column("STATUSES", max(low, min(high, left // 3)), "statuses")
-    fixed.insert(fixed.index(LAST) + 1, statuses)
-    return tuple(fixed)
-
-
-def command_width(width: int, by: str = "command") -> int:
-    return max(0, width - sum(column.width + 1 for column in columns(width, by)) - 1)
-
-
-def group_cells(board: FailureBoard, group: FailureGroup) -> Cells:
-    """The texts of one board row (made safe by ``fit`` when drawn)."""
-    rate = board.rate(group)
-    if group.key == OTHER:
-        command = f"(other commands: {group.count} failures)"
-    elif group.identity is not None:  # what it is, then the arguments it last ran with
-        command = group.identity.text
-    else:
-        command = group.key
-    return Cells(
-        mark="loop" if board.is_loop(group) else "",
-        failures=str(group.count),
-        rate=f"{rate:.0f}" if rate < 10_000 else "10k+",
-        spark=sparkline(group.sparkline(board.now)),
-        last=format_time(group.last_seen)[:8] if group.last_seen else "",
-        statuses=group.statuses_text(limit=6),
-        user=group.user or "",
-        unit=group.unit or "",
-        reason=group.reason or "",
-        command=command,
-    )
-
-
-def header_text(width: int, by: str, sort: str, total: int) -> str:
-    """The titles, the sorted column marked; the command's title says the total when it fits."""
-    parts = [" "] + [fit(c.title + (SORTED if c.sort == sort else ""), c.width) + " " for c in columns(width, by)]
-    room = command_width(width, by)
-    title = "COMMAND" if by == "command" else "LAST COMMAND"
-    with_total = f"{title}  {total} failure{'s' if total != 1 else ''}"
-    parts.append(fit(with_total if len(with_total) <= room else title, room))
-    return "".join(parts)
 
 
 def group_filter(key: str, by: str) -> str:
@@ -157,16 +52,16 @@ def board_segments(
     cursor: bool,
     by: str = "command",
 ) -> list[Segment]:
+    """The segments of one board row: each column's cell, in its column's style where it has text."""
     cells = group_cells(board, group)
     shown = columns(width, by)
+    styles = {"loop": loop, "failed": failed}
     segments = [Segment("\u25b6" if cursor else " ", base)]
     for column in shown:
-        cell = getattr(cells, column.cell)
-        style = loop if column.cell == "mark" and cell else failed if column.cell == "statuses" else base
+        cell = column.cell(cells)
+        style = styles.get(column.style, base) if cell else base
         segments.append(Segment(fit(cell, column.width) + " ", style))
-    command = cells.command
-    if cells.reason and REASON not in shown:
-        command += f"  ({cells.reason})"
+    command = cells.command if REASON in shown else command_with_reason(cells)
     segments.append(Segment(fit(command, command_width(width, by)), base))
     return segments
 

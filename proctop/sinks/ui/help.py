@@ -18,9 +18,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from proctop.sinks.text.sanitize import ScreenText
 from proctop.sinks.ui import keys
 from proctop.sinks.ui.keys import HELP, KeySpec
-from proctop.sinks.ui.sanitize import ScreenText
 
 if TYPE_CHECKING:
     from textual.app import App

@@ -22,7 +22,8 @@ case-insensitive:
     Restricts the term to one column; the value may be a word, ``a|b``, ``/regex/`` or
     ``"quoted"``. An empty value (``cmd:`` while typing) restricts nothing.
 
-The columns, and what a plain value means in each:
+The columns (the keys of the timeline's column spec, ``proctop.sinks.text.columns``), and
+what a plain value means in each:
 
 =========  ====================================================================
 ``event``  the event, exactly: a kind of ``proctop.model.kinds`` (``exec``, ``exit``, ...)
@@ -51,7 +52,7 @@ rows the input no longer describes.
 
 Hostile text: the rows' strings come from other processes, and Python's ``re``
 backtracks with no timeout. Three things bound a regex's cost. Every string it
-searches is a row's shown string, cut at ``rows.ROW_TEXT_LIMIT`` (2048)
+searches is a row's shown string, cut at ``cells.ROW_TEXT_LIMIT`` (2048)
 characters: keep it so. Before a regex runs, the shapes whose cost grows
 faster than the square of that length are refused with an error: a repetition
 or a choice inside a loop (``(a+)+``, ``(a|ab)*``: exponential, no length bound
@@ -76,21 +77,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from proctop.model.kinds import COLOURS, EVENT_KINDS, EXTRA_COLOURS
-from proctop.sinks.ui.sanitize import bounded, safe
-
-if TYPE_CHECKING:
-    from proctop.sinks.ui.rows import Row
+from proctop.sinks.text.cells import ROW_TEXT_LIMIT
+from proctop.sinks.text.columns import FILTER_KEYS, Exact, Substring, unit_text
+from proctop.sinks.text.rows import Row
+from proctop.sinks.text.sanitize import bounded, safe
 
 try:  # the regex parser behind ``re``; private, so the backtracking check is skipped if it moves
     from re import _parser as _sre_parser  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - every CPython 3.11 to 3.13 has it
     _sre_parser = None
-
-#: Characters of a column's text that are matched (the rows' own strings are bounded the same way).
-TEXT_LIMIT = 2048
 
 #: What ``event:`` accepts: every event kind, and the colour classes that split one kind (failed, signal).
 EVENT_VALUES: frozenset[str] = frozenset(EVENT_KINDS) | frozenset(
@@ -101,29 +99,9 @@ EVENT_VALUES: frozenset[str] = frozenset(EVENT_KINDS) | frozenset(
 _LOOP = 3
 #: Most ways a regex may match from one position (``_tries``): one open-ended repetition
 #: (the row's length) with a little bounded choice beside it (``gcc.*-O\\d{1,2}``).
-_MAX_TRIES = 16 * TEXT_LIMIT
+_MAX_TRIES = 16 * ROW_TEXT_LIMIT
 
 _KEY = re.compile(r"([A-Za-z]+):")
-
-
-def _event_names(row: Row) -> tuple[str, ...]:
-    ev = row.ev
-    if ev.event != "exit":
-        return (ev.event,)
-    return (ev.event, row.cls, "failed") if ev.failed else (ev.event,)
-
-
-def _pids(row: Row) -> tuple[str, ...]:
-    ev = row.ev
-    return (str(ev.pid),) if not ev.tgid or ev.tgid == ev.pid else (str(ev.pid), str(ev.tgid))
-
-
-def _ppid(row: Row) -> tuple[str, ...]:
-    return (str(row.ev.ppid),) if row.ev.ppid else ()
-
-
-def _user(row: Row) -> tuple[str, ...]:
-    return (row.user,)
 
 
 def _exit_code(row: Row) -> tuple[str, ...]:
@@ -131,52 +109,29 @@ def _exit_code(row: Row) -> tuple[str, ...]:
     return (str(code),) if row.ev.event == "exit" and code is not None and not row.ev.signal else ()
 
 
-def _identity(row: Row) -> tuple[str, ...]:
-    return (row.identity.key,)
-
-
-def _cmd(row: Row) -> str:
-    return row.command
-
-
-def _identity_name(row: Row) -> str:
-    return row.identity.name  # printable already (escaped by the identity); matched, never drawn
-
-
-def _unit(row: Row) -> str:
-    return safe(bounded(row.ev.unit, TEXT_LIMIT)) if row.ev.unit else ""
-
-
-def _status(row: Row) -> str:
-    return row.ev.status_text
-
-
 def row_text(row: Row) -> str:
     """Everything the row shows, one space between columns: what a plain term searches."""
     ev = row.ev
-    unit = _unit(row) if ev.unit else ""
+    unit = unit_text(row) if ev.unit else ""
     return f"{row.label} {ev.pid} {ev.ppid or ''} {row.user} {unit} {row.command} {row.detail}"
 
 
-#: Columns matched exactly (identities: the value is the whole field), and what their fields are.
-EXACT: dict[str, Callable[[Row], tuple[str, ...]]] = {
-    "event": _event_names,
-    "pid": _pids,
-    "ppid": _ppid,
-    "user": _user,
-    "id": _identity,
-}
-#: Columns matched by substring (text), and their text.
-TEXT: dict[str, Callable[[Row], str]] = {"cmd": _cmd, "unit": _unit, "status": _status}
-#: A second text a column's term also matches, looked at only when the first did not match:
+#: The keys come from the timeline's column spec (``proctop.sinks.text.columns``): a column
+#: names its keys and what of a row each searches. Matched exactly (the value is the whole
+#: field), and what their fields are:
+EXACT: dict[str, Callable[[Row], tuple[str, ...]]] = {k.name: k.fields for k in FILTER_KEYS if isinstance(k, Exact)}
+#: Matched by substring (text), and their text.
+TEXT: dict[str, Callable[[Row], str]] = {k.name: k.text for k in FILTER_KEYS if isinstance(k, Substring)}
+#: A second text a key's term also matches, looked at only when the first did not match:
 #: ``cmd:`` finds the identity's name too (``cmd:"cc1 a.c"``; proctop.model.identity), and the
 #: identity is computed only for rows whose command line missed, once a row: the first ``cmd:`` or
 #: ``id:`` over 100,000 rows took 0.8 s, the next 0.06 s, as ``user:`` (here, load 3.6).
-ALSO: dict[str, Callable[[Row], str]] = {"cmd": _identity_name}
-#: Every column, in the order the help and the errors list them.
-COLUMNS: tuple[str, ...] = (*EXACT, *TEXT)
-
-Test = Callable[["Row"], bool]
+ALSO: dict[str, Callable[[Row], str]] = {
+    k.name: k.also for k in FILTER_KEYS if isinstance(k, Substring) and k.also is not None
+}
+#: Every key, in the order the help and the errors list them (the timeline's column order).
+COLUMNS: tuple[str, ...] = tuple(key.name for key in FILTER_KEYS)
+Test = Callable[[Row], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +334,8 @@ def _status_term(needles: tuple[str, ...]) -> Test:
     """``status:1|SIGSEGV``: a number is an exit code, exactly; other text a substring of the status."""
     codes = frozenset(n.lstrip("0") or "0" for n in needles if n.isdigit() and n.isascii())  # status:01 is exit 1
     texts = tuple(n for n in needles if not (n.isdigit() and n.isascii()))
-    return lambda row: any(code in codes for code in _exit_code(row)) or _any_in(texts, _status(row).lower())
+    status = TEXT["status"]
+    return lambda row: any(code in codes for code in _exit_code(row)) or _any_in(texts, status(row).lower())
 
 
 def _any_in(needles: tuple[str, ...], hay: str) -> bool:
@@ -487,7 +443,7 @@ def _tries(items: Any) -> int:
         if name in ("MAX_REPEAT", "MIN_REPEAT"):
             low, high, body = av
             inner = _tries(body)
-            ways = min(high - low, TEXT_LIMIT) + 1
+            ways = min(high - low, ROW_TEXT_LIMIT) + 1
             total *= ways * (inner if inner == 1 else inner ** min(high, 8))
         elif name == "BRANCH":
             total *= sum(_tries(branch) for branch in av[1])
@@ -498,8 +454,8 @@ def _tries(items: Any) -> int:
         elif name == "GROUPREF_EXISTS":
             total *= sum(_tries(branch) for branch in av[1:] if branch is not None)
         elif name == "GROUPREF":
-            total *= TEXT_LIMIT
-        total = min(total, _MAX_TRIES * TEXT_LIMIT)  # capped: only "too many" matters
+            total *= ROW_TEXT_LIMIT
+        total = min(total, _MAX_TRIES * ROW_TEXT_LIMIT)  # capped: only "too many" matters
     return total
 
 

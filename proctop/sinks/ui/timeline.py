@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -29,41 +29,16 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from proctop.model.events import Event
+from proctop.sinks.text.cells import fit
+from proctop.sinks.text.columns import COMMAND, command_width, fixed_columns
+from proctop.sinks.text.rows import Row
 from proctop.sinks.ui import keys
 from proctop.sinks.ui.cursor import page_size, reveal
 from proctop.sinks.ui.query import Filter, FilterTimeout, bounded_pass, compile_filter, timed_out
-from proctop.sinks.ui.rows import Row
-from proctop.sinks.ui.sanitize import safe
 from proctop.sinks.ui.themes import EVENT_KEYS
 
-#: (title, width) of the fixed columns; command and detail share the rest.
-COLUMNS = (("TIME", 12), ("EVENT", 8), ("PID", 7), ("PPID", 7), ("USER", 8))
-#: From this width on, the unit (systemd unit or container) gets a column of its own.
-UNIT_FROM = 120
-UNIT_COLUMN = (("UNIT", 18),)
-
-
-def columns(width: int) -> tuple[tuple[str, int], ...]:
-    return COLUMNS + (UNIT_COLUMN if width >= UNIT_FROM else ())
 #: One style class per event colour a theme defines (the colour classes of ``proctop.model.kinds``).
 EVENT_CLASSES = EVENT_KEYS
-
-
-def fit(text: str, width: int) -> str:
-    """``text`` made safe, then cut (with an ellipsis) or padded to exactly ``width`` cells.
-
-    The only way text gets into the timeline's segments, so nothing reaches
-    the screen unsanitized (``safe`` passes ``Shown`` strings through as they are).
-    """
-    if width <= 0:
-        return ""
-    text = safe(text)
-    cut = len(text) > width * 2 + 2  # more than fits even in 2-cell characters: measure less
-    if cut:
-        text = text[: width * 2 + 2]
-    if cut or cell_len(text) > width:
-        return set_cell_size(text, width - 1) + "\u2026"
-    return set_cell_size(text, width)
 
 
 class Timeline(ScrollView, can_focus=True):
@@ -434,9 +409,8 @@ class Timeline(ScrollView, can_focus=True):
 
     def _header_strip(self, width: int, base: Style) -> Strip:
         style = base + self.get_component_rich_style("timeline--header", partial=True)
-        parts = [" "] + [fit(title, w) + " " for title, w in columns(width)]
-        rest = command_width(width)
-        parts.append(fit("COMMAND / DETAIL", rest))
+        parts = [" "] + [fit(column.title, column.width) + " " for column in fixed_columns(width)]
+        parts.append(fit(COMMAND.title, command_width(width)))
         return Strip([Segment("".join(parts), style)]).adjust_cell_length(width, style)
 
     def _row_strip(self, row: Row, width: int, base: Style, is_cursor: bool) -> Strip:
@@ -448,25 +422,19 @@ class Timeline(ScrollView, can_focus=True):
 
 
 def row_segments(row: Row, width: int, base: Style, kind: Style, is_cursor: bool = False) -> list[Segment]:
-    """The segments of one timeline row, every text through ``fit`` (so made safe)."""
-    ev = row.ev
-    segments = [
-        Segment("\u25b6" if is_cursor else " ", base),
-        Segment(fit(row.time, 12) + " ", base),
-        Segment(fit(row.label, 8) + " ", kind),
-        Segment(fit(str(ev.pid) if ev.pid else "", 7) + " ", base),
-        Segment(fit(str(ev.ppid) if ev.ppid else "", 7) + " ", base),
-        Segment(fit(row.user, 8) + " ", base),
-    ]
-    if width >= UNIT_FROM:
-        segments.append(Segment(fit(ev.unit or "", UNIT_COLUMN[0][1]) + " ", base))
+    """The segments of one timeline row, a column at a time (``proctop.sinks.text.columns``), every
+    text through ``fit`` (so made safe). A column styled ``event`` takes the event's colour (``kind``)."""
+    segments = [Segment("\u25b6" if is_cursor else " ", base)]
+    for column in fixed_columns(width):
+        style = kind if column.style == "event" else base
+        segments.append(Segment(fit(column.cell(row), column.width) + " ", style))
     rest = command_width(width)
     detail = row.detail
     if detail and cell_len(detail) > rest - 13:
         detail = row.short
     if detail:
         dlen = cell_len(detail)
-        cmd_w = max(rest - dlen - 1, min(rest, 8)) if row.command else 0
+        cmd_w = max(rest - dlen - 1, min(rest, COMMAND.minimum)) if row.command else 0
         det_w = max(0, rest - cmd_w - 1) if cmd_w else rest
         if cmd_w:
             segments.append(Segment(fit(row.command, cmd_w) + " ", base))
@@ -475,8 +443,3 @@ def row_segments(row: Row, width: int, base: Style, kind: Style, is_cursor: bool
     else:
         segments.append(Segment(fit(row.command, rest), base))
     return segments
-
-
-def command_width(width: int) -> int:
-    """Cells left for command + detail in a row ``width`` cells wide."""
-    return max(0, width - sum(w + 1 for _, w in columns(width)) - 1)

@@ -12,10 +12,11 @@ from textual.widgets import Static
 
 from proctop.model import kinds
 from proctop.model.kinds import MASK_BITS, toggles_on
+from proctop.sinks.text.cells import format_time
+from proctop.sinks.text.rows import Row, format_lifetime
+from proctop.sinks.text.sanitize import ScreenText, bounded
 from proctop.sinks.ui import keys
 from proctop.sinks.ui.help import key_text
-from proctop.sinks.ui.rows import Row, format_lifetime, format_time
-from proctop.sinks.ui.sanitize import ScreenText, bounded
 from proctop.sinks.ui.timeline import EVENT_CLASSES
 
 #: (key, mask name, shown name) of the mask toggles, in the order of the header.

@@ -1,12 +1,14 @@
 """The one choke point between untrusted text and the terminal.
 
 argv, comm, exe paths, user names, capture files, error messages and file
-names are chosen by someone else. Everything the UI draws passes through
-``safe``, and the renderers make that structural rather than a call per field:
+names are chosen by someone else. Everything the UI and ``--summary`` draw
+passes through ``safe``, and the renderers make that structural rather than a
+call per field:
 
 * ``Shown`` is the type of a string that passed ``safe``;
-* the timeline builds its segments only through ``timeline.fit``, which
-  takes any string and sanitizes what is not ``Shown`` already;
+* the timeline, the board and ``--summary`` build their columns only through
+  ``proctop.sinks.text.cells.fit``, which takes any string and sanitizes what
+  is not ``Shown`` already;
 * the header and the details panel build only ``ScreenText``, a Rich
   ``Text`` whose ``append`` sanitizes every string (line breaks go through
   ``newline()``, the only way to add one);

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import functools
-import time
 
 from proctop.model.events import Event
 from proctop.model.identity import Identity, identity
 from proctop.model.kinds import BY_NAME, ROW_LABELS, format_detail
-from proctop.sinks.ui.sanitize import Shown, bounded, safe
-
-#: Characters of a command or detail kept for the timeline: wider than any terminal,
-#: so a megabyte argv costs no more to draw than a short one.
-ROW_TEXT_LIMIT = 2048
+from proctop.sinks.text.cells import ROW_TEXT_LIMIT, format_minutes, format_time
+from proctop.sinks.text.sanitize import Shown, bounded, safe
 
 #: Labels of the event column (the type is readable without colour), from the table of kinds.
 EVENT_LABELS = ROW_LABELS
@@ -25,15 +21,6 @@ def event_class(ev: Event) -> str:
             return "signal"
         return "failed" if ev.exit_code else "exit"
     return ev.event if ev.event in EVENT_LABELS else "exit"
-
-
-def format_time(ts: float) -> str:
-    """``HH:MM:SS.mmm`` in local time (tests set ``TZ=UTC``)."""
-    whole = int(ts)
-    ms = round((ts - whole) * 1000)
-    if ms >= 1000:
-        whole, ms = whole + 1, ms - 1000
-    return time.strftime("%H:%M:%S", time.localtime(whole)) + f".{ms:03d}"
 
 
 def format_lifetime(seconds: float | None, resolution: float | None = None) -> str:
@@ -52,13 +39,6 @@ def format_lifetime(seconds: float | None, resolution: float | None = None) -> s
     if seconds < 60:
         return f"{seconds:.2f}s"
     return format_minutes(seconds)
-
-
-def format_minutes(seconds: float) -> str:
-    """A span of a minute or more: ``5m07s``, ``2h03m`` (lifetimes, and ``--summary``'s span)."""
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 def command_of(ev: Event, limit: int = ROW_TEXT_LIMIT) -> Shown:
