@@ -56,8 +56,13 @@ def run(rate: int, seconds: float, checkout: str | None) -> dict[str, object]:
     if checkout:
         env["PYTHONPATH"] = checkout
     proc = subprocess.Popen(
-        [sys.executable, "-m", "proctop"], stdin=slave, stdout=slave, stderr=slave,
-        env=env, start_new_session=True, cwd="/",
+        [sys.executable, "-m", "proctop"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+        cwd="/",
     )
     os.close(slave)
     storm = subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"], start_new_session=True)

@@ -227,11 +227,11 @@ def _keymap(value: object, fail: Any) -> dict[str, str]:
         if not _BINDING_ID.fullmatch(binding_id):
             raise fail(f"keys: {binding_id!r} is not a binding id (letters, digits, _ . -)")
         if not isinstance(keys, str):
-            raise fail(f"keys.{binding_id} must be a key string such as \"p\" or \"ctrl+p,f5\", got {_kind(keys)}")
+            raise fail(f'keys.{binding_id} must be a key string such as "p" or "ctrl+p,f5", got {_kind(keys)}')
         parts = [part.strip() for part in keys.split(",")]
         for part in parts:
             if not _is_key(part):
-                raise fail(f"keys.{binding_id}: {part!r} is not a key (examples: \"p\", \"ctrl+p\", \"f5\", \"?\")")
+                raise fail(f'keys.{binding_id}: {part!r} is not a key (examples: "p", "ctrl+p", "f5", "?")')
         keymap[binding_id] = ",".join(parts)
     return keymap
 

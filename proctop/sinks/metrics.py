@@ -69,8 +69,11 @@ def parse_address(text: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     # ASCII digits, at most 5, before int(): "²" is a digit to str.isdigit, and 5,000 digits
     # are a ValueError (and quadratic) for int().
-    if not sep or not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5) \
-            or not 0 < int(port_text) < 65536:
+    if (
+        not sep
+        or not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5)
+        or not 0 < int(port_text) < 65536
+    ):
         shown = text if len(text) <= 60 else text[:40] + "..."
         raise MetricsError(f"--metrics: not ADDR:PORT: {shown!r} (example: 127.0.0.1:9785, the README's port)")
     if host.startswith("[") and host.endswith("]"):

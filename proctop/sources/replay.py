@@ -453,7 +453,6 @@ class ReplaySource(Source):
         """Whether the current mask shows ``ev`` (``event_passes``); hidden events are kept."""
         return event_passes(self.mask, ev)
 
-
     @property
     def finished(self) -> bool:
         return self._eof and not self._pending and self._failure is None
@@ -476,4 +475,3 @@ class ReplaySource(Source):
         if not isinstance(recorded, str):  # the header is untrusted too
             recorded = None
         return {"source": "replay", "label": self.label, "file": str(self.path), "recorded_from": recorded}
-

@@ -89,8 +89,15 @@ class _Streams(TypedDict):
 class CommandTree(Source):
     """The events of ``argv`` and its descendants; ``status`` is the command's exit status."""
 
-    def __init__(self, inner: Source, argv: list[str], *, stdout: int | IO[bytes] | None = None,
-                 stdin: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        inner: Source,
+        argv: list[str],
+        *,
+        stdout: int | IO[bytes] | None = None,
+        stdin: int | IO[bytes] | None = None,
+        stderr: int | IO[bytes] | None = None,
+    ) -> None:
         super().__init__(inner.mask)
         self.inner = inner
         self.argv = argv
@@ -219,4 +226,3 @@ class CommandTree(Source):
 
     def describe(self) -> SourceDescription:
         return {**self.inner.describe(), "command": list(self.argv)}
-

@@ -10,6 +10,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
+
 @pytest.fixture(scope="module")
 def storm(tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("storm") / "storm"

@@ -499,7 +499,10 @@ def test_a_deeply_nested_config_is_one_line(tmp_path):
     config.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
     proc = subprocess.run(
         proctop_cmd("--json", "--replay", SAMPLE, "--config", str(config)),
-        capture_output=True, text=True, cwd=NEUTRAL, timeout=30,
+        capture_output=True,
+        text=True,
+        cwd=NEUTRAL,
+        timeout=30,
     )
     assert proc.returncode == 2, proc.stderr[-500:]
     assert proc.stderr == f"proctop: config file {config}: not valid TOML (nested too deeply)\n"
@@ -561,14 +564,14 @@ def test_unreadable_replay_directory_and_segment_are_one_line(tmp_path, nonroot_
 def test_output_to_a_full_disk_or_a_gone_reader(args):
     """``> /dev/full``: one line, status 1; ``| true``: quiet, status 0. Tracebacks before."""
     with open("/dev/full", "w") as full:
-        proc = subprocess.run(proctop_cmd(*args), stdout=full, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
-                              timeout=30)
+        proc = subprocess.run(
+            proctop_cmd(*args), stdout=full, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL, timeout=30
+        )
     assert (proc.returncode, proc.stderr) == (1, "proctop: cannot write the output: No space left on device\n")
     r, w = os.pipe()
     os.close(r)  # a reader that is gone before the first write
     try:
-        proc = subprocess.run(proctop_cmd(*args), stdout=w, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
-                              timeout=30)
+        proc = subprocess.run(proctop_cmd(*args), stdout=w, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL, timeout=30)
     finally:
         os.close(w)
     assert (proc.returncode, proc.stderr) == (0, "")

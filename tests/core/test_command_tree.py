@@ -71,8 +71,7 @@ def test_summary_of_a_real_crash_loop(tmp_path):
     crashy = tmp_path / "crashy"
     os.symlink("/bin/sh", crashy)
     script = (
-        f"for i in 1 2 3 4 5 6; do {crashy} -c 'sleep 0.05; exit 3'; done;"
-        f" {crashy} -c 'sleep 0.05; exit 127'; exit 1"
+        f"for i in 1 2 3 4 5 6; do {crashy} -c 'sleep 0.05; exit 3'; done; {crashy} -c 'sleep 0.05; exit 127'; exit 1"
     )
     done = proctop("--summary", "--", "sh", "-c", script, cwd=tmp_path, columns=200)
     assert done.returncode == 1, done.stderr
@@ -148,13 +147,13 @@ def test_json_of_a_broken_build_traces_each_failing_compile_to_its_file(tmp_path
 def test_the_command_gets_the_users_priority_signals_and_its_own_group(tmp_path):
     """As root proctop raises its own priority (nice -10) before it starts the command: the command
     runs at the nice proctop was started with, with no signal blocked or ignored, in its own group."""
-    probe = (
-        'echo "nice=$(nice) pgrp=$(cut -d" " -f5 /proc/$$/stat) pid=$$";'
-        ' grep -E "^Sig(Blk|Ign)" /proc/self/status'
-    )
+    probe = 'echo "nice=$(nice) pgrp=$(cut -d" " -f5 /proc/$$/stat) pid=$$"; grep -E "^Sig(Blk|Ign)" /proc/self/status'
     done = subprocess.run(
         ["nice", "-n", "3", *proctop_cmd("--json", "--", "sh", "-c", probe)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("nice=")]

@@ -159,6 +159,7 @@ def test_units_from_cgroup_files():
 
 # --- each reason from a real process ---------------------------------------------------
 
+
 @pytest.fixture
 def failures():
     """A live source for failed exits (and execs, for names); yields a function that runs a command."""
@@ -224,9 +225,7 @@ def test_real_oom_kill_is_named_only_with_evidence(failures):
     path, procs = _memory_cgroup(f"proctop-oom-{os.getpid()}")
     try:
         hog = "import time; time.sleep(0.3); x = bytearray(512 << 20); x[::4096] = b'x' * len(x[::4096])"
-        ev = failures(
-            [sys.executable, "-c", hog], preexec_fn=lambda: procs.write_text(str(os.getpid()))
-        )
+        ev = failures([sys.executable, "-c", hog], preexec_fn=lambda: procs.write_text(str(os.getpid())))
         assert ev.signal == "SIGKILL"
         assert ev.reason == "killed by the OOM killer"
         # the same cgroup, a SIGKILL that is not the OOM killer's: no evidence, no claim
@@ -260,4 +259,3 @@ def test_real_unit_at_exec_and_for_a_process_gone_unannounced(failures):
             assert child.unit == unit
         finally:
             src.close()
-

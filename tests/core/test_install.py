@@ -37,12 +37,20 @@ def test_the_readme_install_puts_proctop_on_path(tmp_path):
     shutil.copy(SKEL_PROFILE, home / ".profile")
     env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     subprocess.run(
-        ["sh", "-c", " && ".join(steps[1:-1])], cwd=REPO, env=env, check=True, timeout=600,
+        ["sh", "-c", " && ".join(steps[1:-1])],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=600,
         stdout=subprocess.DEVNULL,
     )
     found = subprocess.run(
         ["bash", "-l", "-c", "command -v proctop && proctop --version"],
-        cwd="/", env=env, capture_output=True, text=True, timeout=60,
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert found.returncode == 0, found.stderr
     where, version = found.stdout.splitlines()

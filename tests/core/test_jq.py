@@ -77,7 +77,10 @@ def capture(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("jq") / "capture.jsonl"
     proc = subprocess.run(
         proctop_cmd("--json", "--only", "all", "--", "sh", "-c", TREE),
-        capture_output=True, text=True, cwd=NEUTRAL, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=NEUTRAL,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     path.write_text(proc.stdout)

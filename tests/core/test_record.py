@@ -646,12 +646,18 @@ def test_a_second_record_run_is_one_line_and_status_2(tmp_path):
     rec = tmp_path / "rec"
     first = subprocess.Popen(
         proctop_cmd("--record", str(rec), "--only", "exit"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=NEUTRAL,
     )
     try:
         assert wait_for(lambda: rec.exists() and segment_paths(rec))
         second = subprocess.run(
-            proctop_cmd("--record", str(rec), "--duration", "1"), capture_output=True, text=True, cwd=NEUTRAL,
+            proctop_cmd("--record", str(rec), "--duration", "1"),
+            capture_output=True,
+            text=True,
+            cwd=NEUTRAL,
             timeout=30,
         )
         assert second.returncode == 2, second.stderr

@@ -260,8 +260,10 @@ def test_replay_without_only_shows_every_recorded_event(tmp_path):
 
     from helpers import proctop_cmd
 
-    lines = [json.dumps({"ts": 1.0 + i, "event": "exit", "pid": 100 + i, "tgid": 100 + i, "exit_code": i % 2})
-             for i in range(10)]
+    lines = [
+        json.dumps({"ts": 1.0 + i, "event": "exit", "pid": 100 + i, "tgid": 100 + i, "exit_code": i % 2})
+        for i in range(10)
+    ]
     path = tmp_path / "all.jsonl"
     path.write_text("\n".join(lines) + "\n")
 

@@ -259,7 +259,10 @@ def test_the_installed_package_carries_the_module_source(proctop_bin):
         assert (kmod / name).read_bytes() == (REPO / "kmod" / name).read_bytes()
     found = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "from proctop.kernel.probe import kmod_source; print(kmod_source())"],
-        capture_output=True, text=True, cwd="/", timeout=60,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
     )
     assert found.stdout.strip() == str(kmod), found.stderr
 

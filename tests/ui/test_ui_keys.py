@@ -140,18 +140,14 @@ def test_check_keymap():
     assert "non-empty" in keys.check_keymap({"pause": " "})
     assert "non-empty" in keys.check_keymap({"pause": "p,"})
     # a key two bindings of one place would share: Textual would drop one silently
-    assert keys.check_keymap({"pause": "p"}) == (
-        "pause: key 'p' is also toggle-ptrace's (remap that one too)"
-    )
+    assert keys.check_keymap({"pause": "p"}) == ("pause: key 'p' is also toggle-ptrace's (remap that one too)")
     assert keys.check_keymap({"help": "?"}) is None  # "?" is question_mark, its own key
     assert "quit" in keys.check_keymap({"filter": "q"})
     swapped = {"pause": "p", "toggle-ptrace": "P", "toggle-exit": "ctrl+x"}
     assert keys.check_keymap(swapped) is None
     assert keys.check_keymap({"board-sort": "t"}) is None
     # the timeline's keys shadow the app's while it has the focus
-    assert keys.check_keymap({"follow": "f"}) == (
-        "follow: key 'f' is also toggle-fork's (remap that one too)"
-    )
+    assert keys.check_keymap({"follow": "f"}) == ("follow: key 'f' is also toggle-fork's (remap that one too)")
     assert "toggle-sid" in keys.check_keymap({"board-sort": "s"})
     assert keys.check_keymap({"details": "enter"}) is None  # the board's Enter over it is by design
     assert keys.check_keymap({}) is None
@@ -243,8 +239,13 @@ async def test_help_lists_proctops_keys_grouped_with_one_line_each():
             assert group in text
         for key, _name, label in TOGGLES:  # every kernel filter key, on one line with its help
             assert re.search(rf"│ {re.escape(key)}\s+{re.escape(label)} events on/off", text), key
-        for line in ("space  hold new rows (still counted)", "/      filter the rows received",
-                     "end    follow the newest row", "tab    failures board / timeline", "q      quit"):
+        for line in (
+            "space  hold new rows (still counted)",
+            "/      filter the rows received",
+            "end    follow the newest row",
+            "tab    failures board / timeline",
+            "q      quit",
+        ):
             assert line in text, line
         assert "kernel filter: what the kernel sends from now on" in text
         for generic in ("Focus Next", "focus_next", "Copy", "super+c", "Scroll"):  # Textual's own keys stay out
@@ -328,8 +329,16 @@ async def test_every_action_is_in_the_palette_with_its_key():
         titles = palette_titles(app)
         for _, _name, label in TOGGLES:
             assert any(t.startswith(f"Kernel: {label} on/off  (") for t in titles), label
-        for title in ("Pause  (space)", "Filter  (^f)", "Details  (⏎)", "Board  (tab)", "Follow  (end)",
-                      "All / none / start  (a)", "Help  (?/f1)", "Quit  (q)"):
+        for title in (
+            "Pause  (space)",
+            "Filter  (^f)",
+            "Details  (⏎)",
+            "Board  (tab)",
+            "Follow  (end)",
+            "All / none / start  (a)",
+            "Help  (?/f1)",
+            "Quit  (q)",
+        ):
             assert title in titles, title
         assert "Keys" not in titles and titles.count("Quit  (q)") == 1  # not Textual's generic ones
         assert "Theme" in titles  # Textual's other commands stay

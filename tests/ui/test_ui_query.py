@@ -21,8 +21,18 @@ EXEC_EXIT = Row(Event(ts=1, event="exec", pid=40, tgid=40, ppid=1, user="alice",
 FAILED = Row(Event(ts=2, event="exit", pid=40, tgid=40, ppid=1, user="alice", comm="sh", exit_code=3, lifetime=0.1))
 CLEAN = Row(Event(ts=3, event="exit", pid=41, tgid=41, ppid=40, user="root", comm="true", exit_code=0))
 SEGV = Row(
-    Event(ts=4, event="exit", pid=123, tgid=123, ppid=1, user="root", cmdline=["./crash"], signal="SIGSEGV",
-          core_dumped=True, unit="flaky.service")
+    Event(
+        ts=4,
+        event="exit",
+        pid=123,
+        tgid=123,
+        ppid=1,
+        user="root",
+        cmdline=["./crash"],
+        signal="SIGSEGV",
+        core_dumped=True,
+        unit="flaky.service",
+    )
 )
 TERM = Row(Event(ts=5, event="exit", pid=1234, tgid=1234, ppid=1, user="www-data", comm="nginx", signal="SIGTERM"))
 FORK = Row(Event(ts=6, event="fork", pid=77, tgid=77, ppid=1234, user="root", cmdline=["gcc", "-O2", "a.c"]))
@@ -111,7 +121,7 @@ def test_id_is_the_identity_key_exactly_and_cmd_also_finds_its_name():
     assert shown('id:"gcc a.c"') == [FORK]
     assert shown(r"id:/^cc1\s/") == [THREAD]
     assert shown('cmd:"cc1 a.c"') == [THREAD]  # the identity's name, not only the command line
-    assert shown("cmd:\"sh -c 'exit\"") == [EXEC_EXIT]
+    assert shown('cmd:"sh -c \'exit"') == [EXEC_EXIT]
     assert shown("id:") == list(ROWS)  # still typing
 
 
@@ -119,7 +129,7 @@ def test_a_board_group_and_its_filter_term_round_trip_for_any_key():
     from proctop.model.identity import filter_term
     from proctop.sinks.ui.board import group_filter
 
-    hostile = Row(Event(ts=9, event="exit", pid=9, tgid=9, cmdline=["/x/a \"b\\c\x1b|d"], exit_code=1, unit="u v"))
+    hostile = Row(Event(ts=9, event="exit", pid=9, tgid=9, cmdline=['/x/a "b\\c\x1b|d'], exit_code=1, unit="u v"))
     term = filter_term(hostile.identity.key)
     assert compile_filter(term).matches(hostile)
     assert [row for row in ROWS if compile_filter(term).matches(row)] == []
@@ -279,9 +289,7 @@ async def test_a_filter_error_is_text_never_markup(sample_source):
 
 
 def hostile_rows(n: int) -> list[Event]:
-    return [
-        Event(ts=float(i), event="exec", pid=100 + i, tgid=100 + i, ppid=1, cmdline=["a" * 2000]) for i in range(n)
-    ]
+    return [Event(ts=float(i), event="exec", pid=100 + i, tgid=100 + i, ppid=1, cmdline=["a" * 2000]) for i in range(n)]
 
 
 class ListSource:

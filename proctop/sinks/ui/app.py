@@ -230,9 +230,7 @@ class ProctopApp(App[int]):
             app.mask,
             app.rates,
         )
-        self.timeline = Timeline(self.history, id="timeline").data_bind(
-            app.view_filter, app.empty_note
-        )
+        self.timeline = Timeline(self.history, id="timeline").data_bind(app.view_filter, app.empty_note)
         self.details_body = DetailsPanel(id="details-body")
         self.filter_input = Input(
             placeholder=f"filter rows (Enter keeps, {self.header_bar.key('close')} clears)",

@@ -97,9 +97,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         box = Vertical(id="help-box")
         box.border_title = "proctop keys"
-        close = "/".join(
-            key_text(self.app, keys.lookup(i, "help"), self.keymap) for i in ("close", "help")
-        )
+        close = "/".join(key_text(self.app, keys.lookup(i, "help"), self.keymap) for i in ("close", "help"))
         box.border_subtitle = f"{close} closes"
         with box:
             yield Static(KERNEL_NOTE, id="help-note")

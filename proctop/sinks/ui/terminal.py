@@ -66,6 +66,7 @@ def _stdin() -> IO[str]:
         raise ValueError("stdin is closed")
     return sys.__stdin__
 
+
 #: Seconds from hangup, end of file or a fatal signal to a process that is gone, at most.
 EXIT_DEADLINE = 2.0
 #: What the normal shutdown gets, after a fatal signal, before the watchdog ends the process.
