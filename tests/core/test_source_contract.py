@@ -262,6 +262,55 @@ def test_the_reader_reads_proc_at_an_exit_only_for_processes_it_did_not_see_star
         source.close()
 
 
+def test_names_only_events_never_reach_the_consumer_and_the_failure_is_named(monkeypatch):
+    """Under nonzero-exit the reader keeps the names of the forks and execs it took for names alone;
+    the consumer enriches the failure only, named from the exec its parent made (issue 20)."""
+    from proctop.model.procfs import read_cmdline
+
+    enriched: list[int] = []
+    real = Enricher.enrich
+
+    def spied(self, raw, snap=None):
+        enriched.append(raw.what)
+        return real(self, raw, snap)
+
+    monkeypatch.setattr(Enricher, "enrich", spied)
+    me = os.getpid()  # "exec'd" here: both readers read the real /proc of this test
+    source, fed = fed_connector(PROC_EVENT_NONZERO_EXIT)
+    source.start()
+    try:
+        now = time.monotonic_ns()
+        fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, me, me))
+        fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1_000, CHILD, CHILD, me, me))
+        fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 3_000_000, CHILD, CHILD, me, me, 3 << 8, 17))
+        (ev,) = drain(source, 1)
+        assert (ev.event, ev.pid, ev.exit_code) == ("exit", CHILD, 3)
+        assert ev.cmdline == read_cmdline(me) and ev.lifetime == pytest.approx(0.003, abs=1e-6)
+        assert ev.parent_cmdline == read_cmdline(me)
+        assert enriched == [PROC_EVENT_EXIT] and source.stats.names_only == 2
+    finally:
+        source.close()
+
+
+def test_a_read_unsaid_by_a_reuse_unnames_the_children_that_inherited_it():
+    """An exec read, a child forked, then a fork of the read's pid stamped before the read ended (the pid
+    may have been reused before it was read): the child's failure is nameless, never named after the read."""
+    me = os.getpid()
+    source, fed = fed_connector(PROC_EVENT_NONZERO_EXIT)
+    now = time.monotonic_ns()  # fed before the reader starts: one batch, every read pending in it
+    fed.feed(RawEvent(PROC_EVENT_EXEC, 0, now, me, me))
+    fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 1_000, CHILD, CHILD, me, me))
+    fed.feed(RawEvent(PROC_EVENT_FORK, 0, now + 2_000, me, me, OTHER, OTHER))
+    fed.feed(RawEvent(PROC_EVENT_EXIT, 0, now + 3_000, CHILD, CHILD, me, me, 3 << 8, 17))
+    source.start()
+    try:
+        (ev,) = drain(source, 1)
+        assert (ev.event, ev.pid, ev.exit_code) == ("exit", CHILD, 3)
+        assert (ev.cmdline, ev.comm, ev.parent_cmdline) == (None, None, None)
+    finally:
+        source.close()
+
+
 def test_an_exec_reaped_after_its_argv_was_read_keeps_argv_and_its_lineage(monkeypatch):
     """procfs.snapshot keeps the argv it read when stat is gone by the next read; the rest
     (parent, owner) comes from the fork the enricher saw."""
