@@ -21,7 +21,7 @@ import errno
 import select
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
@@ -177,7 +177,10 @@ class EventTaker:
     """
 
     def __init__(self) -> None:
-        self._known: dict[int, Known] = {}  # oldest first (see ``_remember``)
+        #: Oldest first (see ``_remember``). An OrderedDict: evicting a plain dict's first key
+        #: again and again scans the holes left before it (O(n) a time: a fork storm under
+        #: nonzero-exit cost 3x its CPU so).
+        self._known: OrderedDict[int, Known] = OrderedDict()
         #: /proc reads not yet known to be of the right process: pid -> its reads (see ``_unsure``).
         self._pending: dict[int, list[_Pending]] = {}
         self._clock_offset = time.time() - time.monotonic()  # kernel stamps -> epoch seconds
@@ -260,7 +263,7 @@ class EventTaker:
     def _remember(self, pid: int, record: Known) -> None:
         known = self._known
         if len(known) >= ANNOUNCED_MAX:  # exits filtered out never remove theirs
-            del known[next(iter(known))]
+            known.popitem(last=False)
         known[pid] = record
 
     def _read(self, ev: RawEvent, argv: bool, pre: object) -> Snapshot | None:
