@@ -92,6 +92,7 @@ typedef struct Batch {
     Item *head, *tail;
     size_t n;
     long long dropped; /* events dropped from a full queue after this batch */
+    int64_t queued_ns; /* when it was handed over (monotonic) */
     int drained;       /* the socket was empty at its end: its reads stand */
 } Batch;
 
@@ -179,6 +180,9 @@ typedef struct {
 #define NAMES_BYTES_MAX (24u << 20)
 /* reader._REUSE_MARGIN_NS */
 #define REUSE_MARGIN_NS 1000000LL
+/* take_raw's linger (see there) */
+#define LINGER_NS 5000000LL
+#define LINGER_ITEMS 1024
 
 /* --- helpers -------------------------------------------------------- */
 
@@ -751,6 +755,7 @@ static void queue_batch(CReader *r, Batch *b) {
         pthread_mutex_unlock(&r->lock);
         return;
     } else {
+        b->queued_ns = now_ns();
         if (r->qtail) r->qtail->next = b; else r->qhead = b;
         r->qtail = b;
         r->held += (long long)b->n;
@@ -985,6 +990,17 @@ static PyObject *CReader_take_raw(CReader *self, PyObject *args) {
         until.tv_sec += ns / 1000000000LL;
         until.tv_nsec = ns % 1000000000LL;
         while (!self->qhead && !self->stopped) {
+            if (pthread_cond_timedwait(&self->cond, &self->lock, &until) == ETIMEDOUT) break;
+        }
+    }
+    /* Linger: a few events are left to gather for up to LINGER_NS after the oldest was queued, so a
+     * storm is taken in batches of hundreds, not of the two or three each drain of the socket makes
+     * (each take is a turn of Python, a JSON write and a wake-up of the writer thread). The reads
+     * are done by then: only the showing waits. */
+    if (self->qhead && timeout > 0 && self->held < LINGER_ITEMS && self->held < most) {
+        int64_t until_ns = self->qhead->queued_ns + LINGER_NS;
+        struct timespec until = {until_ns / 1000000000LL, until_ns % 1000000000LL};
+        while (!self->stopped && self->held < LINGER_ITEMS && self->held < most && now_ns() < until_ns) {
             if (pthread_cond_timedwait(&self->cond, &self->lock, &until) == ETIMEDOUT) break;
         }
     }

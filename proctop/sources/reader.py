@@ -83,6 +83,10 @@ _BATCH_HARD = 65536
 #: /proc (copy_process: attach_pid, then proc_fork_connector); a read that ended less
 #: than this before a fork of its pid may have read the new process.
 _REUSE_MARGIN_NS = 1_000_000
+#: How long ``take`` waits for more once something is queued, and for how many: showing waits,
+#: never reading (the compiled reader's LINGER_NS/LINGER_ITEMS; see there for the figure).
+_LINGER = 0.005
+_LINGER_ITEMS = 1024
 #: Events held for a consumer that fell behind (~250 bytes each). Past it the
 #: reader drops and counts them as lost: memory stays bounded (bench/: a TUI
 #: lagging a 25,000 events/s storm grew to 238 MB without this bound).
@@ -365,9 +369,17 @@ class SocketReader(EventTaker):
     def take(self, timeout: float, most: int) -> list[Queued]:
         """Up to ``most`` queued items, waiting at most ``timeout`` for the first (the consumer's side)."""
         with self.cond:
-            if not self.queue and not self.stopped.is_set():
-                self.cond.wait(timeout)
             queue = self.queue
+            if not queue and not self.stopped.is_set():
+                self.cond.wait(timeout)
+            if queue and timeout > 0 and len(queue) < min(most, _LINGER_ITEMS):
+                # Linger as the compiled reader does (_creader.c, take_raw): a storm is taken in batches of
+                # hundreds, not of the few events each drain makes (a turn of Python and a writer wake-up each)
+                until = time.monotonic() + _LINGER
+                while len(queue) < min(most, _LINGER_ITEMS) and not self.stopped.is_set():
+                    left = until - time.monotonic()
+                    if left <= 0 or not self.cond.wait(left):
+                        break
             return [queue.popleft() for _ in range(min(len(queue), most))]
 
     @property
