@@ -139,6 +139,7 @@ typedef struct {
     int64_t end_ns;
     Reads *reads;
     long prev;
+    size_t slot; /* its pid's slot: slots never move within a batch, and are emptied without probing */
 } PendingRead;
 
 typedef struct {
@@ -553,10 +554,10 @@ static Item *decode_one(CReader *r, const unsigned char *buf, size_t off, size_t
 
 /* --- pending reads (reader.EventTaker._pending, _forked, _unsure) -------------------- */
 
-static PendingSlot *pending_slot(Pending *p, uint32_t pid) {
+static size_t pending_slot(const Pending *p, uint32_t pid) {
     size_t i = (size_t)(pid * 2654435761u) & (PENDING_SLOTS - 1);
     while (p->slots[i].used && p->slots[i].pid != pid) i = (i + 1) & (PENDING_SLOTS - 1);
-    return &p->slots[i];
+    return i;
 }
 
 /* A read that found the process, pending until the socket is drained. */
@@ -569,16 +570,17 @@ static void pending_add(Pending *p, uint32_t tgid, Reads *r) {
         p->reads = nr;
         p->cap = ncap;
     }
-    PendingSlot *s = pending_slot(p, tgid);
+    size_t i = pending_slot(p, tgid);
+    PendingSlot *s = &p->slots[i];
     if (!s->used) { s->used = 1; s->pid = tgid; s->head = -1; }
-    p->reads[p->n] = (PendingRead){tgid, r->end_ns, reads_ref(r), s->head};
+    p->reads[p->n] = (PendingRead){tgid, r->end_ns, reads_ref(r), s->head, i};
     s->head = (long)p->n++;
 }
 
 /* A fork of a pid read lately: unsay the reads that ended too close before it (EventTaker._forked). */
 static void pending_forked(Pending *p, uint32_t pid, uint64_t ts) {
     if (!p->n) return;
-    PendingSlot *s = pending_slot(p, pid);
+    PendingSlot *s = &p->slots[pending_slot(p, pid)];
     if (!s->used) return;
     for (long k = s->head; k >= 0; k = p->reads[k].prev)
         if ((int64_t)ts < p->reads[k].end_ns + REUSE_MARGIN_NS) p->reads[k].reads->unsaid = 1;
@@ -588,15 +590,14 @@ static void pending_forked(Pending *p, uint32_t pid, uint64_t ts) {
 /* The batch ends: its reads stand (drained) or are unsaid (EventTaker._unsure); the record is emptied. */
 static void pending_end(Pending *p, int stand) {
     for (size_t k = 0; k < p->n; k++) {
-        PendingRead *e = &p->reads[k];
-        PendingSlot *s = pending_slot(p, e->tgid);
-        if (!stand && s->used && s->head >= 0) {
+        PendingSlot *s = &p->slots[p->reads[k].slot];
+        if (!stand && s->head >= 0) {
             for (long j = s->head; j >= 0; j = p->reads[j].prev) p->reads[j].reads->unsaid = 1;
         }
         s->head = -1;
     }
     for (size_t k = 0; k < p->n; k++) {
-        pending_slot(p, p->reads[k].tgid)->used = 0;
+        p->slots[p->reads[k].slot].used = 0;
         reads_unref(p->reads[k].reads);
     }
     p->n = 0;
