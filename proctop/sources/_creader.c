@@ -268,6 +268,10 @@ static int read_whole(const char *path, Bytes *out) {
         }
     }
     close(fd);
+    if (cap > len) { /* to fit: the records keep these (a 4 KB buffer per file held 100 MB at scale) */
+        char *fit = realloc(buf, len ? len : 1);
+        if (fit) buf = fit;
+    }
     out->data = buf;
     out->len = len;
     return 0;
