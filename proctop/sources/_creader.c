@@ -55,23 +55,36 @@ typedef struct {
     size_t len;
 } Bytes;
 
-enum { IT_EVENT, IT_LOST };
+enum { IT_EVENT, IT_LOST, IT_INTRO };
 
-typedef struct Item {
-    struct Item *next;
-    int kind;
-    int verdict; /* 1 shown, 0 names only, -1 filtered (forks only reach Python so) */
-    uint32_t what, cpu, pid, tgid, ppid, ptgid, a, b, seq;
-    uint64_t ts;
-    char comm[16];
-    size_t comm_len;
-    Bytes argv; /* kmod names extension */
-    int read;   /* /proc was read: the fields below hold what it gave */
-    int64_t read_end_ns;
+/* What one /proc read of a process gave (procfs.snapshot's reads), shared by the event that made it
+ * and the records of the processes it names (an exec'd process and the children it forks): reference
+ * counted (the consumer's take drops the events' references, the thread the records'), and unsaid in
+ * place when its pid may have been reused before it ended (reader.EventTaker._unsure). */
+typedef struct Reads {
+    int refs;   /* atomic */
+    int unsaid; /* written by the thread before the event or record holding it is queued */
+    int64_t end_ns;
     int64_t argv_end_ns; /* when argv (the first read, the one racing the exit) was in hand; 0: not read */
     Bytes cmdline, exe, stat, cgroup;
     int uid_ok;
     uint32_t uid;
+    size_t size; /* bytes held, for the records' budget */
+} Reads;
+
+typedef struct Item {
+    struct Item *next;
+    int kind;
+    uint32_t what, cpu, pid, tgid, ppid, ptgid, a, b, seq;
+    uint64_t ts;
+    char comm[16];
+    size_t comm_len;
+    Bytes argv;   /* kmod names extension */
+    Reads *reads; /* IT_EVENT: /proc as read at once (NULL: not read); IT_INTRO: the names */
+    /* IT_INTRO (reader.Intro): pid, ts (start_ns), own; ppid and uid: -1 for None; cg: whose cgroup */
+    int own;
+    int64_t ippid, iuid;
+    Reads *cg;
 } Item;
 
 typedef struct Batch {
@@ -79,6 +92,7 @@ typedef struct Batch {
     Item *head, *tail;
     size_t n;
     long long dropped; /* events dropped from a full queue after this batch */
+    int64_t queued_ns; /* when it was handed over (monotonic) */
     int drained;       /* the socket was empty at its end: its reads stand */
 } Batch;
 
@@ -89,10 +103,18 @@ typedef struct Batch {
 #define SLOTS (2 * ANNOUNCED_MAX) /* a power of two, at most half full */
 #define RING (2 * ANNOUNCED_MAX)
 
+/* A record (reader.Known): the slot of a live process the thread saw fork or exec. */
 typedef struct {
     uint32_t pid;
     uint32_t used;
     uint64_t stamp;
+    uint64_t start_ns;
+    int64_t ppid, uid; /* -1: None */
+    Reads *names;      /* NULL: nameless */
+    Reads *cg;         /* whose cgroup stands where the names lack one (NULL: None) */
+    int own, announced;
+    int handed; /* introduced already (reader.Known.handed) */
+    size_t size; /* what it counts against NAMES_BYTES_MAX */
 } Slot;
 
 typedef struct {
@@ -106,7 +128,31 @@ typedef struct {
     size_t head, len; /* ring: oldest at head */
     size_t count;
     uint64_t next_stamp;
+    size_t bytes; /* the records' reads, each counted once per record that holds them */
 } Announced;
+
+/* Reads pending until the socket is drained (reader.EventTaker._pending): an array, and a hash of
+ * pid -> its newest entry (entries of one pid chained by `prev`); emptied at every batch's end. */
+#define PENDING_SLOTS (4 * BATCH_HARD)
+typedef struct {
+    uint32_t tgid;
+    int64_t end_ns;
+    Reads *reads;
+    long prev;
+    size_t slot; /* its pid's slot: slots never move within a batch, and are emptied without probing */
+} PendingRead;
+
+typedef struct {
+    uint32_t pid;
+    uint32_t used;
+    long head; /* -1: popped by a fork */
+} PendingSlot;
+
+typedef struct {
+    PendingRead *reads;
+    size_t n, cap;
+    PendingSlot *slots;
+} Pending;
 
 typedef struct {
     PyObject_HEAD
@@ -124,10 +170,20 @@ typedef struct {
     Batch *qhead, *qtail; /* under lock */
     long long held;       /* items queued, under lock */
     char error[160];      /* set once by the thread before `stopped` */
-    Announced announced;  /* the thread's alone */
+    Announced announced;  /* the records of live processes: the thread's alone */
+    Pending pending;      /* the thread's alone */
     /* the thread's counters: written by it alone */
-    volatile long long received, filtered, malformed, acks, errors, other, lost;
+    volatile long long received, filtered, names_only, malformed, acks, errors, other, lost;
 } CReader;
+
+/* The records' reads past this many bytes (each counted once per record holding them, so a shared
+ * argv counts for every child) evict the oldest records: names are bounded, a 2 MB argv included. */
+#define NAMES_BYTES_MAX (24u << 20)
+/* reader._REUSE_MARGIN_NS */
+#define REUSE_MARGIN_NS 1000000LL
+/* take_raw's linger (see there) */
+#define LINGER_NS 5000000LL
+#define LINGER_ITEMS 1024
 
 /* --- helpers -------------------------------------------------------- */
 
@@ -151,12 +207,24 @@ static int bytes_set(Bytes *b, const void *src, size_t len) {
     return 0;
 }
 
+static Reads *reads_ref(Reads *r) {
+    if (r) __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+    return r;
+}
+
+static void reads_unref(Reads *r) {
+    if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+    bytes_free(&r->cmdline);
+    bytes_free(&r->exe);
+    bytes_free(&r->stat);
+    bytes_free(&r->cgroup);
+    free(r);
+}
+
 static void item_free(Item *it) {
     bytes_free(&it->argv);
-    bytes_free(&it->cmdline);
-    bytes_free(&it->exe);
-    bytes_free(&it->stat);
-    bytes_free(&it->cgroup);
+    reads_unref(it->reads);
+    reads_unref(it->cg);
     free(it);
 }
 
@@ -200,6 +268,10 @@ static int read_whole(const char *path, Bytes *out) {
         }
     }
     close(fd);
+    if (cap > len) { /* to fit: the records keep these (a 4 KB buffer per file held 100 MB at scale) */
+        char *fit = realloc(buf, len ? len : 1);
+        if (fit) buf = fit;
+    }
     out->data = buf;
     out->len = len;
     return 0;
@@ -209,10 +281,12 @@ fail:
     return -1;
 }
 
-/* procfs.snapshot(pid, argv=..., cgroup=True), its reads only, in its order. */
-static void read_proc(Item *it, int argv) {
+/* procfs.snapshot(pid, argv=..., cgroup=True), its reads only, in its order; NULL out of memory. */
+static Reads *read_proc(uint32_t pid, int argv) {
+    Reads *it = calloc(1, sizeof *it);
+    if (!it) return NULL;
+    it->refs = 1;
     char path[64];
-    uint32_t pid = it->tgid;
     if (argv) {
         snprintf(path, sizeof path, "/proc/%u/cmdline", pid);
         read_whole(path, &it->cmdline);
@@ -233,8 +307,9 @@ static void read_proc(Item *it, int argv) {
             read_whole(path, &it->cgroup);
         }
     }
-    it->read = 1;
-    it->read_end_ns = now_ns();
+    it->end_ns = now_ns();
+    it->size = sizeof *it + it->cmdline.len + it->exe.len + it->stat.len + it->cgroup.len;
+    return it;
 }
 
 
@@ -244,11 +319,22 @@ static size_t slot_of(const Announced *a, uint32_t pid) {
     return i;
 }
 
-static int ann_has(const Announced *a, uint32_t pid) { return a->slots[slot_of(a, pid)].used; }
+static Slot *ann_get(Announced *a, uint32_t pid) {
+    Slot *s = &a->slots[slot_of(a, pid)];
+    return s->used ? s : NULL;
+}
+
+static void slot_release(Announced *a, Slot *s) {
+    reads_unref(s->names);
+    reads_unref(s->cg);
+    s->names = s->cg = NULL;
+    a->bytes -= s->size;
+}
 
 static void ann_del(Announced *a, uint32_t pid) {
     size_t i = slot_of(a, pid);
     if (!a->slots[i].used) return;
+    slot_release(a, &a->slots[i]);
     a->slots[i].used = 0;
     a->count--;
     /* backward-shift deletion keeps every probe chain unbroken */
@@ -266,6 +352,8 @@ static void ann_del(Announced *a, uint32_t pid) {
 }
 
 static void ann_clear(Announced *a) {
+    for (size_t i = 0; i < SLOTS; i++)
+        if (a->slots[i].used) slot_release(a, &a->slots[i]);
     memset(a->slots, 0, SLOTS * sizeof *a->slots);
     a->head = a->len = a->count = 0;
 }
@@ -275,9 +363,10 @@ static int ann_live(const Announced *a, const RingEntry *e) {
     return s->used && s->stamp == e->stamp;
 }
 
-/* EventTaker._announce: past ANNOUNCED_MAX the longest known is forgotten */
-static void ann_add(Announced *a, uint32_t pid) {
-    while (a->count >= ANNOUNCED_MAX && a->len) {
+/* EventTaker._remember: past ANNOUNCED_MAX (or the bytes' budget) the longest known is forgotten.
+ * `rec` is copied in, with the references it holds. */
+static void ann_add(Announced *a, uint32_t pid, const Slot *rec) {
+    while ((a->count >= ANNOUNCED_MAX || a->bytes + rec->size > NAMES_BYTES_MAX) && a->len) {
         RingEntry e = a->ring[a->head];
         a->head = (a->head + 1) % RING;
         a->len--;
@@ -297,6 +386,9 @@ static void ann_add(Announced *a, uint32_t pid) {
     }
     size_t i = slot_of(a, pid);
     if (!a->slots[i].used) a->count++;
+    else slot_release(a, &a->slots[i]);
+    a->slots[i] = *rec;
+    a->bytes += rec->size;
     a->slots[i].used = 1;
     a->slots[i].pid = pid;
     a->slots[i].stamp = ++a->next_stamp;
@@ -342,13 +434,48 @@ static int stat_comm(const Bytes *stat) {
     return open + 1 < close;
 }
 
-/* Would the exec's Snapshot, after kernel_names, name the process (EventTaker._keep's announce)? */
-static int exec_named(const Item *it) {
+/* Would procfs.snapshot have returned a Snapshot (not None) from these reads? */
+static int reads_found(const Reads *r) {
+    if (!r) return 0;
+    if (r->stat.data && r->uid_ok) return stat_comm(&r->stat) >= 0;
+    return (r->cmdline.data && r->cmdline.len) || (r->exe.data && r->exe.len);
+}
+
+/* Would the exec's Snapshot, after kernel_names, name the process (EventTaker._keep's `named`)? */
+static int exec_named(const Item *it, const Reads *r) {
     if (it->comm_len) return 1; /* the kmod's comm: kernel_names fills it in */
-    int cmdline = it->cmdline.data && it->cmdline.len;
-    if (!it->stat.data || !it->uid_ok) return cmdline;
-    int comm = stat_comm(&it->stat);
+    if (!r) return 0;
+    int cmdline = r->cmdline.data && r->cmdline.len;
+    if (!r->stat.data || !r->uid_ok) return cmdline;
+    int comm = stat_comm(&r->stat);
     return comm < 0 ? 0 : (comm || cmdline);
+}
+
+/* The ppid field of a stat that parses (stat_comm >= 0) */
+static int64_t stat_ppid(const Bytes *stat) {
+    const char *d = stat->data, *close = NULL;
+    for (size_t k = stat->len; k-- > 0;) if (d[k] == ')') { close = d + k; break; }
+    const char *end = d + stat->len, *q = close + 2 < end ? close + 2 : end;
+    while (q < end && *q != ' ') q++; /* the state */
+    char num[32];
+    size_t n = 0;
+    for (q++; q < end && *q != ' ' && n < sizeof num - 1; q++) if (*q != '_') num[n++] = *q;
+    num[n] = 0;
+    return strtoll(num, NULL, 10);
+}
+
+/* The names a record stands on, as a Snapshot would say them: NULL when nameless, unsaid or found nothing */
+static const Reads *snap_of(const Reads *r) {
+    return r && !r->unsaid && reads_found(r) ? r : NULL;
+}
+
+/* reader.Known.effective: ppid, uid and (whose) cgroup as the enricher's table entry would have them */
+static void effective(const Slot *k, int64_t *ppid, int64_t *uid, Reads **cg) {
+    const Reads *s = snap_of(k->names);
+    int stat_ok = s && s->stat.data && s->uid_ok;
+    *ppid = k->own && stat_ok ? stat_ppid(&s->stat) : k->ppid;
+    *uid = stat_ok ? (int64_t)s->uid : k->uid;
+    *cg = stat_ok && s->cgroup.data ? (Reads *)s : k->cg;
 }
 
 /* protocol.mask_accepts */
@@ -429,32 +556,154 @@ static Item *decode_one(CReader *r, const unsigned char *buf, size_t off, size_t
     return it;
 }
 
-/* reader._take's verdict, and the reads it makes, for one decoded event; adds it to the batch or drops it */
+/* --- pending reads (reader.EventTaker._pending, _forked, _unsure) -------------------- */
+
+static size_t pending_slot(const Pending *p, uint32_t pid) {
+    size_t i = (size_t)(pid * 2654435761u) & (PENDING_SLOTS - 1);
+    while (p->slots[i].used && p->slots[i].pid != pid) i = (i + 1) & (PENDING_SLOTS - 1);
+    return i;
+}
+
+/* A read that found the process, pending until the socket is drained. */
+static void pending_add(Pending *p, uint32_t tgid, Reads *r) {
+    if (p->n == p->cap) { /* more reads than BATCH_HARD events in one batch cannot be */
+        size_t ncap = p->cap ? 2 * p->cap : 1024;
+        if (ncap > PENDING_SLOTS / 2) return; /* never: the hash stays at most half full */
+        PendingRead *nr = realloc(p->reads, ncap * sizeof *nr);
+        if (!nr) return;
+        p->reads = nr;
+        p->cap = ncap;
+    }
+    size_t i = pending_slot(p, tgid);
+    PendingSlot *s = &p->slots[i];
+    if (!s->used) { s->used = 1; s->pid = tgid; s->head = -1; }
+    p->reads[p->n] = (PendingRead){tgid, r->end_ns, reads_ref(r), s->head, i};
+    s->head = (long)p->n++;
+}
+
+/* A fork of a pid read lately: unsay the reads that ended too close before it (EventTaker._forked). */
+static void pending_forked(Pending *p, uint32_t pid, uint64_t ts) {
+    if (!p->n) return;
+    PendingSlot *s = &p->slots[pending_slot(p, pid)];
+    if (!s->used) return;
+    for (long k = s->head; k >= 0; k = p->reads[k].prev)
+        if ((int64_t)ts < p->reads[k].end_ns + REUSE_MARGIN_NS) p->reads[k].reads->unsaid = 1;
+    s->head = -1;
+}
+
+/* The batch ends: its reads stand (drained) or are unsaid (EventTaker._unsure); the record is emptied. */
+static void pending_end(Pending *p, int stand) {
+    for (size_t k = 0; k < p->n; k++) {
+        PendingSlot *s = &p->slots[p->reads[k].slot];
+        if (!stand && s->head >= 0) {
+            for (long j = s->head; j >= 0; j = p->reads[j].prev) p->reads[j].reads->unsaid = 1;
+        }
+        s->head = -1;
+    }
+    for (size_t k = 0; k < p->n; k++) {
+        p->slots[p->reads[k].slot].used = 0;
+        reads_unref(p->reads[k].reads);
+    }
+    p->n = 0;
+}
+
+/* --- the record of live processes, and introductions ----------------------------------- */
+
+/* EventTaker._introduce: what the thread knows of the process (and parent) of a shown event */
+static void introduce(CReader *r, const Item *ev, Batch *b) {
+    uint32_t pids[2];
+    int n = 0;
+    if (ev->what != EV_FORK) pids[n++] = ev->tgid;
+    if (ev->what == EV_FORK || ev->what == EV_EXIT) pids[n++] = ev->ptgid;
+    for (int k = 0; k < n; k++) {
+        Slot *s = ann_get(&r->announced, pids[k]);
+        if (!s || s->handed) continue;
+        s->handed = 1;
+        Item *it = calloc(1, sizeof *it);
+        if (!it) return;
+        it->kind = IT_INTRO;
+        it->pid = pids[k];
+        it->ts = s->start_ns;
+        it->ippid = s->ppid;
+        it->own = s->own;
+        it->iuid = s->uid;
+        it->reads = reads_ref(s->names);
+        it->cg = reads_ref(s->cg);
+        batch_add(b, it);
+    }
+}
+
+/* reader._take's verdict for one decoded event, then EventTaker._keep: the reads, the record of live
+ * processes, the introductions; a shown event is added to the batch, any other dropped */
 static void take_event(CReader *r, Item *it, Batch *b, int *reads) {
     uint32_t mask = r->mask, names_bits = r->names_bits, what = it->what;
+    int shown;
     r->received++;
-    if (mask && mask_accepts(mask, what, it->a) && (r->threads || it->pid == it->tgid)) it->verdict = 1;
-    else if ((what & names_bits) && it->pid == it->tgid) it->verdict = 0;
-    else {
-        it->verdict = -1;
-        if (what != EV_FORK) { r->filtered++; item_free(it); return; } /* forks may unsay a read (Python's _forked) */
-    }
-    if (it->verdict >= 0) { /* EventTaker._keep's reads and its record of announced processes */
-        Announced *a = &r->announced;
-        if (what == EV_EXEC) {
-            read_proc(it, 1);
+    if (what == EV_FORK) pending_forked(&r->pending, it->pid, it->ts);
+    if (mask && mask_accepts(mask, what, it->a) && (r->threads || it->pid == it->tgid)) shown = 1;
+    else if ((what & names_bits) && it->pid == it->tgid) { shown = 0; r->names_only++; }
+    else { r->filtered++; item_free(it); return; }
+    if (shown && names_bits) introduce(r, it, b);
+    Announced *a = &r->announced;
+    Reads *rd = NULL;
+    if (what == EV_EXEC) {
+        rd = read_proc(it->tgid, 1);
+        (*reads)++;
+        Slot rec = {0};
+        const Slot *old = ann_get(a, it->tgid);
+        if (old) {
+            Reads *cg;
+            effective(old, &rec.ppid, &rec.uid, &cg);
+            rec.start_ns = old->start_ns;
+            rec.cg = reads_ref(cg);
+        } else {
+            rec.start_ns = it->ts;
+            rec.ppid = rec.uid = -1;
+        }
+        rec.names = reads_ref(rd);
+        rec.own = 1;
+        rec.handed = shown; /* the consumer's table has it from the event */
+        rec.announced = exec_named(it, rd);
+        rec.size = sizeof rec + (rd ? rd->size : 0);
+        ann_add(a, it->tgid, &rec);
+        if (reads_found(rd)) pending_add(&r->pending, it->tgid, rd);
+    } else if (what == EV_FORK && it->pid == it->tgid) { /* a new process, named after its parent until it execs */
+        ann_del(a, it->tgid);
+        const Slot *parent = ann_get(a, it->ptgid);
+        Slot rec = {0};
+        rec.start_ns = it->ts;
+        rec.ppid = it->ptgid;
+        rec.uid = -1;
+        rec.handed = shown;
+        if (parent) {
+            int64_t ignored;
+            Reads *cg;
+            effective(parent, &ignored, &rec.uid, &cg);
+            rec.cg = reads_ref(cg);
+            rec.names = reads_ref(parent->names);
+            rec.announced = parent->announced;
+            rec.size = sizeof rec + (parent->names ? parent->names->size : 0);
+        } else {
+            rec.size = sizeof rec;
+        }
+        ann_add(a, it->tgid, &rec);
+    } else if (what == EV_EXIT && it->pid == it->tgid) {
+        const Slot *rec = ann_get(a, it->tgid);
+        int announced = rec && rec->announced; /* named from events: not read */
+        ann_del(a, it->tgid);
+        if (!announced) {
+            rd = read_proc(it->tgid, 0);
             (*reads)++;
-            ann_del(a, it->tgid);
-            if (exec_named(it)) ann_add(a, it->tgid);
-        } else if (what == EV_FORK && it->pid == it->tgid) {
-            ann_del(a, it->tgid);
-            if (ann_has(a, it->ptgid)) ann_add(a, it->tgid);
-        } else if (what == EV_EXIT && it->pid == it->tgid) {
-            if (ann_has(a, it->tgid)) ann_del(a, it->tgid); /* named from events: not read */
-            else { read_proc(it, 0); (*reads)++; }
+            if (reads_found(rd)) pending_add(&r->pending, it->tgid, rd);
         }
     }
-    batch_add(b, it);
+    if (shown) {
+        it->reads = rd;
+        batch_add(b, it);
+    } else {
+        reads_unref(rd);
+        item_free(it);
+    }
 }
 
 /* protocol.decode_buffer over one datagram */
@@ -476,7 +725,8 @@ static void take_datagram(CReader *r, const unsigned char *buf, size_t n, Batch 
 }
 
 static void add_lost(CReader *r, Batch *b) {
-    ann_clear(&r->announced); /* forks and execs may have been among the lost: read exits again */
+    ann_clear(&r->announced); /* forks and execs may have been among the lost: a pid may have been reused unseen */
+    pending_end(&r->pending, 0); /* a fork that reused the pid of a read may be among the lost */
     Item *it = calloc(1, sizeof *it);
     if (!it) return;
     it->kind = IT_LOST;
@@ -503,8 +753,14 @@ static void queue_batch(CReader *r, Batch *b) {
         r->qtail->dropped += b->dropped;
         free(b);
     } else if (b->n == 0 && !b->dropped) {
+        /* nothing shown (names-only events, filtered ones): the consumer sleeps on. Waking it for
+         * nothing cost a Python turn per drain: its thread's CPU over a 20,000-fork storm under
+         * nonzero-exit, 10-15 ticks of the process's 27-47 before, 4-7 after (load 6) */
         free(b);
+        pthread_mutex_unlock(&r->lock);
+        return;
     } else {
+        b->queued_ns = now_ns();
         if (r->qtail) r->qtail->next = b; else r->qhead = b;
         r->qtail = b;
         r->held += (long long)b->n;
@@ -527,7 +783,8 @@ static void *read_loop(void *arg) {
         Batch *b = calloc(1, sizeof *b);
         if (!b) continue;
         int reads = 0, fatal = 0;
-        while (!r->stop && (b->n < BATCH || (reads && b->n < BATCH_HARD))) {
+        long long first = r->received;
+        while (!r->stop && (r->received - first < BATCH || (r->pending.n && r->received - first < BATCH_HARD))) {
             struct sockaddr_storage from;
             socklen_t flen = sizeof from;
             ssize_t n = recvfrom(r->fd, buf, RECV_SIZE, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
@@ -552,6 +809,7 @@ static void *read_loop(void *arg) {
             }
             take_datagram(r, buf, (size_t)n, b, &reads);
         }
+        pending_end(&r->pending, b->drained); /* drained: a fork that could undo a read was taken */
         queue_batch(r, b);
         if (fatal) break;
     }
@@ -602,13 +860,16 @@ static PyObject *CReader_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     self->announced.slots = calloc(SLOTS, sizeof(Slot));
     self->announced.ring = calloc(RING, sizeof(RingEntry));
     self->announced.spare = calloc(RING, sizeof(RingEntry));
-    if (!self->announced.slots || !self->announced.ring || !self->announced.spare) {
+    self->pending.slots = calloc(PENDING_SLOTS, sizeof(PendingSlot));
+    if (!self->announced.slots || !self->announced.ring || !self->announced.spare || !self->pending.slots) {
         free(self->announced.slots);
         free(self->announced.ring);
         free(self->announced.spare);
+        free(self->pending.slots);
         self->announced.slots = NULL;
         self->announced.ring = NULL;
         self->announced.spare = NULL;
+        self->pending.slots = NULL;
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -628,6 +889,10 @@ static void CReader_dealloc(CReader *self) {
     join_thread(self);
     Batch *b = self->qhead;
     while (b) { Batch *next = b->next; batch_free(b); b = next; }
+    if (self->announced.slots) ann_clear(&self->announced);
+    if (self->pending.slots) pending_end(&self->pending, 1);
+    free(self->pending.reads);
+    free(self->pending.slots);
     free(self->announced.slots);
     free(self->announced.ring);
     free(self->announced.spare);
@@ -672,37 +937,50 @@ static PyObject *bytes_or_none(const Bytes *b) {
     return PyBytes_FromStringAndSize(b->data, (Py_ssize_t)b->len);
 }
 
+static PyObject *reads_to_python(const Reads *r) {
+    if (!r) Py_RETURN_NONE;
+    PyObject *cmd = bytes_or_none(&r->cmdline), *exe = bytes_or_none(&r->exe);
+    PyObject *stat = bytes_or_none(&r->stat), *cg = bytes_or_none(&r->cgroup);
+    PyObject *uid = r->uid_ok ? PyLong_FromUnsignedLong(r->uid) : (Py_INCREF(Py_None), Py_None);
+    PyObject *end = PyLong_FromLongLong(r->end_ns), *argv_end = PyLong_FromLongLong(r->argv_end_ns);
+    PyObject *out = (end && argv_end && cmd && exe && stat && cg && uid)
+                        ? PyTuple_Pack(7, end, cmd, exe, stat, uid, cg, argv_end)
+                        : NULL;
+    Py_XDECREF(end);
+    Py_XDECREF(argv_end);
+    Py_XDECREF(cmd); Py_XDECREF(exe); Py_XDECREF(stat); Py_XDECREF(cg); Py_XDECREF(uid);
+    return out;
+}
+
+static PyObject *int_or_none(int64_t v) {
+    if (v < 0) Py_RETURN_NONE;
+    return PyLong_FromLongLong(v);
+}
+
+/* (RawEvent, reads | None, unsaid) for an event; (pid, start_ns, ppid, reads | None, own, uid, cgroup) for
+ * an introduction (reads None when nameless or unsaid); None for an overrun */
 static PyObject *item_to_python(const Item *it) {
     if (it->kind == IT_LOST) Py_RETURN_NONE;
+    if (it->kind == IT_INTRO) {
+        const Reads *names = it->reads && !it->reads->unsaid ? it->reads : NULL;
+        const Reads *cg = it->cg && !it->cg->unsaid ? it->cg : NULL;
+        PyObject *cgroup = cg ? bytes_or_none(&cg->cgroup) : (Py_INCREF(Py_None), Py_None);
+        return Py_BuildValue("(kKNNONN)", (unsigned long)it->pid, (unsigned long long)it->ts, int_or_none(it->ippid),
+                             reads_to_python(names), it->own ? Py_True : Py_False, int_or_none(it->iuid), cgroup);
+    }
     PyObject *ev = PyObject_CallFunction(
         raw_event_type, "kkKkkkkkky#ky#", (unsigned long)it->what, (unsigned long)it->cpu,
         (unsigned long long)it->ts, (unsigned long)it->pid, (unsigned long)it->tgid, (unsigned long)it->ppid,
         (unsigned long)it->ptgid, (unsigned long)it->a, (unsigned long)it->b, it->comm, (Py_ssize_t)it->comm_len,
         (unsigned long)it->seq, it->argv.data ? it->argv.data : "", (Py_ssize_t)(it->argv.data ? it->argv.len : 0));
     if (!ev) return NULL;
-    PyObject *reads;
-    if (it->read) {
-        PyObject *cmd = bytes_or_none(&it->cmdline), *exe = bytes_or_none(&it->exe);
-        PyObject *stat = bytes_or_none(&it->stat), *cg = bytes_or_none(&it->cgroup);
-        PyObject *uid = it->uid_ok ? PyLong_FromUnsignedLong(it->uid) : (Py_INCREF(Py_None), Py_None);
-        PyObject *end = PyLong_FromLongLong(it->read_end_ns), *argv_end = PyLong_FromLongLong(it->argv_end_ns);
-        reads = (end && argv_end && cmd && exe && stat && cg && uid)
-                    ? PyTuple_Pack(7, end, cmd, exe, stat, uid, cg, argv_end)
-                    : NULL;
-        Py_XDECREF(end);
-        Py_XDECREF(argv_end);
-        Py_XDECREF(cmd); Py_XDECREF(exe); Py_XDECREF(stat); Py_XDECREF(cg); Py_XDECREF(uid);
-        if (!reads) { Py_DECREF(ev); return NULL; }
-    } else {
-        reads = Py_None;
-        Py_INCREF(reads);
-    }
-    PyObject *out = Py_BuildValue("(NiN)", ev, it->verdict, reads);
-    return out;
+    PyObject *reads = reads_to_python(it->reads);
+    if (!reads) { Py_DECREF(ev); return NULL; }
+    return Py_BuildValue("(NNO)", ev, reads, it->reads && it->reads->unsaid ? Py_True : Py_False);
 }
 
 /* take_raw(timeout, most): whole batches, oldest first, until `most` items; waits up to timeout for the first.
- * Each batch is (items, drained, dropped); an item is (RawEvent, verdict, reads | None) or None (an overrun). */
+ * Each batch is (items, dropped); an item is what item_to_python makes. */
 static PyObject *CReader_take_raw(CReader *self, PyObject *args) {
     double timeout;
     Py_ssize_t most;
@@ -717,6 +995,17 @@ static PyObject *CReader_take_raw(CReader *self, PyObject *args) {
         until.tv_sec += ns / 1000000000LL;
         until.tv_nsec = ns % 1000000000LL;
         while (!self->qhead && !self->stopped) {
+            if (pthread_cond_timedwait(&self->cond, &self->lock, &until) == ETIMEDOUT) break;
+        }
+    }
+    /* Linger: a few events are left to gather for up to LINGER_NS after the oldest was queued, so a
+     * storm is taken in batches of hundreds, not of the two or three each drain of the socket makes
+     * (each take is a turn of Python, a JSON write and a wake-up of the writer thread). The reads
+     * are done by then: only the showing waits. */
+    if (self->qhead && timeout > 0 && self->held < LINGER_ITEMS && self->held < most) {
+        int64_t until_ns = self->qhead->queued_ns + LINGER_NS;
+        struct timespec until = {until_ns / 1000000000LL, until_ns % 1000000000LL};
+        while (!self->stopped && self->held < LINGER_ITEMS && self->held < most && now_ns() < until_ns) {
             if (pthread_cond_timedwait(&self->cond, &self->lock, &until) == ETIMEDOUT) break;
         }
     }
@@ -744,7 +1033,7 @@ static PyObject *CReader_take_raw(CReader *self, PyObject *args) {
                 if (!x) { Py_CLEAR(items); break; }
                 PyList_SET_ITEM(items, i, x);
             }
-            PyObject *tup = items ? Py_BuildValue("(NOL)", items, b->drained ? Py_True : Py_False, b->dropped) : NULL;
+            PyObject *tup = items ? Py_BuildValue("(NL)", items, b->dropped) : NULL;
             if (!tup || PyList_Append(out, tup) < 0) Py_CLEAR(out);
             Py_XDECREF(tup);
         }
@@ -756,9 +1045,9 @@ static PyObject *CReader_take_raw(CReader *self, PyObject *args) {
 }
 
 static PyObject *CReader_counters(CReader *self, PyObject *unused) {
-    return Py_BuildValue("{sLsLsLsLsLsLsL}", "received", self->received, "filtered", self->filtered, "malformed",
-                         self->malformed, "acks", self->acks, "errors", self->errors, "other", self->other, "lost",
-                         self->lost);
+    return Py_BuildValue("{sLsLsLsLsLsLsLsL}", "received", self->received, "filtered", self->filtered, "names_only",
+                         self->names_only, "malformed", self->malformed, "acks", self->acks, "errors", self->errors,
+                         "other", self->other, "lost", self->lost);
 }
 
 static PyObject *CReader_get_error(CReader *self, void *closure) {

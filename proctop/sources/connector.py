@@ -32,7 +32,7 @@ from proctop.model.procfs import Snapshot
 from proctop.sources.base import Source, SourceDescription, SourceStats
 from proctop.sources.choice import reader_kind
 from proctop.sources.creader import CReader, reader_class
-from proctop.sources.reader import LOST, SocketReader
+from proctop.sources.reader import LOST, Intro, SocketReader, introduced
 
 #: What names needs from the kernel when the mask lacks it: the exec (argv is read
 #: there) and the fork (a new process, or a pid reused: never named after the old one).
@@ -270,6 +270,8 @@ class ConnectorSource(Source):
         out: list[Event] = []
         lost_run = 0
         enrich = self.enricher.enrich
+        table = self.enricher.table
+        offset = self.enricher.clock_offset
         own = self._stats
         by_type = own.by_type
         for item in items:
@@ -282,7 +284,10 @@ class ConnectorSource(Source):
             if lost_run:
                 out.append(self._lost_event(lost_run))
                 lost_run = 0
-            raw, snap, shown = item
+            if type(item) is Intro:  # names kept by the reader from events it did not queue
+                table.add(introduced(item, offset))
+                continue
+            raw, snap, shown = item  # type: ignore[misc]
             ev = self._enrich(enrich, raw, snap)
             if shown:
                 kind = ev.event

@@ -1,23 +1,26 @@
 """The compiled socket reader, and which reader runs.
 
 ``_creader`` (C, built by setup.py where a compiler and Python.h exist) owns
-the reader thread: recv, decode, the mask and thread filter, and the /proc
-reads of an exec'd or unannounced dying process, all without the GIL. It keeps
-what it took as C records; ``CReader.take`` (the consumer's thread) turns them
-into the very items ``SocketReader`` queues, through the same ``EventTaker``
-(the announced record, the pending reads, the reuse check), so both readers
-give the same events for the same datagrams (the twin tests,
-tests/core/test_source_contract.py and test_kernel_events.py, run over both).
+the reader thread: recv, decode, the mask and thread filter, the /proc reads
+of an exec'd or unannounced dying process, the record of live processes
+(``reader.Known``: the names kept from events the mask lacks), the pending
+reads and the reuse check that unsays them, all without the GIL, in C, by
+the rules of ``reader.EventTaker``. Names-only events never leave the
+thread; it keeps shown events (and the introductions, ``reader.Intro``, that
+precede them) as C records, and ``CReader.take`` (the consumer's thread)
+turns them into the very items ``SocketReader`` queues, so both readers give
+the same events for the same datagrams (the twin tests,
+tests/core/test_source_contract.py, test_names.py and test_kernel_events.py,
+run over both).
 
 What the C side leaves to Python here, under the GIL: building the
-``RawEvent``/``Snapshot`` objects and everything after the reads (the reuse
-check, ``_zombie``, ``kernel_names``). The record of announced processes,
-which decides whether an exit is read, is the thread's (in C, the same rules
-as ``EventTaker._keep``'s).
-Differences from the twin: a /proc file is cut at 4 MB; a batch waiting for a
-pending read to be vouched for is cut at 65,536 events when any read was made
-in it (the twin: while one is still pending); the consumer, not the thread,
-re-sends the kmod's LISTEN now and then.
+``RawEvent``/``Snapshot`` objects from the bytes read (``procfs.parse_stat``,
+``parse_cmdline``), ``_zombie`` and ``kernel_names``.
+Differences from the twin: a /proc file is cut at 4 MB; the records' reads
+are bounded in bytes too (``NAMES_BYTES_MAX``, 24 MB counted per record);
+a read is pending (and may be unsaid) when it found the process, where the
+twin leaves out an exit's read that ``_zombie`` refused (unsaid, it is None
+either way); the consumer, not the thread, re-sends the kmod's LISTEN now and then.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from proctop.kernel.protocol import PROC_EVENT_FORK, DecodeStats, RawEvent
+from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, DecodeStats, RawEvent
 from proctop.kernel.socket import FilteredProcSocket
-from proctop.model.procfs import Snapshot, parse_cmdline, parse_stat
+from proctop.model.procfs import GONE, Snapshot, parse_cmdline, parse_stat
 from proctop.sources import choice
 from proctop.sources import reader as _python_reader
 from proctop.sources.choice import ReaderChoiceError, ReaderKind
-from proctop.sources.reader import EventTaker, Queued, ReaderStats, SocketReader
+from proctop.sources.reader import LOST, EventTaker, Intro, Queued, ReaderStats, SocketReader, kernel_names
 
 if TYPE_CHECKING:
     from proctop.sources._creader import CReader as _Thread
@@ -70,8 +73,6 @@ class CReader(EventTaker):
             sock.raw.fileno(), idx, mask, names_bits, threads, _python_reader.QUEUE_MAX
         )
         self.queue: deque[Queued] = deque()
-        self._names_only = 0  # the consumer's counters (this class runs in its thread)
-        self._filtered = 0
         self._started = False
 
     # mask and names_bits: one word each in the thread, written by the control thread
@@ -110,8 +111,8 @@ class CReader(EventTaker):
         c = self._thread.counters()
         return ReaderStats(
             received=c["received"],
-            filtered=c["filtered"] + self._filtered,
-            names_only=self._names_only,
+            filtered=c["filtered"],
+            names_only=c["names_only"],
             malformed=c["malformed"],
             lost=c["lost"],
         )
@@ -133,32 +134,24 @@ class CReader(EventTaker):
             self._renew()
         queue = self.queue
         if len(queue) < most:
-            for items, drained, dropped in self._thread.take_raw(0.0 if queue else timeout, most - len(queue)):
-                self._replay(items, drained, dropped)
+            for items, dropped in self._thread.take_raw(0.0 if queue else timeout, most - len(queue)):
+                self._replay(items, dropped)
         return [queue.popleft() for _ in range(min(len(queue), most))]
 
-    def _replay(self, items: RawBatch, drained: bool, dropped: int) -> None:
-        """One batch of the thread's, taken as ``SocketReader._read_loop`` takes one."""
+    def _replay(self, items: RawBatch, dropped: int) -> None:
+        """One batch of the thread's as ``SocketReader`` queues it: the reads parsed, the rest is the thread's."""
         keep: list[Queued] = []
-        pending = self._pending
         for item in items:
             if item is None:  # an overrun (counted by the thread)
-                self._lost_mark(keep)
-                continue
-            ev, verdict, pre = item
-            if ev.what == PROC_EVENT_FORK and ev.pid in pending:
-                self._forked(ev, keep)
-            if verdict < 0:
-                self._filtered += 1
-                continue
-            if verdict == 0:
-                self._names_only += 1
-            self._keep(ev, verdict == 1, pre, keep)
-        if drained:
-            pending.clear()  # drained: a fork that could undo a read would be in `keep`
-        if pending:
-            self._unsure(keep, [i for places in pending.values() for i in places[::2]])
-            pending.clear()
+                keep.append(LOST)
+            elif len(item) == 3:
+                ev, pre, unsaid = item
+                keep.append((ev, self._snapshot(ev, pre, unsaid), True))
+            else:
+                pid, start_ns, ppid, names, own, uid, cgroup = item
+                snap = self._parse(names, True) if names is not None else None
+                text = cgroup.decode("utf-8", "surrogateescape") if cgroup is not None else None
+                keep.append(Intro(pid, start_ns, ppid, [snap], own, uid, text))
         queue = self.queue
         if dropped:  # the consumer was far behind: the thread dropped and counted these
             if not keep and queue and type(queue[-1]) is int:
@@ -167,19 +160,21 @@ class CReader(EventTaker):
                 keep.append(dropped)
         queue.extend(keep)
 
-    def _unannounced_exit(self, ev: RawEvent, pre: object) -> bool:
-        """The thread keeps the record of announced processes (the same rules, in C) and reads an
-        exit only when its process was unannounced: ``pre`` says which."""
-        return pre is not None
-
-    def _announce(self, pid: int) -> None:
-        """Kept by the thread (``_unannounced_exit``), not here."""
+    def _snapshot(self, ev: RawEvent, pre: Reads | None, unsaid: bool) -> Snapshot | None:
+        """What ``EventTaker._keep`` queues with ``ev``, from what the thread read (``pre``)."""
+        what = ev.what
+        if what == PROC_EVENT_EXEC:
+            return GONE if unsaid else kernel_names(ev, self._read(ev, True, pre) or GONE)
+        if what == PROC_EVENT_EXIT and pre is not None:  # read: an unannounced exit
+            return None if unsaid else kernel_names(ev, self._zombie(ev, self._read(ev, False, pre)))
+        return None
 
     def _read(self, ev: RawEvent, argv: bool, pre: object) -> Snapshot | None:
         """``procfs.snapshot`` from the bytes the thread read (``pre``), parsed alike."""
-        if pre is None:  # not read by the thread (it reads every exec and exit it keeps)
-            return None
-        reads: Reads = pre  # type: ignore[assignment]
+        return self._parse(pre, argv) if pre is not None else None  # type: ignore[arg-type]
+
+    @staticmethod
+    def _parse(reads: Reads, argv: bool) -> Snapshot | None:
         _end, raw_cmdline, raw_exe, stat, uid, cgroup, _argv_end = reads
         cmdline = parse_cmdline(raw_cmdline) if argv and raw_cmdline is not None else None
         exe = os.fsdecode(raw_exe) if argv and raw_exe is not None else None
@@ -191,7 +186,3 @@ class CReader(EventTaker):
         comm, ppid, start = parsed
         text = cgroup.decode("utf-8", "surrogateescape") if cgroup is not None else None
         return Snapshot(comm, ppid, start, uid, cmdline, exe, text)
-
-    def _read_ended(self, pre: object) -> int:
-        reads: Reads = pre  # type: ignore[assignment]
-        return reads[0]
