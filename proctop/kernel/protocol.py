@@ -68,7 +68,7 @@ class RawEvent(NamedTuple):
 
 
 #: The ``RawEvent`` fields a layout can fill, in ``RawEvent``'s order (after what, cpu, ts_ns).
-_FILLED = ("pid", "tgid", "ppid", "ptgid", "a", "b", "comm")
+FILLED = ("pid", "tgid", "ppid", "ptgid", "a", "b", "comm")
 _COMM_SIZE = 16  # TASK_COMM_LEN
 _UNION_SIZE = 24  # the event_data union: exit and comm, its largest members
 
@@ -82,22 +82,25 @@ class Layout:
     about a kind: a new kind is one row of ``LAYOUTS``.
     """
 
-    __slots__ = ("fields", "names", "pick", "size", "struct", "unpack")
+    __slots__ = ("fields", "names", "offsets", "pick", "size", "struct", "unpack")
 
     def __init__(self, fields: str, *, names: str = "") -> None:
         self.fields = tuple(fields.split())
         self.names = tuple(names.split())
-        unknown = [f for f in self.fields if f not in _FILLED] + [n for n in self.names if n not in ("comm", "argv")]
+        unknown = [f for f in self.fields if f not in FILLED] + [n for n in self.names if n not in ("comm", "argv")]
         if unknown or len(set(self.fields)) != len(self.fields) or not {"pid", "tgid"} <= set(self.fields):
             raise ValueError(f"layout {fields!r}/{names!r}: needs pid and tgid, once each; unknown: {unknown}")
         self.struct = struct.Struct("=" + "".join(f"{_COMM_SIZE}s" if f == "comm" else "I" for f in self.fields))
         self.size = self.struct.size  # bytes of event_data an event of this kind must have
+        #: Each field's byte offset in event_data (the compiled reader decodes by these: creader.wire_table).
+        sizes = [_COMM_SIZE if f == "comm" else 4 for f in self.fields]
+        self.offsets = {f: sum(sizes[:i]) for i, f in enumerate(self.fields)}
         self.unpack = self.struct.unpack_from
         # The unpacked values, then a 0 and a b"" for the fields this kind leaves out:
         # one C-level itemgetter puts them in RawEvent's order.
         n = len(self.fields)
         self.pick = operator.itemgetter(
-            *(self.fields.index(f) if f in self.fields else n + (f == "comm") for f in _FILLED)
+            *(self.fields.index(f) if f in self.fields else n + (f == "comm") for f in FILLED)
         )
 
     def __repr__(self) -> str:

@@ -27,18 +27,23 @@
 #include <unistd.h>
 #include <linux/netlink.h>
 
+/* The kinds the thread acts on (names live through fork, exec and exit); every kind's wire layout
+ * comes from protocol.LAYOUTS at construction (Wire), so a new kind needs nothing here. */
 #define EV_NONE 0x00000000u
 #define EV_FORK 0x00000001u
 #define EV_EXEC 0x00000002u
-#define EV_UID 0x00000004u
-#define EV_GID 0x00000040u
-#define EV_SID 0x00000080u
-#define EV_PTRACE 0x00000100u
-#define EV_COMM 0x00000200u
 #define EV_NONZERO_EXIT 0x20000000u
-#define EV_COREDUMP 0x40000000u
 #define EV_EXIT 0x80000000u
-#define EV_ALL (EV_FORK | EV_EXEC | EV_UID | EV_GID | EV_SID | EV_PTRACE | EV_COMM | EV_NONZERO_EXIT | EV_COREDUMP | EV_EXIT)
+
+/* One kind's layout (protocol.Layout): bytes of event_data it needs, the offset of each RawEvent
+ * field in it (pid tgid ppid ptgid a b comm; -1: not in this kind), and which parts of the kmod
+ * names extension it keeps (0 none, 1 comm, 2 comm and argv). Indexed by the bit of ``what``. */
+enum { W_PID, W_TGID, W_PPID, W_PTGID, W_A, W_B, W_COMM, W_FIELDS };
+typedef struct {
+    long size; /* 0: no such kind */
+    int off[W_FIELDS];
+    int names;
+} Wire;
 
 #define HEAD_SIZE 52      /* nlmsghdr + cn_msg + what, cpu, timestamp */
 #define NAMES_SIZE 24     /* kmod struct ptc_names before argv */
@@ -161,6 +166,8 @@ typedef struct {
     int threads;
     long long queue_max;
     volatile uint32_t mask, names_bits; /* written by the control thread, one word each */
+    uint32_t all_mask; /* protocol.PROC_EVENT_ALL: every kind and NONZERO_EXIT */
+    Wire wire[32];     /* by the bit of what */
     volatile int stop;
     volatile int stopped;
     pthread_t thread;
@@ -479,8 +486,8 @@ static void effective(const Slot *k, int64_t *ppid, int64_t *uid, Reads **cg) {
 }
 
 /* protocol.mask_accepts */
-static int mask_accepts(uint32_t mask, uint32_t what, uint32_t code) {
-    if (mask == 0 || mask == EV_ALL) return 1;
+static int mask_accepts(uint32_t mask, uint32_t all, uint32_t what, uint32_t code) {
+    if (mask == 0 || mask == all) return 1;
     if ((mask & EV_NONZERO_EXIT) && what == EV_EXIT && code) return 1;
     return (mask & what) != 0;
 }
@@ -513,45 +520,25 @@ static Item *decode_one(CReader *r, const unsigned char *buf, size_t off, size_t
     size_t lim = off + 36 + (size_t)cn_len;
     long room = (long)((end < lim ? end : lim)) - (long)(off + HEAD_SIZE);
     if (what == EV_NONE) { r->acks++; return NULL; }
-    long need;
-    switch (what) {
-    case EV_EXIT: case EV_COMM: need = 24; break;
-    case EV_FORK: case EV_UID: case EV_GID: case EV_PTRACE: case EV_COREDUMP: need = 16; break;
-    case EV_EXEC: case EV_SID: need = 8; break;
-    default: r->malformed++; return NULL;
-    }
-    if (room < need) { r->malformed++; return NULL; }
+    const Wire *w = (what & (what - 1)) ? NULL : &r->wire[__builtin_ctz(what)];
+    if (!w || !w->size || room < w->size) { r->malformed++; return NULL; } /* unknown kind, or cut */
     Item *it = calloc(1, sizeof *it);
     if (!it) return NULL;
     it->kind = IT_EVENT;
     it->what = what; it->cpu = cpu; it->ts = ts; it->seq = cn_seq;
-    switch (what) {
-    case EV_EXIT:
-        it->pid = u32(body); it->tgid = u32(body + 4); it->a = u32(body + 8); it->b = u32(body + 12);
-        it->ppid = u32(body + 16); it->ptgid = u32(body + 20);
-        if (room > 24) { take_names(it, body, room); bytes_free(&it->argv); }
-        break;
-    case EV_FORK:
-        it->ppid = u32(body); it->ptgid = u32(body + 4); it->pid = u32(body + 8); it->tgid = u32(body + 12);
-        break;
-    case EV_EXEC: case EV_SID:
-        it->pid = u32(body); it->tgid = u32(body + 4);
-        if (room > 24 && what == EV_EXEC) take_names(it, body, room);
-        break;
-    case EV_PTRACE: case EV_COREDUMP:
-        it->pid = u32(body); it->tgid = u32(body + 4); it->ppid = u32(body + 8); it->ptgid = u32(body + 12);
-        break;
-    case EV_UID: case EV_GID:
-        it->pid = u32(body); it->tgid = u32(body + 4); it->a = u32(body + 8); it->b = u32(body + 12);
-        break;
-    case EV_COMM: {
-        it->pid = u32(body); it->tgid = u32(body + 4);
+    uint32_t *field[W_COMM] = {&it->pid, &it->tgid, &it->ppid, &it->ptgid, &it->a, &it->b};
+    for (int f = 0; f < W_COMM; f++)
+        if (w->off[f] >= 0) *field[f] = u32(body + w->off[f]);
+    if (w->off[W_COMM] >= 0) { /* comm in event_data (PROC_EVENT_COMM) */
+        const unsigned char *c = body + w->off[W_COMM];
         size_t cl = 0;
-        while (cl < 16 && body[8 + cl]) cl++;
-        memcpy(it->comm, body + 8, cl);
+        while (cl < 16 && c[cl]) cl++;
+        memcpy(it->comm, c, cl);
         it->comm_len = cl;
-        break;
     }
+    if (w->names && room > 24) { /* the kmod's names after the union */
+        take_names(it, body, room);
+        if (w->names < 2) bytes_free(&it->argv);
     }
     return it;
 }
@@ -640,7 +627,7 @@ static void take_event(CReader *r, Item *it, Batch *b, int *reads) {
     int shown;
     r->received++;
     if (what == EV_FORK) pending_forked(&r->pending, it->pid, it->ts);
-    if (mask && mask_accepts(mask, what, it->a) && (r->threads || it->pid == it->tgid)) shown = 1;
+    if (mask && mask_accepts(mask, r->all_mask, what, it->a) && (r->threads || it->pid == it->tgid)) shown = 1;
     else if ((what & names_bits) && it->pid == it->tgid) { shown = 0; r->names_only++; }
     else { r->filtered++; item_free(it); return; }
     if (shown && names_bits) introduce(r, it, b);
@@ -827,17 +814,52 @@ out:
 
 static PyObject *raw_event_type; /* proctop.kernel.protocol.RawEvent */
 
+/* creader.wire_table(): ((what, size, pid, tgid, ppid, ptgid, a, b, comm, names), ...) into r->wire */
+static int set_wire(CReader *self, PyObject *table) {
+    PyObject *rows = PySequence_Fast(table, "wire must be a sequence of layouts");
+    if (!rows) return -1;
+    memset(self->wire, 0, sizeof self->wire);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(rows); i++) {
+        unsigned int what;
+        long size;
+        int o[W_FIELDS], names;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(rows, i), "Iliiiiiiii;a layout is 10 integers", &what, &size,
+                              &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &names)) {
+            Py_DECREF(rows);
+            return -1;
+        }
+        int bad = !what || (what & (what - 1)) || size <= 0 || size > 64 || names < 0 || names > 2 || (names && size > 24);
+        for (int f = 0; f < W_FIELDS && !bad; f++)
+            bad = o[f] < -1 || (o[f] >= 0 && o[f] + (f == W_COMM ? 16 : 4) > size);
+        if (bad) {
+            Py_DECREF(rows);
+            PyErr_Format(PyExc_ValueError, "layout of what 0x%x does not fit event_data", what);
+            return -1;
+        }
+        Wire *w = &self->wire[__builtin_ctz(what)];
+        w->size = size;
+        memcpy(w->off, o, sizeof o);
+        w->names = names;
+    }
+    Py_DECREF(rows);
+    return 0;
+}
+
 static int CReader_init(CReader *self, PyObject *args, PyObject *kw) {
-    static char *names[] = {"fd", "idx", "mask", "names_bits", "threads", "queue_max", NULL};
+    static char *names[] = {"fd", "idx", "mask", "names_bits", "threads", "queue_max", "wire", "all_mask", NULL};
     int fd, threads;
-    unsigned int idx, mask, names_bits;
+    unsigned int idx, mask, names_bits, all_mask;
     long long queue_max;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iIIIpL", names, &fd, &idx, &mask, &names_bits, &threads, &queue_max))
+    PyObject *wire;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iIIIpLOI", names, &fd, &idx, &mask, &names_bits, &threads,
+                                     &queue_max, &wire, &all_mask))
         return -1;
     if (self->started) {
         PyErr_SetString(PyExc_RuntimeError, "CReader already started");
         return -1;
     }
+    if (set_wire(self, wire) < 0) return -1;
+    self->all_mask = all_mask;
     self->fd = fd;
     self->idx = idx;
     self->mask = mask;

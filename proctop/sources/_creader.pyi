@@ -14,7 +14,17 @@ class CReader:
     error: str | None
     stopped: bool
     empty: bool
-    def __init__(self, fd: int, idx: int, mask: int, names_bits: int, threads: bool, queue_max: int) -> None: ...
+    def __init__(
+        self,
+        fd: int,
+        idx: int,
+        mask: int,
+        names_bits: int,
+        threads: bool,
+        queue_max: int,
+        wire: tuple[tuple[int, ...], ...],
+        all_mask: int,
+    ) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def set_filter(self, mask: int, names_bits: int, /) -> None: ...

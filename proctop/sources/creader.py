@@ -30,7 +30,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, DecodeStats, RawEvent
+from proctop.kernel.protocol import (
+    FILLED,
+    LAYOUTS,
+    PROC_EVENT_ALL,
+    PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT,
+    DecodeStats,
+    RawEvent,
+)
 from proctop.kernel.socket import FilteredProcSocket
 from proctop.model.procfs import GONE, Snapshot, parse_cmdline, parse_stat
 from proctop.sources import choice
@@ -45,6 +53,21 @@ if TYPE_CHECKING:
 def reader_class(kind: ReaderKind) -> type[SocketReader] | type[CReader]:
     """The reader ``kind`` (``reader_kind``) names: both take the same arguments."""
     return CReader if kind == "c" else SocketReader
+
+
+def wire_table() -> tuple[tuple[int, ...], ...]:
+    """Every kind's layout (``protocol.LAYOUTS``) as the compiled reader takes it: ``(what, size, the
+    offset of each of pid, tgid, ppid, ptgid, a, b, comm or -1, names)``, names 0 none, 1 comm, 2 comm
+    and argv. The C decoder has no kind of its own: a new row of ``LAYOUTS`` is decoded by both readers."""
+    return tuple(
+        (
+            what,
+            layout.size,
+            *(layout.offsets.get(field, -1) for field in FILLED),
+            2 if "argv" in layout.names else 1 if layout.names else 0,
+        )
+        for what, layout in LAYOUTS.items()
+    )
 
 
 class CReader(EventTaker):
@@ -70,7 +93,7 @@ class CReader(EventTaker):
         self._names_bits = names_bits
         self._renew = renew
         self._thread: _Thread = choice.extension.CReader(
-            sock.raw.fileno(), idx, mask, names_bits, threads, _python_reader.QUEUE_MAX
+            sock.raw.fileno(), idx, mask, names_bits, threads, _python_reader.QUEUE_MAX, wire_table(), PROC_EVENT_ALL
         )
         self.queue: deque[Queued] = deque()
         self._started = False

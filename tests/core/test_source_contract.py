@@ -462,3 +462,39 @@ def test_both_readers_take_the_same_events_from_the_same_datagrams():
     intros = [e for e in events if isinstance(e, Intro)]
     # every path was taken; names-only events stay in the reader, which introduces their processes
     assert len(events) - len(intros) > 10 and intros and filtered and names_only and malformed > 20
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["without-its-layout", "with-its-layout"])
+def test_a_new_kind_is_decoded_by_both_readers_from_its_layout(monkeypatch, known: bool):
+    """The compiled reader has no kind of its own: it decodes by ``protocol.LAYOUTS`` (creader.wire_table),
+    so a made-up kind with a row there comes out of both readers alike, and without one both count it
+    malformed."""
+    from proctop.kernel.protocol import LAYOUTS, Layout, RawEvent, encode_event
+    from proctop.sources.choice import compiled
+    from proctop.sources.creader import CReader
+    from proctop.sources.reader import SocketReader
+
+    if not compiled():
+        pytest.skip("the compiled reader is not built")
+    made_up = RawEvent(0x400, 1, 99, pid=7, tgid=7, a=5, comm=b"named")
+    if known:
+        monkeypatch.setitem(LAYOUTS, 0x400, Layout("tgid pid comm a"))
+    datagram = encode_event(made_up)
+    taken = {}
+    for cls in (SocketReader, CReader):
+        fed = FedSocket()
+        fed.reader.setblocking(False)
+        reader = cls(fed, idx=1, mask=0x400, names_bits=0, threads=False, renew=lambda: None)
+        reader.start()
+        try:
+            fed.feeder.send(datagram)
+            deadline = time.monotonic() + 2
+            items: list = []
+            while time.monotonic() < deadline and not items and reader.stats.malformed == 0:
+                items += reader.take(0.05, 100)
+        finally:
+            reader.stop()
+            fed.close()
+        taken[cls.__name__] = ([item[0] for item in items], reader.stats.malformed)
+    expected = ([made_up], 0) if known else ([], 1)
+    assert taken == {"SocketReader": expected, "CReader": expected}
