@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import proctop
 from proctop import __version__, always_on, config, manual
 from proctop.errors import OutputClosed, ProctopError, write_stdout
+from proctop.kernel import module_install
 from proctop.kernel.protocol import DEFAULT_MASK, MASK_NAMES, PROC_EVENT_ALL, parse_mask
 from proctop.model.failures import LOOP_BURST, LOOP_INTERVAL
 from proctop.sources.choice import describe_reader
@@ -72,7 +73,7 @@ def _suggestion(words: Sequence[str], options: Iterable[str]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="proctop",
-        usage="proctop [options] [-- COMMAND [ARG ...]]",
+        usage="proctop [options] [-- COMMAND [ARG ...]]\n       proctop module {install,remove,status}",
         description="Watch forks, execs and abnormal exits live, filtered by the kernel. "
         "With -- COMMAND: start it, watch only it and its descendants, exit with its status.",
     )
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/always_on.py)
     config.add_options(p)  # --config, --no-config (proctop/config.py)
     manual.add_options(p)  # --completion SHELL, --manpage (proctop/manual.py)
+    module_install.add_parser(p)  # proctop module install|remove|status (proctop/kernel/module_install.py)
     return p
 
 
@@ -249,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, option) == "":  # a path or address left empty (an unset variable): not "none"
                 raise UsageError(f"--{option}: must not be empty")
         args.command = command
+        if args.module_group:  # proctop module ...: nothing else on the line applies
+            if options[0] != "module":
+                raise UsageError("module: no options go before it (proctop module install)")
+            return module_install.run(args)
         if command and args.replay:
             raise UsageError("-- COMMAND watches a live command; it cannot go with --replay")
         config.apply(args, history_default=DEFAULT_HISTORY)  # the config file fills what argv left unset

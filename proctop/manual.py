@@ -31,6 +31,13 @@ SHELLS = ("bash", "zsh", "fish")
 _FILE_OPTIONS = ("replay",)
 _DIRECTORY_OPTIONS = ("record",)
 
+#: Two forms: watching, and the module command (argparse-manpage would run them together).
+_SYNOPSIS = r""".B proctop
+[options] [\-\- COMMAND [ARG ...]]
+.br
+.B proctop module
+{install,remove,status}"""
+
 # Sections the options cannot say; roff, shown as written by `man`.
 _SECTIONS: tuple[tuple[str, str], ...] = (
     (
@@ -84,14 +91,20 @@ A theme chosen in the UI's command palette is written back to the file (only the
 stopped by \fB--duration\fR, \fB--count\fR, \fBq\fR, SIGINT, SIGTERM or SIGHUP, or the end of a replay.
 .TP
 \fB1\fR
-a failure during the run: the output or a recording could not be written, or reading events failed.
+a failure during the run: the output or a recording could not be written, or reading events failed;
+a step of \fBproctop module\fR failed (the dkms build, whose log it names; dkms install; modprobe);
+\fBproctop module status\fR: the module is not loaded.
 .TP
 \fB2\fR
 bad input: the command line, the config file, a capture file or record directory, a \fB--metrics\fR
 address; or the UI without a terminal: one line on stderr.
 .TP
 \fB3\fR
-this machine cannot deliver process events.
+this machine cannot deliver process events; for \fBproctop module\fR: it cannot take the module
+(a kernel without module support, no dkms, no headers of the running kernel).
+.TP
+\fB4\fR
+\fBproctop module install\fR or \fBremove\fR not run as root.
 .TP
 \fIN\fR
 with \fB-- COMMAND\fR: the command's exit status (128+N if signal N killed it;
@@ -105,6 +118,7 @@ proctop --json --only all --duration 10 > capture.jsonl
 proctop --summary --replay capture.jsonl
 proctop --summary -- make -k -j8
 proctop --completion bash > /etc/bash_completion.d/proctop
+sudo proctop module install
 .fi""",
     ),
 )
@@ -152,11 +166,12 @@ def manpage(parser: argparse.ArgumentParser) -> str:
     formatter_class = parser.formatter_class
     parser.formatter_class = functools.partial(formatter_class, width=100_000)  # type: ignore[call-arg]
     try:
-        page: Any = Manpage(parser)
+        page: Any = Manpage(parser, format="single-commands-section")
         page.source = f"proctop {__version__}"
         page.manual = "User Commands"
         page.date = ""  # no build date: the shipped file must equal a fresh one (tests/core/test_manual.py)
         page.description = "watch forks, execs and abnormal process deaths live"
+        page.add_section("synopsis", "=", _SYNOPSIS)
         for heading, content in (*_SECTIONS[:1], ("keys", _keys_section()), *_SECTIONS[1:]):
             page.add_section(heading, ">", content)
         text: str = str(page)
