@@ -163,8 +163,10 @@ def manpage(parser: argparse.ArgumentParser) -> str:
 
     # One line per paragraph, whatever $COLUMNS says: roff fills the lines itself, and a
     # line break argparse put inside "nonzero-exit" would show as "nonzero- exit".
-    formatter_class = parser.formatter_class
-    parser.formatter_class = functools.partial(formatter_class, width=100_000)  # type: ignore[call-arg]
+    parsers = _parsers(parser)  # proctop module's usage lines too
+    classes = [p.formatter_class for p in parsers]
+    for p in parsers:
+        p.formatter_class = functools.partial(p.formatter_class, width=100_000)  # type: ignore[call-arg]
     try:
         page: Any = Manpage(parser, format="single-commands-section")
         page.source = f"proctop {__version__}"
@@ -176,8 +178,19 @@ def manpage(parser: argparse.ArgumentParser) -> str:
             page.add_section(heading, ">", content)
         text: str = str(page)
     finally:
-        parser.formatter_class = formatter_class
+        for p, formatter_class in zip(parsers, classes, strict=True):
+            p.formatter_class = formatter_class
     return "\n".join(_as_text(line) for line in text.split("\n"))
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and its subcommands' parsers, all the way down."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _parsers(sub)
+    return found
 
 
 def _keys_section() -> str:

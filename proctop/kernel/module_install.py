@@ -122,8 +122,7 @@ def say(line: str) -> None:
 
 def need_root(action: str) -> None:
     if os.geteuid() != 0:
-        raise ModuleError(f"proctop module {action} must run as root: sudo proctop module {action}",
-                          status=EXIT_NOT_ROOT)
+        raise ModuleError(f"module {action} must run as root: sudo proctop module {action}", status=EXIT_NOT_ROOT)
 
 
 def need_module_support(release: str) -> None:
@@ -203,22 +202,24 @@ def install() -> int:
     need_headers(release)
     done: list[str] = []
 
+    states = dkms_states(dkms, ship.version)  # one call: each dkms run takes seconds on a slow machine
     if ship.usr_src.is_dir() and not _same_source(ship):
         # another proctop's source under the same version: what dkms built from it is stale
-        if dkms_states(dkms, ship.version):
+        if states:
             _dkms(dkms, "remove", "-m", KMOD_NAME, "-v", ship.version, "--all")
+            states = {}
         shutil.rmtree(ship.usr_src)
     if not ship.usr_src.is_dir():
         ship.usr_src.mkdir(parents=True)
         for name in SOURCE_FILES:
             shutil.copyfile(ship.path / name, ship.usr_src / name)
         done.append(f"copied {ship.path} to {ship.usr_src}")
-    if not dkms_states(dkms, ship.version):
+    if not states:
         proc = _dkms(dkms, "add", "-m", KMOD_NAME, "-v", ship.version)
         if proc.returncode != 0:
             raise ModuleError(f"dkms add {ship.ref} failed: {_last_line(proc)}")
         done.append(f"dkms add {ship.ref}")
-    state = dkms_states(dkms, ship.version, release).get((ship.version, release), "added")
+    state = states.get((ship.version, release), "added")
     if state not in ("built", "installed"):
         say(f"proctop: building {ship.ref} for kernel {release} with dkms (a minute or so)")
         proc = _dkms(dkms, "build", "-m", KMOD_NAME, "-v", ship.version, "-k", release)
