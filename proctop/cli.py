@@ -251,10 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, option) == "":  # a path or address left empty (an unset variable): not "none"
                 raise UsageError(f"--{option}: must not be empty")
         args.command = command
-        if args.module_group:  # proctop module ...: nothing else on the line applies
-            if options[0] != "module":
-                raise UsageError("module: no options go before it (proctop module install)")
-            return module_install.run(args)
+        if module_install.wanted(args):  # proctop module install|remove|status
+            return module_install.run(args, options)
         if command and args.replay:
             raise UsageError("-- COMMAND watches a live command; it cannot go with --replay")
         config.apply(args, history_default=DEFAULT_HISTORY)  # the config file fills what argv left unset

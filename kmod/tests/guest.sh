@@ -12,7 +12,7 @@
 #           suite on the same kernel, then proctop: auto with the module loaded
 #           (it must still choose native, which works here) and --source kmod
 #           (--json as uid 65534, "named")
-#           In mode module, with proctop staged, the module is then unloaded and
+#           In mode module with ptc_dkms=1 and proctop staged, the module is then unloaded and
 #           `proctop module install` builds, installs and loads it through DKMS
 #           (tests/dkms-install.sh); proctop's end-to-end run uses that module,
 #           and `proctop module remove` ends it.
@@ -27,6 +27,7 @@ ONLY=$(arg ptc_only)   # e2e: load the module and run proctop end to end only (d
 CYCLES=$(arg ptc_storm); CYCLES=${CYCLES:-20}
 E2E=$(arg ptc_e2e)
 KENV=$(arg ptc_env)
+DKMS=$(arg ptc_dkms)
 PY=/usr/bin/python3
 NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
 export PYTHONDONTWRITEBYTECODE=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -67,7 +68,7 @@ if [ $MODE = native ] || [ $MODE = both ]; then
     fi
 fi
 # proctop module install (DKMS) here: proctop staged, the headers' env file given
-dkms_ok() { [ $MODE = module ] && [ -n "$E2E" ] && [ "$E2E" != none ] && [ -f "$KENV" ]; }
+dkms_ok() { [ "$DKMS" = 1 ] && [ $MODE = module ] && [ -n "$E2E" ] && [ "$E2E" != none ] && [ -f "$KENV" ]; }
 dkms_install() {  # the module loaded through `proctop module install`, else insmod'ed
     step "proctop module install (DKMS)"
     bash "$SRC/dkms-install.sh" install "$E2E" "$KENV" 2>&1 | tee -a $LOG

@@ -28,8 +28,10 @@ import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from proctop.errors import ProctopError, write_stdout
 from proctop.kernel.probe import KMOD_NAME, KMOD_SYSFS, kmod_source
@@ -56,9 +58,49 @@ class ModuleError(ProctopError):
     status = EXIT_STEP_FAILED
 
 
+class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """The subcommand slot, which a stray word must not turn into "invalid choice".
+
+    ``proctop --hisotry 5``: argparse offers the ``5`` to the first positional, this
+    one; it is kept (``stray``) so that the mistyped option is what the user hears
+    about (``did you mean --history?``), and ``run`` refuses the word otherwise.
+    argparse checks a value against ``choices`` before the action sees it, so the
+    choices admit any word; the commands themselves are the dict's keys.
+    """
+
+    class _AnyWord(dict[str, argparse.ArgumentParser]):
+        """The commands (a dict: shtab and argparse-manpage want one) that contain any word."""
+
+        def __contains__(self, word: object) -> bool:
+            return True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.choices = self._AnyWord()
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = super().add_parser(name, **kwargs)
+        self.choices[name] = parser
+        return parser
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values and values[0] not in self._name_parser_map:
+            namespace.stray = list(values)
+            return
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """``proctop module {install,remove,status}`` on ``cli.build_parser``'s parser."""
-    commands = parser.add_subparsers(dest="module_group", metavar="module", title="commands", prog="proctop")
+    commands = parser.add_subparsers(
+        dest="module_group", metavar="module", title="commands", prog="proctop", action=_Commands
+    )
     module = commands.add_parser(
         "module",
         help=f"build and load the {KMOD_NAME} backport module through DKMS (install, remove: root; status)",
@@ -74,8 +116,18 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("status", help="what is installed and loaded (exit 0 when loaded, 1 when not)")
 
 
-def run(args: argparse.Namespace) -> int:
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether the command line names a command (``module``), or a word where one would be."""
+    return bool(getattr(args, "module_group", None) or getattr(args, "stray", None))
+
+
+def run(args: argparse.Namespace, options: Sequence[str]) -> int:
     """The ``module`` command the arguments name; its exit status (errors raise ``ModuleError``)."""
+    stray = getattr(args, "stray", None)
+    if stray:
+        raise ModuleError(f"unrecognized arguments: {' '.join(stray)}", status=EXIT_USAGE)
+    if options[0] != "module":  # proctop --json module status: nothing else on the line applies
+        raise ModuleError("module: no options go before it (proctop module install)", status=EXIT_USAGE)
     if getattr(args, "command", None):
         raise ModuleError("module: takes no -- COMMAND", status=EXIT_USAGE)
     action = {"install": install, "remove": remove, "status": status}[args.module_action]
