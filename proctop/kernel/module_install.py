@@ -131,7 +131,11 @@ def run(args: argparse.Namespace, options: Sequence[str]) -> int:
     if getattr(args, "command", None):
         raise ModuleError("module: takes no -- COMMAND", status=EXIT_USAGE)
     action = {"install": install, "remove": remove, "status": status}[args.module_action]
-    return action()
+    try:
+        return action()
+    except OSError as exc:  # a file it could not write, a tool it could not start: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ModuleError(f"module {args.module_action}: {exc.strerror or exc}{where}") from None
 
 
 @dataclass(frozen=True)

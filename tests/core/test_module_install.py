@@ -260,3 +260,13 @@ def test_the_refusal_advice_names_the_command(monkeypatch, tmp_path):
     headers = real(f"/lib/modules/{RELEASE}/build").exists()
     want = f"sudo apt install dkms{'' if headers else f' linux-headers-{RELEASE}'} && sudo proctop module install"
     assert probe_mod.module_advice() == want
+
+
+def test_a_file_it_cannot_write_is_one_line(stand_in, tmp_path):
+    """/usr/src not writable (here: a path below a plain file): one line naming it, status 1."""
+    inject, path = stand_in
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    inject = {**inject, "USR_SRC": blocker / "usr-src"}
+    proc = module_cli("install", inject=inject, path=path)
+    one_line(proc, 1, f"module install: Not a directory ({blocker}/usr-src/proctop_cn-0.1)")
