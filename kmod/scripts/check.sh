@@ -10,7 +10,10 @@
 #      that mounts the host's / read-only over 9p, and run kmod/tests/guest.sh
 #      inside in that mode:
 #        bullseye 5.10, bookworm 6.1    module: the module's whole suite as root
-#                                       and uid 65534, proctop picks the module
+#                                       and uid 65534, proctop picks the module;
+#                                       bookworm (KMOD_DKMS_GUEST): `proctop module
+#                                       install` (DKMS, in the guest), proctop on the
+#                                       module it loaded, `proctop module remove`
 #        bookworm-backports 6.12        both: the kernel's own connector as root
 #                                       and uid 65534, then the module's whole
 #                                       suite (5 storm cycles) and proctop
@@ -32,7 +35,9 @@
 #      a fresh temporary directory; GUEST_TIMEOUT (s per kernel, default 1500:
 #      a safety net, the machine may be shared); STORM_CYCLES (default 20, for
 #      kernels without their own); PROCTOP_E2E=auto|1|0 (run proctop itself in
-#      the guest: auto = when ../proctop and pip are there; 1 = required).
+#      the guest: auto = when ../proctop and pip are there; 1 = required);
+#      KMOD_DKMS_GUEST (default "bookworm": suites in mode module whose guest runs
+#      `proctop module install` and `remove`, tests/dkms-install.sh; "" = none).
 set -euo pipefail
 KMOD=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$KMOD"
@@ -67,8 +72,10 @@ fi
 DIRS=$({ for k in $KERNELS; do echo "$WORK/${k%%:*}"; done
          for b in $BUILD_ONLY; do hdr_dir "$b"; done; } | awk '!s[$0]++')
 E2E_DIR=none
+MADE_LIB_MODULES=0
 cleanup() {
     [ "$E2E_DIR" != none ] && rm -rf "$E2E_DIR"
+    [ $MADE_LIB_MODULES = 1 ] && rmdir /lib/modules
     [ -z "${KMOD_WORK:-}" ] && rm -rf "$WORK"
     return 0
 }
@@ -113,6 +120,12 @@ if [ "${PROCTOP_E2E:-auto}" != 0 ] && [ -f "$KMOD/../proctop/__main__.py" ]; the
     d=$(mktemp -d /tmp/proctop-e2e.XXXXXX)
     cp -r "$KMOD/../proctop" "$d/proctop"
     cp -r "$KMOD/../themes" "$d/themes"  # found beside the package, as in a source tree
+    # the module's source as pip ships it (pyproject's data-files list), where
+    # proctop.kernel.probe.kmod_source finds it beside the package: for
+    # `proctop module install` in the guest
+    mkdir "$d/kmod"
+    python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["tool"]["setuptools"]["data-files"]["share/proctop/kmod"]))' \
+        "$KMOD/../pyproject.toml" | while read -r f; do cp "$KMOD/../$f" "$d/kmod/"; done
     deps=$(python3 -c 'import sys, tomllib; print(" ".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
         "$KMOD/../pyproject.toml") || deps="pyroute2 psutil"
     find "$d" -name __pycache__ -prune -exec rm -rf {} +
@@ -124,6 +137,9 @@ if [ "${PROCTOP_E2E:-auto}" != 0 ] && [ -f "$KMOD/../proctop/__main__.py" ]; the
         fi
     done
     chmod -R a+rX "$d"; chmod 755 "$d"
+    # the guest's `proctop module install` (tests/dkms-install.sh) mounts a tmpfs on
+    # /lib/modules: a machine with no kernel package (this CI's) has no such mount point
+    if ! [ -d /lib/modules ]; then mkdir /lib/modules; MADE_LIB_MODULES=1; fi
     if [ $pip_ok = 1 ]; then
         E2E_DIR=$d
     else
@@ -168,6 +184,10 @@ run_kernel() {
         modinfo -F vermagic "$B/proctop_cn.ko"
         KO=$B/proctop_cn.ko
     fi
+    # `proctop module install` in the guest (DKMS): in the suites of KMOD_DKMS_GUEST only,
+    # since the module's build under TCG takes ~100 s
+    local dkms_guest=0
+    case " ${KMOD_DKMS_GUEST-bookworm} " in *" $suite "*) [ "$mode" = module ] && dkms_guest=1 ;; esac
     b0=$SECONDS
     scripts/mkinitrd.sh "$KV" "$WORK/$suite/initrd.cpio.gz" "$ROOT"
     log=$KMOD/guest-console-$suite.log
@@ -180,7 +200,7 @@ run_kernel() {
         -nographic -no-reboot -kernel "$VMLINUZ" -initrd "$WORK/$suite/initrd.cpio.gz" \
         -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
         -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
-        -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_mode=$mode ptc_ko=$KO ptc_storm=$cycles ptc_e2e=$E2E_DIR ptc_only=${KMOD_GUEST_ONLY:-all}" \
+        -append "console=ttyS0 panic=-1 loglevel=5 softlockup_panic=1 softlockup_all_cpu_backtrace=1 guestcmd=$KMOD/tests/guest.sh ptc_mode=$mode ptc_ko=$KO ptc_storm=$cycles ptc_e2e=$E2E_DIR ptc_env=$WORK/$suite/env ptc_dkms=$dkms_guest ptc_only=${KMOD_GUEST_ONLY:-all}" \
         </dev/null 2>&1 | stdbuf -oL tr -d '\000\r' | sed -u 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' \
         | tee "$log" | grep --line-buffered -v -E '^\s*$|SeaBIOS|iPXE|Booting from' || true
     b1=$SECONDS

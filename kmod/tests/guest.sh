@@ -12,7 +12,12 @@
 #           suite on the same kernel, then proctop: auto with the module loaded
 #           (it must still choose native, which works here) and --source kmod
 #           (--json as uid 65534, "named")
-# ptc_storm= reload cycles of the fork-storm test; ptc_e2e= staged proctop.
+#           In mode module with ptc_dkms=1 and proctop staged, the module is then unloaded and
+#           `proctop module install` builds, installs and loads it through DKMS
+#           (tests/dkms-install.sh); proctop's end-to-end run uses that module,
+#           and `proctop module remove` ends it.
+# ptc_storm= reload cycles of the fork-storm test; ptc_e2e= staged proctop;
+# ptc_env= the kernel's env file (fetch-kernel.sh: its unpacked headers, for DKMS).
 set -u
 SRC=$(cd "$(dirname "$0")" && pwd)
 arg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
@@ -21,6 +26,8 @@ MODE=$(arg ptc_mode); MODE=${MODE:-module}
 ONLY=$(arg ptc_only)   # e2e: load the module and run proctop end to end only (development)
 CYCLES=$(arg ptc_storm); CYCLES=${CYCLES:-20}
 E2E=$(arg ptc_e2e)
+KENV=$(arg ptc_env)
+DKMS=$(arg ptc_dkms)
 PY=/usr/bin/python3
 NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
 export PYTHONDONTWRITEBYTECODE=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -60,6 +67,19 @@ if [ $MODE = native ] || [ $MODE = both ]; then
         verdict
     fi
 fi
+# proctop module install (DKMS) here: proctop staged, the headers' env file given
+dkms_ok() { [ "$DKMS" = 1 ] && [ $MODE = module ] && [ -n "$E2E" ] && [ "$E2E" != none ] && [ -f "$KENV" ]; }
+dkms_install() {  # the module loaded through `proctop module install`, else insmod'ed
+    step "proctop module install (DKMS)"
+    bash "$SRC/dkms-install.sh" install "$E2E" "$KENV" 2>&1 | tee -a $LOG
+    [ -d /sys/module/proctop_cn ] || insmod $KO  # the end-to-end run still gets a module
+}
+if [ "$ONLY" = dkms ] && dkms_ok; then  # development: the DKMS install and proctop on it only
+    dkms_install
+    e2e kmod auto json65534
+    step "proctop module remove"; bash "$SRC/dkms-install.sh" remove "$E2E" "$KENV" 2>&1 | tee -a $LOG
+    verdict
+fi
 if ! insmod $KO; then
     echo "FAIL insmod"; dmesg | tail -20; exit 1
 fi
@@ -92,7 +112,7 @@ step "test 5 fork storm + $CYCLES reloads"; $PY cntest.py storm $KO "$CYCLES" 2>
 if [ $MODE = both ]; then
     e2e native auto json65534       # the module is loaded, native works: native
     e2e kmod kmod json65534,named   # the module on a 6.6+ kernel, asked for
-else
+elif ! dkms_ok; then
     e2e kmod auto json,named
 fi
 step "unload"
@@ -101,6 +121,11 @@ if [ -d /sys/module/proctop_cn ]; then
     rmmod proctop_cn && echo "PASS [root] final rmmod" >>$LOG || echo "FAIL [root] final rmmod" | tee -a $LOG
 else
     echo "FAIL [root] module not loaded after the storm" | tee -a $LOG
+fi
+if dkms_ok; then  # the same end-to-end checks, on the module DKMS built and modprobe loaded
+    dkms_install
+    e2e kmod auto json,named
+    step "proctop module remove"; bash "$SRC/dkms-install.sh" remove "$E2E" "$KENV" 2>&1 | tee -a $LOG
 fi
 dmesg | grep -E 'proctop_cn' | tail -5 | sed 's/^/dmesg: /'
 verdict

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import proctop
 from proctop import __version__
-from proctop.cli import always_on, config, manual, options
+from proctop.cli import always_on, config, manual, module, options
 from proctop.cli.config import DEFAULT_HISTORY, MAX_HISTORY
 from proctop.cli.options import Options, UsageError
 from proctop.errors import OutputClosed, ProctopError, write_stdout
@@ -70,7 +70,7 @@ def _suggestion(words: Sequence[str], options: Iterable[str]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="proctop",
-        usage="proctop [options] [-- COMMAND [ARG ...]]",
+        usage="proctop [options] [-- COMMAND [ARG ...]]\n       proctop module {install,remove,status}",
         description="Watch forks, execs and abnormal exits live, filtered by the kernel. "
         "With -- COMMAND: start it, watch only it and its descendants, exit with its status.",
     )
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     always_on.add_options(p)  # --record, --metrics, --since/--until (proctop/cli/always_on.py)
     config.add_options(p)  # --config, --no-config (proctop/cli/config.py)
     manual.add_options(p)  # --completion SHELL, --manpage (proctop/cli/manual.py)
+    module.add_parser(p)  # proctop module install|remove|status (proctop/cli/module.py)
     return p
 
 
@@ -246,7 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if proctop.early_signal is not None:  # a signal during the imports: the end, quietly
         return 0
     try:
-        opts = parse_options(sys.argv[1:] if argv is None else argv)
+        words, command = split_command(sys.argv[1:] if argv is None else argv)
+        args = build_parser().parse_args(words)
+        if module.wanted(args):  # proctop module install|remove|status
+            return module.run(args, words, command)
+        opts = options.build(args, command)
         if opts.headless:
             return _run_headless(opts)
         return _run_ui(opts)

@@ -31,6 +31,13 @@ SHELLS = ("bash", "zsh", "fish")
 _FILE_OPTIONS = ("replay",)
 _DIRECTORY_OPTIONS = ("record",)
 
+#: Two forms: watching, and the module command (argparse-manpage would run them together).
+_SYNOPSIS = r""".B proctop
+[options] [\-\- COMMAND [ARG ...]]
+.br
+.B proctop module
+{install,remove,status}"""
+
 # Sections the options cannot say; roff, shown as written by `man`.
 _SECTIONS: tuple[tuple[str, str], ...] = (
     (
@@ -84,14 +91,20 @@ A theme chosen in the UI's command palette is written back to the file (only the
 stopped by \fB--duration\fR, \fB--count\fR, \fBq\fR, SIGINT, SIGTERM or SIGHUP, or the end of a replay.
 .TP
 \fB1\fR
-a failure during the run: the output or a recording could not be written, or reading events failed.
+a failure during the run: the output or a recording could not be written, or reading events failed;
+a step of \fBproctop module\fR failed (the dkms build, whose log it names; dkms install; modprobe);
+\fBproctop module status\fR: the module is not loaded.
 .TP
 \fB2\fR
 bad input: the command line, the config file, a capture file or record directory, a \fB--metrics\fR
 address; or the UI without a terminal: one line on stderr.
 .TP
 \fB3\fR
-this machine cannot deliver process events.
+this machine cannot deliver process events; for \fBproctop module\fR: it cannot take the module
+(a kernel without module support, no dkms, no headers of the running kernel).
+.TP
+\fB4\fR
+\fBproctop module install\fR or \fBremove\fR not run as root.
 .TP
 \fIN\fR
 with \fB-- COMMAND\fR: the command's exit status (128+N if signal N killed it;
@@ -105,6 +118,7 @@ proctop --json --only all --duration 10 > capture.jsonl
 proctop --summary --replay capture.jsonl
 proctop --summary -- make -k -j8
 proctop --completion bash > /etc/bash_completion.d/proctop
+sudo proctop module install
 .fi""",
     ),
 )
@@ -149,20 +163,34 @@ def manpage(parser: argparse.ArgumentParser) -> str:
 
     # One line per paragraph, whatever $COLUMNS says: roff fills the lines itself, and a
     # line break argparse put inside "nonzero-exit" would show as "nonzero- exit".
-    formatter_class = parser.formatter_class
-    parser.formatter_class = functools.partial(formatter_class, width=100_000)  # type: ignore[call-arg]
+    parsers = _parsers(parser)  # proctop module's usage lines too
+    classes = [p.formatter_class for p in parsers]
+    for p in parsers:
+        p.formatter_class = functools.partial(p.formatter_class, width=100_000)  # type: ignore[call-arg]
     try:
-        page: Any = Manpage(parser)
+        page: Any = Manpage(parser, format="single-commands-section")
         page.source = f"proctop {__version__}"
         page.manual = "User Commands"
         page.date = ""  # no build date: the shipped file must equal a fresh one (tests/core/test_manual.py)
         page.description = "watch forks, execs and abnormal process deaths live"
+        page.add_section("synopsis", "=", _SYNOPSIS)
         for heading, content in (*_SECTIONS[:1], ("keys", _keys_section()), *_SECTIONS[1:]):
             page.add_section(heading, ">", content)
         text: str = str(page)
     finally:
-        parser.formatter_class = formatter_class
+        for p, formatter_class in zip(parsers, classes, strict=True):
+            p.formatter_class = formatter_class
     return "\n".join(_as_text(line) for line in text.split("\n"))
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and its subcommands' parsers, all the way down."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _parsers(sub)
+    return found
 
 
 def _keys_section() -> str:

@@ -25,6 +25,7 @@ import errno
 import os
 import platform
 import select
+import shutil
 import socket
 import sys
 from collections.abc import Callable
@@ -290,13 +291,15 @@ def module_advice() -> str | None:
 
     A kernel without module support (no /proc/modules: CONFIG_MODULES=n, as on
     the build machines) cannot take it, so the advice is not given there.
+    ``proctop module install`` (``proctop.kernel.module_install``) builds the
+    shipped source with DKMS and loads it; what it needs and lacks here (dkms,
+    the running kernel's headers) is named first, as Debian's packages.
     """
     if not Path("/proc/modules").exists():
         return None
-    src = kmod_source()
-    where = str(src) if src is not None else "kmod"
-    advice = f"make -C {where} && sudo insmod {where}/{KMOD_NAME}.ko"
     release = platform.release()
+    missing = [] if shutil.which("dkms") else ["dkms"]
     if not Path(f"/lib/modules/{release}/build").exists():
-        advice = f"needs linux-headers-{release}: {advice}"
-    return advice
+        missing.append(f"linux-headers-{release}")
+    advice = f"sudo {_this_program()} module install"
+    return f"sudo apt install {' '.join(missing)} && {advice}" if missing else advice

@@ -100,6 +100,8 @@ def test_bash_completes_every_option_and_the_choices(tmp_path):
     assert complete("proctop", "--re") == {"--replay", "--record", "--record-max-size", "--record-max-age"}
     assert complete("proctop", "--source", "") == {"auto", "native", "kmod", "userspace"}
     assert complete("proctop", "--completion", "") == set(SHELLS)
+    assert complete("proctop", "mod") == {"module"}
+    assert complete("proctop", "module", "") == {"install", "remove", "status"}
     assert complete("proctop", "--only", "") == set(MASK_NAMES)
     assert complete("proctop", "--only", "nonz") == {"nonzero-exit"}
     assert complete("proctop", "--theme", "") >= {"dark", "light", "cb-safe", "high-contrast", "nord"}
@@ -118,6 +120,7 @@ def test_fish_completes_every_option_and_the_choices(tmp_path):
     assert complete("proctop --") >= long_options()
     assert complete("proctop --source ") >= {"auto", "native", "kmod", "userspace"}
     assert complete("proctop --completion ") >= set(SHELLS)
+    assert complete("proctop module ") == {"install", "remove", "status"}
     assert complete("proctop --only ") >= set(MASK_NAMES)
     assert complete("proctop --theme ") >= {"dark", "light", "cb-safe", "high-contrast", "nord"}
 
@@ -193,8 +196,13 @@ def test_the_man_page_renders_and_lists_every_option(tmp_path):
     assert "up or k  (cursor-up)" in keys_part
     assert "~/.config/proctop/config.toml" in rendered and '[keys]' in rendered
     statuses = rendered.split("\nEXIT STATUS\n")[1].split("\nEXAMPLES\n")[0]
-    assert re.findall(r"^ +(\d|N) ", statuses, re.MULTILINE) == ["0", "1", "2", "3", "N"]
+    assert re.findall(r"^ +(\d|N) ", statuses, re.MULTILINE) == ["0", "1", "2", "3", "4", "N"]
     assert "...within this many seconds" in rendered  # help text that starts with a dot survives
+    synopsis = rendered.split("\nSYNOPSIS\n")[1].split("\nDESCRIPTION\n")[0].split()
+    assert " ".join(synopsis) == "proctop [options] [-- COMMAND [ARG ...]] proctop module {install,remove,status}"
+    commands = rendered.split("\nCOMMANDS\n")[1].split("\nVIEW FILTER\n")[0]
+    for action in ("install", "remove", "status"):  # the module command, each action with its help
+        assert f"proctop module {action}\n" in commands, action
 
 
 @pytest.mark.parametrize("columns", ["40", "300"])

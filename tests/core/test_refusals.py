@@ -167,7 +167,7 @@ def test_module_advice_only_where_a_module_can_load(monkeypatch, tmp_path):
     monkeypatch.undo()
     if os.path.exists("/proc/modules"):
         advice = probe_mod.module_advice()
-        assert advice is not None and "insmod" in advice and "proctop_cn.ko" in advice
+        assert advice is not None and advice.endswith("module install")  # tests/core/test_module_install.py
 
 
 class _PathWithout:
