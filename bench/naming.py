@@ -683,7 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default="argv,latency,cpu,lifetimes,failnames")
     ap.add_argument("--json", help="also write the raw figures here")
     ap.add_argument(
-        "--latency-user", choices=sorted(LATENCY_USER), default="nobody",
+        "--latency-user",
+        choices=sorted(LATENCY_USER),
+        default="nobody",
         help="who the latency section's readers run as (root where the kernel refuses others)",
     )
     args = ap.parse_args(argv)

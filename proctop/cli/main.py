@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", metavar="FILE", help="read a capture written by --json instead of the kernel")
     p.add_argument("--threads", action="store_true", help="keep per-thread events (pid != tgid)")
     p.add_argument(
-        "--names", choices=("on", "off"), default=None,
+        "--names",
+        choices=("on", "off"),
+        default=None,
         help="read each exec for names even when EVENTS lacks exec (default: on; off: the leanest watch)",
     )
     p.add_argument("--theme", metavar="NAME", help=_theme_help())
@@ -110,11 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="force an event source instead of probing (default: auto)",
     )
     p.add_argument(
-        "--loop-burst", metavar="N", type=_burst, default=LOOP_BURST,
+        "--loop-burst",
+        metavar="N",
+        type=_burst,
+        default=LOOP_BURST,
         help=f"failures that make a crash loop (default {LOOP_BURST})",
     )
     p.add_argument(
-        "--loop-interval", metavar="SECONDS", type=_duration, default=LOOP_INTERVAL,
+        "--loop-interval",
+        metavar="SECONDS",
+        type=_duration,
+        default=LOOP_INTERVAL,
         help=f"...within this many seconds (default {LOOP_INTERVAL:.0f})",
     )
     p.add_argument("--version", action="version", version=f"proctop {__version__} (reader: {describe_reader()})")

@@ -110,9 +110,7 @@ def need_module_support(release: str) -> None:
 def need_dkms() -> str:
     dkms = shutil.which("dkms")
     if dkms is None:
-        raise ModuleError(
-            "dkms is not installed: apt install dkms (Fedora/RHEL: dnf install dkms)", status=EXIT_CANNOT
-        )
+        raise ModuleError("dkms is not installed: apt install dkms (Fedora/RHEL: dnf install dkms)", status=EXIT_CANNOT)
     return dkms
 
 
@@ -197,9 +195,7 @@ def install() -> int:
         say(f"proctop: building {ship.ref} for kernel {release} with dkms (a minute or so)")
         proc = _dkms(dkms, "build", "-m", KMOD_NAME, "-v", ship.version, "-k", release)
         if proc.returncode != 0:
-            raise ModuleError(
-                f"dkms could not build {ship.ref} for kernel {release}: {_build_failure(proc)}"
-            )
+            raise ModuleError(f"dkms could not build {ship.ref} for kernel {release}: {_build_failure(proc)}")
         done.append(f"dkms build for {release}")
     if state != "installed":
         proc = _dkms(dkms, "install", "-m", KMOD_NAME, "-v", ship.version, "-k", release)
@@ -218,11 +214,12 @@ def install() -> int:
         MODULES_LOAD.chmod(0o644)
         done.append(f"wrote {MODULES_LOAD}")
     if not done:
-        say(f"proctop: {ship.ref} is already installed for kernel {release}, loaded and loaded at boot: "
-            "nothing to do")
+        say(f"proctop: {ship.ref} is already installed for kernel {release}, loaded and loaded at boot: nothing to do")
     else:
-        say(f"proctop: {ship.ref} installed for kernel {release} and loaded ({'; '.join(done)}); DKMS rebuilds "
-            f"it at kernel updates and {MODULES_LOAD} loads it at boot")
+        say(
+            f"proctop: {ship.ref} installed for kernel {release} and loaded ({'; '.join(done)}); DKMS rebuilds "
+            f"it at kernel updates and {MODULES_LOAD} loads it at boot"
+        )
     return 0
 
 
@@ -234,8 +231,7 @@ def _same_source(ship: Shipped) -> bool:
 def _load_hint(proc: subprocess.CompletedProcess[str]) -> str:
     text = proc.stderr + proc.stdout
     if "Key was rejected" in text or "Required key not available" in text:
-        return (" (Secure Boot or lockdown: enroll DKMS's key with mokutil --import /var/lib/dkms/mok.pub "
-                "and reboot)")
+        return " (Secure Boot or lockdown: enroll DKMS's key with mokutil --import /var/lib/dkms/mok.pub and reboot)"
     if "Operation not permitted" in text:
         return " (module loading is disabled: kernel.modules_disabled, lockdown or nomodule)"
     return " (dmesg says more)"

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from proctop.sources._creader import CReader as _Thread
     from proctop.sources._creader import RawBatch, Reads
 
+
 def reader_class(kind: ReaderKind) -> type[SocketReader] | type[CReader]:
     """The reader ``kind`` (``reader_kind``) names: both take the same arguments."""
     return CReader if kind == "c" else SocketReader

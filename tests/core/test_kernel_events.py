@@ -330,8 +330,7 @@ def test_a_comm_that_is_not_utf8_keeps_its_bytes_as_argv_does(open_source):
 
     src = open_source(PROC_EVENT_COMM | PROC_EVENT_NONZERO_EXIT)
     code = (
-        "import ctypes, os, time; ctypes.CDLL(None).prctl(15, b'bad\\xffname', 0, 0, 0);"
-        " time.sleep(0.3); os._exit(3)"
+        "import ctypes, os, time; ctypes.CDLL(None).prctl(15, b'bad\\xffname', 0, 0, 0); time.sleep(0.3); os._exit(3)"
     )
     pid = run([sys.executable, "-c", code])
     events = collect(src, lambda evs: exits_of(evs, pid))

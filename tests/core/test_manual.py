@@ -72,13 +72,21 @@ def test_a_reader_that_went_away_is_no_error(option):
     r, w = os.pipe()
     os.close(r)  # gone before proctop writes
     try:
-        proc = subprocess.run(proctop_cmd(*option), stdout=w, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL,
-                              timeout=60)
+        proc = subprocess.run(
+            proctop_cmd(*option), stdout=w, stderr=subprocess.PIPE, text=True, cwd=NEUTRAL, timeout=60
+        )
     finally:
         os.close(w)
     assert (proc.returncode, proc.stderr) == (0, "")
-    closed = subprocess.run([*proctop_cmd(*option)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            cwd=NEUTRAL, timeout=60, text=True, preexec_fn=lambda: os.close(1))
+    closed = subprocess.run(
+        [*proctop_cmd(*option)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=NEUTRAL,
+        timeout=60,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )
     assert (closed.returncode, closed.stderr) == (0, "")
 
 
@@ -88,7 +96,9 @@ def test_bash_completes_every_option_and_the_choices(tmp_path):
     def complete(*words: str) -> set[str]:
         line = " ".join(f"'{w}'" for w in words)
         out = run(
-            tool("bash"), "--norc", "-c",
+            tool("bash"),
+            "--norc",
+            "-c",
             f'source "{script}"; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; COMP_LINE="${{COMP_WORDS[*]}}";'
             ' _shtab_proctop; printf "%s\\n" "${COMPREPLY[@]}"',
         )
@@ -142,8 +152,9 @@ def test_zsh_completes_in_a_terminal_and_knows_every_option(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TERM": "xterm", "LANG": "C.UTF-8"}
 
     def tmux(*args: str) -> str:
-        return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True, timeout=10,
-                              env=env, check=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", socket, *args], capture_output=True, text=True, timeout=10, env=env, check=True
+        ).stdout
 
     def wait_for(needle: str) -> str:
         deadline = time.monotonic() + 20
@@ -157,8 +168,13 @@ def test_zsh_completes_in_a_terminal_and_knows_every_option(tmp_path):
     tool("tmux")
     tmux("new-session", "-d", "-s", "zsh", "-x", "120", "-y", "30", f"{tool('zsh')} -f")
     try:
-        tmux("send-keys", "-t", "zsh", f"fpath=({functions} $fpath); autoload -U compinit; compinit -u -D; PS1='> '",
-             "Enter")
+        tmux(
+            "send-keys",
+            "-t",
+            "zsh",
+            f"fpath=({functions} $fpath); autoload -U compinit; compinit -u -D; PS1='> '",
+            "Enter",
+        )
         wait_for("> ")
         tmux("send-keys", "-t", "zsh", "proctop --sou", "Tab")
         wait_for("> proctop --source")  # the option completed
@@ -181,7 +197,10 @@ def test_the_man_page_renders_and_lists_every_option(tmp_path):
     )
     assert warnings.returncode == 0 and warnings.stderr == ""  # e.g. "...within" read as a macro
     text = subprocess.run(
-        [tool("man"), "-P", "cat", "-l", str(page)], capture_output=True, text=True, timeout=60,
+        [tool("man"), "-P", "cat", "-l", str(page)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "MANWIDTH": "100", "LANG": "C.UTF-8"},
     )
     assert text.returncode == 0, text.stderr
@@ -194,7 +213,7 @@ def test_the_man_page_renders_and_lists_every_option(tmp_path):
     for binding_id in IDS:  # every key with the id a config file remaps it by
         assert f"({binding_id})" in keys_part, binding_id
     assert "up or k  (cursor-up)" in keys_part
-    assert "~/.config/proctop/config.toml" in rendered and '[keys]' in rendered
+    assert "~/.config/proctop/config.toml" in rendered and "[keys]" in rendered
     statuses = rendered.split("\nEXIT STATUS\n")[1].split("\nEXAMPLES\n")[0]
     assert re.findall(r"^ +(\d|N) ", statuses, re.MULTILINE) == ["0", "1", "2", "3", "4", "N"]
     assert "...within this many seconds" in rendered  # help text that starts with a dot survives
@@ -217,17 +236,30 @@ def test_the_shipped_man_page_is_the_generated_one(monkeypatch, columns):
 def test_the_wheel_installs_the_man_page(tmp_path):
     """``pip install .`` puts proctop.1 in <prefix>/share/man/man1, beside <prefix>/bin."""
     source = tmp_path / "src"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in files:
         if (ROOT / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q",
-         "--no-deps", "--disable-pip-version-check", "-w", str(wheels), str(source)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     (wheel,) = wheels.glob("proctop-*.whl")

@@ -92,8 +92,12 @@ def test_a_kernel_without_module_support_is_one_line_and_status_3(tmp_path):
     """This host's kernel (CONFIG_MODULES=n): the real /proc/modules is absent; elsewhere one of the test's."""
     inject = None if not Path("/proc/modules").exists() else {"PROC_MODULES": tmp_path / "absent"}
     proc = module_cli("install", inject=inject)
-    one_line(proc, 3, f"kernel {RELEASE} cannot load modules (no /proc/modules: built without CONFIG_MODULES); "
-             "the proctop_cn module is no option here")
+    one_line(
+        proc,
+        3,
+        f"kernel {RELEASE} cannot load modules (no /proc/modules: built without CONFIG_MODULES); "
+        "the proctop_cn module is no option here",
+    )
     status = module_cli("status", inject=inject)
     assert status.returncode == 3 and status.stderr == "", status.stderr
     assert f"loaded: no (kernel {RELEASE} cannot load modules: no /proc/modules)" in status.stdout.splitlines()
@@ -115,15 +119,21 @@ def test_no_headers_names_the_running_kernels_package(with_modules, tmp_path):
     lib_modules = tmp_path / "lib-modules"
     (lib_modules / RELEASE).mkdir(parents=True)  # the modules' directory, but no build/
     proc = module_cli("install", inject={**with_modules, "LIB_MODULES": lib_modules})
-    one_line(proc, 3, f"no headers for the running kernel {RELEASE} ({lib_modules}/{RELEASE}/build is missing): "
-             f"apt install linux-headers-{RELEASE} (Fedora/RHEL: dnf install kernel-devel-{RELEASE})")
+    one_line(
+        proc,
+        3,
+        f"no headers for the running kernel {RELEASE} ({lib_modules}/{RELEASE}/build is missing): "
+        f"apt install linux-headers-{RELEASE} (Fedora/RHEL: dnf install kernel-devel-{RELEASE})",
+    )
 
 
 def test_usage_errors_are_one_line_and_status_2():
     for args, says in (
         ([], "the following arguments are required: {install,remove,status}"),
-        (["frob"], "argument {install,remove,status}: invalid choice: 'frob' (choose from 'install', 'remove', "
-                   "'status')"),
+        (
+            ["frob"],
+            "argument {install,remove,status}: invalid choice: 'frob' (choose from 'install', 'remove', 'status')",
+        ),
         (["install", "--", "ls"], "module: takes no -- COMMAND"),
     ):
         one_line(module_cli(*args), 2, says)
@@ -204,8 +214,9 @@ def test_install_runs_each_step_once_then_has_nothing_to_do_and_remove_undoes_it
     again = module_cli("install", inject=inject, path=path)
     assert again.returncode == 0, again.stderr
     assert calls(inject) == ["status"]
-    assert again.stdout == (f"proctop: proctop_cn/0.1 is already installed for kernel {RELEASE}, loaded and "
-                            "loaded at boot: nothing to do\n")
+    assert again.stdout == (
+        f"proctop: proctop_cn/0.1 is already installed for kernel {RELEASE}, loaded and loaded at boot: nothing to do\n"
+    )
     status = module_cli("status", inject=inject, path=path)
     assert status.returncode == 0 and f"dkms: 0.1 installed for {RELEASE}" in status.stdout.splitlines()
     assert calls(inject) == ["status"]
@@ -224,8 +235,11 @@ def test_a_failed_build_names_dkms_make_log(stand_in, monkeypatch):
     inject, path = stand_in
     monkeypatch.setenv("FAKE_DKMS_BUILD", "fail")
     proc = module_cli("install", inject=inject, path=path)
-    one_line(proc, 1, f"dkms could not build proctop_cn/0.1 for kernel {RELEASE}: "
-             "see /var/lib/dkms/proctop_cn/0.1/build/make.log")
+    one_line(
+        proc,
+        1,
+        f"dkms could not build proctop_cn/0.1 for kernel {RELEASE}: see /var/lib/dkms/proctop_cn/0.1/build/make.log",
+    )
     assert calls(inject) == ["status", "add", "build"]
     assert not inject["KMOD_SYSFS"].exists()
 

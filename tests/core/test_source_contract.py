@@ -93,9 +93,7 @@ class FedSocket:
 
 def fed_connector(mask: int = PROC_EVENT_ALL) -> tuple[ConnectorSource, FedSocket]:
     fed = FedSocket()
-    source = ConnectorSource(
-        Capability(kind="native"), mask, enricher=Enricher(), open_socket=lambda cap: fed
-    )
+    source = ConnectorSource(Capability(kind="native"), mask, enricher=Enricher(), open_socket=lambda cap: fed)
     return source, fed
 
 
