@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from proctop import __version__
 from proctop.model.events import Event
 from proctop.model.kinds import mask_names
-from proctop.sources.base import Source, SourceDescription, SourceStats
+from proctop.sources.base import Source, SourceDecorator
 
 #: What the header line says (the ``--json`` stream's first line, a record segment's first line).
 Header = dict[str, object]
@@ -85,7 +85,7 @@ class NoOutput(Sink):
         pass
 
 
-class Tee(Source):
+class Tee(SourceDecorator):
     """``inner``'s events, every batch also handed to ``sinks``; closing it closes them (after ``inner``).
 
     The recorder and the metrics are sinks here: whoever consumes the source (the
@@ -94,12 +94,8 @@ class Tee(Source):
     """
 
     def __init__(self, inner: Source, sinks: Sequence[Sink]) -> None:
-        super().__init__(inner.mask)
-        self.inner = inner
+        super().__init__(inner)
         self.sinks = list(sinks)
-        self.kind = inner.kind
-        self.label = inner.label
-        self.recorded = inner.recorded
         self._closed = False
 
     # what the inner source says, it says
@@ -118,14 +114,6 @@ class Tee(Source):
     @supported.setter
     def supported(self, value: int) -> None:
         pass
-
-    @property  # the inner source's error is this source's
-    def error(self) -> str | None:
-        return self.inner.error
-
-    @error.setter
-    def error(self, value: str | None) -> None:
-        self.inner.error = value
 
     def start(self) -> None:
         self.inner.start()
@@ -147,33 +135,6 @@ class Tee(Source):
             if not self._closed:
                 self._closed = True
                 _close_all(self.sinks)
-
-    def set_mask(self, mask: int) -> None:
-        self.inner.set_mask(mask)
-
-    def shows(self, ev: Event) -> bool:
-        return self.inner.shows(ev)
-
-    @property
-    def stats(self) -> SourceStats:
-        return self.inner.stats
-
-    def count_lost(self, count: int) -> None:
-        self.inner.count_lost(count)
-
-    @property
-    def command_status(self) -> int | None:
-        return self.inner.command_status
-
-    @property
-    def finished(self) -> bool:
-        return self.inner.finished
-
-    def describe(self) -> SourceDescription:
-        return self.inner.describe()
-
-    def ancestry(self, ev: Event) -> list[tuple[int, str]]:
-        return self.inner.ancestry(ev)
 
 
 def _close_all(sinks: Sequence[Sink]) -> None:

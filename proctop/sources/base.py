@@ -132,3 +132,65 @@ class Source(ABC):
         A source that keeps no table knows nothing: ``[]``.
         """
         return []
+
+
+class SourceDecorator(Source):
+    """A source around another (``inner``): by default every question is the inner source's.
+
+    ``CommandTree`` (only a command's tree) and ``Tee`` (every batch also to the
+    sinks) override what they change; everything else, the counters, the error,
+    the end, the ancestry, passes through here once rather than in each of them.
+    """
+
+    def __init__(self, inner: Source) -> None:
+        super().__init__(inner.mask)
+        self.inner = inner
+        self.kind = inner.kind
+        self.label = inner.label
+        self.recorded = inner.recorded
+
+    @property  # the inner source's error is this source's
+    def error(self) -> str | None:
+        return self.inner.error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self.inner.error = value
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def poll(self, timeout: float) -> list[Event]:
+        return self.inner.poll(timeout)
+
+    def set_mask(self, mask: int) -> None:
+        self.mask = mask
+        self.inner.set_mask(mask)
+
+    def shows(self, ev: Event) -> bool:
+        return self.inner.shows(ev)
+
+    @property
+    def stats(self) -> SourceStats:
+        """The inner source's counters: they are the ones that mean something."""
+        return self.inner.stats
+
+    def count_lost(self, count: int) -> None:
+        self.inner.count_lost(count)
+
+    @property
+    def command_status(self) -> int | None:
+        return self.inner.command_status
+
+    @property
+    def finished(self) -> bool:
+        return self.inner.finished
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def describe(self) -> SourceDescription:
+        return self.inner.describe()
+
+    def ancestry(self, ev: Event) -> list[tuple[int, str]]:
+        return self.inner.ancestry(ev)

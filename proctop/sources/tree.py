@@ -25,7 +25,7 @@ from proctop.errors import ProctopError
 from proctop.kernel.protocol import PROC_EVENT_EXEC, PROC_EVENT_EXIT, PROC_EVENT_FORK
 from proctop.model.events import Event
 from proctop.model.kinds import event_passes
-from proctop.sources.base import Source, SourceDescription, SourceStats
+from proctop.sources.base import Source, SourceDecorator, SourceDescription
 
 if TYPE_CHECKING:  # the annotation only: the inner source owns the enricher, if it has one
     pass
@@ -86,7 +86,7 @@ class _Streams(TypedDict):
     stderr: int | IO[bytes] | None
 
 
-class CommandTree(Source):
+class CommandTree(SourceDecorator):
     """The events of ``argv`` and its descendants; ``status`` is the command's exit status."""
 
     def __init__(
@@ -98,10 +98,8 @@ class CommandTree(Source):
         stdin: int | IO[bytes] | None = None,
         stderr: int | IO[bytes] | None = None,
     ) -> None:
-        super().__init__(inner.mask)
-        self.inner = inner
+        super().__init__(inner)
         self.argv = argv
-        self.kind = inner.kind
         self.label = f"{inner.label}; watching: {' '.join(argv)}"
         self.supported = inner.supported
         self.members: set[int] = set()
@@ -110,17 +108,6 @@ class CommandTree(Source):
         self._streams: _Streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         self._exit_seen = False
         self._reaped_at: float | None = None
-
-    @property  # the inner source's error is this source's
-    def error(self) -> str | None:
-        return self.inner.error
-
-    @error.setter
-    def error(self, value: str | None) -> None:
-        self.inner.error = value
-
-    def ancestry(self, ev: Event) -> list[tuple[int, str]]:
-        return self.inner.ancestry(ev)
 
     def start(self) -> None:
         # Read before the source starts: the connector raises its own priority (nice -10,
@@ -143,9 +130,6 @@ class CommandTree(Source):
     def set_mask(self, mask: int) -> None:
         self.mask = mask
         self.inner.set_mask(mask | FOLLOW)
-
-    def shows(self, ev: Event) -> bool:
-        return self.inner.shows(ev)
 
     def poll(self, timeout: float) -> list[Event]:
         out: list[Event] = []
@@ -176,14 +160,6 @@ class CommandTree(Source):
         if code is not None:
             self.status = 128 - code if code < 0 else code  # a death by signal N reads 128+N, as in a shell
             self._reaped_at = time.monotonic()
-
-    @property
-    def stats(self) -> SourceStats:
-        """The inner source's counters: they are the ones that mean something."""
-        return self.inner.stats
-
-    def count_lost(self, count: int) -> None:
-        self.inner.count_lost(count)
 
     @property
     def command_status(self) -> int | None:
