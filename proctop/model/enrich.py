@@ -148,10 +148,6 @@ class Enricher:
         """The live processes (``table.live``)."""
         return self.table.live
 
-    @procs.setter
-    def procs(self, live: dict[int, ProcInfo]) -> None:
-        self.table.live = live
-
     def forget_live(self) -> None:
         """Events were lost: any live entry may belong to a pid reused unseen (a wrong name).
 

@@ -22,6 +22,7 @@ crashed may be gone by the time the user opens the row.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,8 +71,11 @@ class ProcessTable:
     """pid -> ``ProcInfo`` of live processes, and of the last ``EXITED_LIMIT`` exited ones."""
 
     def __init__(self, exited_limit: int = EXITED_LIMIT, live_limit: int = LIVE_LIMIT) -> None:
-        self.live: dict[int, ProcInfo] = {}  # in order of introduction (oldest first)
-        self.exited: dict[int, ProcInfo] = {}  # in exit order (oldest first)
+        # OrderedDicts, oldest first: evicting the oldest is popitem(last=False), 0.24 us; a dict's
+        # ``del d[next(iter(d))]`` walks the holes its earlier deletions left, 13 us an add at a full
+        # table of 32,768 (300,000 adds, process time, here).
+        self.live: OrderedDict[int, ProcInfo] = OrderedDict()  # in order of introduction
+        self.exited: OrderedDict[int, ProcInfo] = OrderedDict()  # in exit order
         self.exited_limit = exited_limit
         self.live_limit = live_limit
         self.owner: int | None = None  # the thread ident of the consumer, set by the first use
@@ -89,7 +93,7 @@ class ProcessTable:
         self._mine()
         live = self.live
         if live.pop(info.pid, None) is None and len(live) >= self.live_limit:
-            del live[next(iter(live))]
+            live.popitem(last=False)
         live[info.pid] = info
         return info
 
@@ -107,7 +111,7 @@ class ProcessTable:
             exited = self.exited
             exited.pop(pid, None)  # a reused pid: the newest is kept, at the end
             if len(exited) >= self.exited_limit:
-                del exited[next(iter(exited))]
+                exited.popitem(last=False)
             exited[pid] = info
         return info
 
