@@ -137,9 +137,10 @@ def burst(tag: str, program: str, n: int = 200) -> None:
     subprocess.run(["sh", "-c", loop], check=True, cwd="/")
 
 
-def section_argv(env: Env, rounds: int, storm_n: int) -> dict:
+def section_argv(env: Env, rounds: int, storm_n: int, user: str = "nobody") -> dict:
+    who = "uid 65534" if user == "nobody" else user
     contenders = [
-        Watcher(env, "proctop exec,exit uid 65534", "proctop", "exec,exit", "nobody"),
+        Watcher(env, f"proctop exec,exit {who}", "proctop", "exec,exit", user),
         Watcher(env, "forkstat -e all root", "forkstat"),
     ]
     out: dict = {"burst": {}, "storm": {}}
@@ -517,9 +518,11 @@ def report(res: dict) -> str:
 
     if "argv" in res:
         a = res["argv"]
+        pa = next(name for name in a["storm"] if name.startswith("proctop"))  # as uid 65534 or as root
+        who = pa.removeprefix("proctop exec,exit ")
         for program, by in a["burst"].items():
             p, f = med(by[pa]), med(by[fa])
-            label = f"argv, 200 `{BURSTS[program].format(tag='T')}` at once (uid 65534 vs root)"
+            label = f"argv, 200 `{BURSTS[program].format(tag='T')}` at once ({who} vs root)"
             rows.append((label, spread(by[pa]), spread(by[fa]), ">= forkstat", p >= f))
         p, f = med(a["storm"][pa]), med(a["storm"][fa])
         rows.append(
@@ -688,6 +691,12 @@ def main(argv: list[str] | None = None) -> int:
         default="nobody",
         help="who the latency section's readers run as (root where the kernel refuses others)",
     )
+    ap.add_argument(
+        "--argv-user",
+        choices=("nobody", "root"),
+        default="nobody",
+        help="who proctop runs as in the argv section (root where the kernel refuses others)",
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("naming: run as root (forkstat; proctop is run as uid 65534 where the target says so)", file=sys.stderr)
@@ -699,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     env = Env(quick=False)
     res: dict = {"load_start": loadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     plan = {
-        "argv": lambda: section_argv(env, args.rounds, 3000),
+        "argv": lambda: section_argv(env, args.rounds, 3000, args.argv_user),
         "latency": lambda: section_latency(env, 600, [100, 300, 1000], args.rounds, args.latency_user),
         "cpu": lambda: section_cpu(env, args.rounds, 10000),
         "lifetimes": lambda: section_lifetimes(env, 2000),
