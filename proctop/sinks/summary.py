@@ -81,7 +81,8 @@ class FailureSummary(Sink):
         else:
             span = time.time() - min(self.started, self.first_ts if self.first_ts is not None else self.started)
         describe = source.describe()
-        title = f"proctop: {board.total} failures in {_duration(span)} ({describe.get('label', source.kind)})"
+        failures = "1 failure" if board.total == 1 else f"{board.total} failures"
+        title = f"proctop: {failures} in {_duration(span)} ({describe.get('label', source.kind)})"
         text = format_board(board, title, terminal_width(self.out or sys.stdout))
         if self.out is None:
             write_stdout(text)  # a full disk is one line (status 1), a gone reader the quiet end (0)

@@ -205,3 +205,9 @@ def test_proctops_end_ends_the_whole_tree(tmp_path, sig, mode):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_summary_of_one_failure_says_one_failure(tmp_path):
+    done = proctop("--summary", "--", "sh", "-c", "exit 3", cwd=tmp_path, columns=120)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines()[0].startswith("proctop: 1 failure in "), done.stderr
