@@ -402,15 +402,17 @@ static int cmd_pidfd(int argc, char **argv)
 	return 0;
 }
 
-static int cmd_listen(int argc, char **argv)
+/* A proc connector socket bound to CN_IDX_PROC with a 64 MiB buffer, LISTENing to mask (a 6.6+
+ * filter); -1 (after perror) when the kernel refuses. flags: more socket() flags (SOCK_NONBLOCK). */
+static int subscribe(uint32_t mask, int flags)
 {
-	uint32_t mask = argc > 2 ? strtoul(argv[2], NULL, 0) : STORM_EVENT_ALL;
-	long want = argc > 3 ? atol(argv[3]) : 0; /* 0: until killed */
-	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
+	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | flags, NETLINK_CONNECTOR);
 	struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC, .nl_pid = 0};
 	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
 		perror("netlink");
-		return 1;
+		if (s >= 0)
+			close(s);
+		return -1;
 	}
 	int big = 64 << 20;
 	setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
@@ -429,8 +431,19 @@ static int cmd_listen(int argc, char **argv)
 	req.in.event_type = mask;
 	if (send(s, &req, sizeof req, 0) < 0) {
 		perror("send");
-		return 1;
+		close(s);
+		return -1;
 	}
+	return s;
+}
+
+static int cmd_listen(int argc, char **argv)
+{
+	uint32_t mask = argc > 2 ? strtoul(argv[2], NULL, 0) : STORM_EVENT_ALL;
+	long want = argc > 3 ? atol(argv[3]) : 0; /* 0: until killed */
+	int s = subscribe(mask, 0);
+	if (s < 0)
+		return 1;
 	struct timeval tv = {0, 300000};
 	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	printf("ready\n");
@@ -464,31 +477,9 @@ static int cmd_listen(int argc, char **argv)
 static int cmd_readlat(int argc, char **argv)
 {
 	uint32_t mask = argc > 2 ? strtoul(argv[2], NULL, 0) : STORM_EVENT_ALL;
-	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC, .nl_pid = 0};
-	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		perror("netlink");
+	int s = subscribe(mask, SOCK_NONBLOCK);
+	if (s < 0)
 		return 1;
-	}
-	int big = 64 << 20;
-	setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
-	struct {
-		struct nlmsghdr nl;
-		struct cn_msg cn;
-		struct storm_proc_input in;
-	} __attribute__((packed)) req;
-	memset(&req, 0, sizeof req);
-	req.nl.nlmsg_len = sizeof req;
-	req.nl.nlmsg_type = NLMSG_DONE;
-	req.cn.id.idx = CN_IDX_PROC;
-	req.cn.id.val = CN_VAL_PROC;
-	req.cn.len = sizeof(struct storm_proc_input);
-	req.in.mcast_op = PROC_CN_MCAST_LISTEN;
-	req.in.event_type = mask;
-	if (send(s, &req, sizeof req, 0) < 0) {
-		perror("send");
-		return 1;
-	}
 	printf("ready\n");
 	fflush(stdout);
 	size_t cap = 1 << 16, n = 0;
