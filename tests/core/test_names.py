@@ -55,16 +55,22 @@ def _open(mask: int, **kw) -> ConnectorSource:
     return src
 
 
-def test_nonzero_exit_names_a_failure_from_its_exec_and_shows_nothing_else():
-    src = _open(PROC_EVENT_NONZERO_EXIT)
+def _one_failure(src):
+    """A shell that lives 50 ms and exits 3, watched by ``src`` (closed after): its exit, every event."""
     try:
-        assert src.describe()["names"] is True
         proc = subprocess.Popen(["sh", "-c", "sleep 0.05; exit 3", "names-probe"])
         proc.wait()
         events = collect(src, lambda evs: any(e.event == "exit" and e.pid == proc.pid for e in evs))
     finally:
         src.close()
     (ev,) = [e for e in events if e.pid == proc.pid]
+    return ev, events
+
+
+def test_nonzero_exit_names_a_failure_from_its_exec_and_shows_nothing_else():
+    src = _open(PROC_EVENT_NONZERO_EXIT)
+    ev, events = _one_failure(src)
+    assert src.describe()["names"] is True
     assert ev.exit_code == 3 and ev.cmdline == ["sh", "-c", "sleep 0.05; exit 3", "names-probe"]
     assert {e.event for e in events} <= {"exit", "lost"}  # no fork, no exec shown
     assert set(src.stats.by_type) <= {"exit", "lost"} and src.stats.names_only > 0
@@ -73,14 +79,8 @@ def test_nonzero_exit_names_a_failure_from_its_exec_and_shows_nothing_else():
 
 def test_names_off_subscribes_to_the_mask_alone():
     src = _open(PROC_EVENT_NONZERO_EXIT, names=False)
-    try:
-        assert src.describe()["names"] is False
-        proc = subprocess.Popen(["sh", "-c", "sleep 0.05; exit 3", "names-probe"])
-        proc.wait()
-        events = collect(src, lambda evs: any(e.event == "exit" and e.pid == proc.pid for e in evs))
-    finally:
-        src.close()
-    (ev,) = [e for e in events if e.pid == proc.pid]
+    ev, _ = _one_failure(src)
+    assert src.describe()["names"] is False
     assert ev.cmdline is None  # reaped at once: nothing read it in time, and nothing else named it
     assert src.stats.names_only == 0
 

@@ -334,6 +334,17 @@ def draining(proc: subprocess.Popen) -> tuple[threading.Thread, list[str]]:
     return thread, lines
 
 
+def recording_exits(rec: Path) -> subprocess.Popen[str]:
+    """``proctop --record REC --only exit`` started from a neutral directory, its output piped."""
+    return subprocess.Popen(
+        proctop_cmd("--record", str(rec), "--only", "exit"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=NEUTRAL,
+    )
+
+
 def replay_cli(*args: str) -> list[dict]:
     proc = subprocess.run(proctop_cmd("--json", "--only", "all", *args), capture_output=True, text=True, cwd=NEUTRAL)
     assert proc.returncode == 0, proc.stderr
@@ -345,13 +356,7 @@ def replay_cli(*args: str) -> list[dict]:
 @pytest.mark.kernel
 def test_headless_recorder_writes_nothing_on_stdout(tmp_path):
     rec = tmp_path / "rec"
-    proc = subprocess.Popen(
-        proctop_cmd("--record", str(rec), "--only", "exit"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=NEUTRAL,
-    )
+    proc = recording_exits(rec)
     assert wait_for(lambda: rec.exists() and segment_paths(rec))  # the header is written at once
     pid = run(["sh", "-c", "exit 9"])
     assert wait_for(lambda: pid in pids(replayed(rec)))  # readable while it is being written
@@ -457,13 +462,7 @@ def test_segments_begun_in_the_same_microsecond_get_distinct_names_in_order(tmp_
 @pytest.mark.kernel
 def test_the_recorder_survives_a_disk_that_fills_while_it_runs(small_fs):
     rec = small_fs / "rec"
-    proc = subprocess.Popen(
-        proctop_cmd("--record", str(rec), "--only", "exit"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=NEUTRAL,
-    )
+    proc = recording_exits(rec)
     try:
         assert wait_for(lambda: rec.exists() and segment_paths(rec))  # started: the header is on disk
         before = run(["sh", "-c", "exit 5"])
@@ -644,13 +643,7 @@ def test_created_directories_and_segments_have_fixed_modes(tmp_path, mask):
 @pytest.mark.kernel
 def test_a_second_record_run_is_one_line_and_status_2(tmp_path):
     rec = tmp_path / "rec"
-    first = subprocess.Popen(
-        proctop_cmd("--record", str(rec), "--only", "exit"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=NEUTRAL,
-    )
+    first = recording_exits(rec)
     try:
         assert wait_for(lambda: rec.exists() and segment_paths(rec))
         second = subprocess.run(
