@@ -353,14 +353,22 @@ def section_latency(env: Env, n: int, lives_us: list[int], rounds: int, user: st
     }
 
 
-def storm_with_life(env: Env, n: int, tag: str, life_us: int) -> dict:
+def spawn_storm(env: Env, n: int, tag: str, *, fail: int, rate: int, sleep_us: int) -> dict:
+    """``storm spawn``: n tagged children exec'd at ``rate``/s, each exiting ``fail`` after ``sleep_us``;
+    its JSON figures, with ``rows`` the ground truth's (pid, ...) lines."""
     gt = OUT / f"gt-{tag}.txt"
-    cmd = [str(env.storm), "spawn", str(n), str(gt), "--fail", "0", "--tag", tag, "--exec", "--rate", "200"]
-    if life_us:
-        cmd += ["--sleep-us", str(life_us)]
+    cmd = [str(env.storm), "spawn", str(n), str(gt), "--fail", str(fail), "--tag", tag, "--exec", "--rate", str(rate)]
+    if sleep_us:
+        cmd += ["--sleep-us", str(sleep_us)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    info = json.loads(res.stdout)
+    info["rows"] = [tuple(map(int, line.split())) for line in gt.read_text().splitlines()]
     gt.unlink()
-    return json.loads(res.stdout)
+    return info
+
+
+def storm_with_life(env: Env, n: int, tag: str, life_us: int) -> dict:
+    return spawn_storm(env, n, tag, fail=0, rate=200, sleep_us=life_us)
 
 
 # --- 4: CPU -----------------------------------------------------------------------------
@@ -437,15 +445,7 @@ FAIL_LIVES = {"< 1 ms": 0, "1-10 ms": 3000, ">= 10 ms": 20000}
 
 
 def failing_storm(env: Env, n: int, tag: str, sleep_us: int) -> dict:
-    gt = OUT / f"gt-{tag}.txt"
-    cmd = [str(env.storm), "spawn", str(n), str(gt), "--fail", "1", "--tag", tag, "--exec", "--rate", "300"]
-    if sleep_us:
-        cmd += ["--sleep-us", str(sleep_us)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    info = json.loads(res.stdout)
-    info["rows"] = [tuple(map(int, line.split())) for line in gt.read_text().splitlines()]
-    gt.unlink()
-    return info
+    return spawn_storm(env, n, tag, fail=1, rate=300, sleep_us=sleep_us)
 
 
 def failures_named(w: Watcher, storm: dict, tag: str) -> tuple[int, int]:
