@@ -30,8 +30,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from proctop.model.events import Event, encode_line
-from proctop.sinks.stream import TURN, Sink, run_headless
-from proctop.sources.base import Source
+from proctop.sinks.stream import TURN, Sink
 
 #: Bytes of output held for a reader that fell behind (~250 bytes a line: about
 #: 60,000 events). Past it events are counted as lost, so memory stays bounded.
@@ -253,26 +252,6 @@ class JsonLines(Sink):
         if self._unwritten and self._writer.has_room():
             self._writer.put([_lost_line(self._unwritten, self._unwritten_since)])
         return self.drain() or 0
-
-
-def run_json(
-    source: Source,
-    *,
-    out: int | HasFileno | None = None,
-    duration: float | None = None,
-    count: int | None = None,
-    stop_flag: Callable[[], bool] | None = None,
-    queue_bytes: int = QUEUE_BYTES,
-) -> int:
-    """``--json`` on a started ``source``: the one headless loop with a ``JsonLines`` output; the exit status."""
-    lines = JsonLines(
-        out,
-        stop_flag=stop_flag,
-        count_lost=source.count_lost,
-        waits_for_reader=source.kind == "replay",
-        queue_bytes=queue_bytes,
-    )
-    return run_headless(source, lines, duration=duration, count=count, stop_flag=stop_flag)
 
 
 def _line(obj: dict[str, object]) -> bytes:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import TextIO
 
 from rich.cells import cell_len
@@ -24,7 +23,7 @@ from rich.cells import cell_len
 from proctop.errors import write_stdout
 from proctop.model.events import Event
 from proctop.model.failures import FailureBoard, FailureGroup
-from proctop.sinks.stream import Sink, run_headless
+from proctop.sinks.stream import Sink
 from proctop.sinks.text.board import COMMAND, SUMMARY, SUMMARY_COMMAND, UNIT, USER, command_with_reason, group_cells
 from proctop.sinks.text.cells import cut, fit, format_minutes
 from proctop.sinks.text.sanitize import safe
@@ -144,20 +143,6 @@ def _cells(board: FailureBoard, group: FailureGroup) -> tuple[list[str], str]:
     cells = group_cells(board, group)
     texts = [column.cell(cells) or ("-" if column in PLACEHOLDER else "") for column in SUMMARY]
     return texts, command_with_reason(cells)
-
-
-def run_summary(
-    source: Source,
-    *,
-    board: FailureBoard,
-    out: TextIO | None = None,
-    duration: float | None = None,
-    count: int | None = None,
-    stop_flag: Callable[[], bool] | None = None,
-) -> int:
-    """``--summary`` on a started ``source``: the one headless loop with a ``FailureSummary``; the exit status."""
-    summary = FailureSummary(source, board, out)
-    return run_headless(source, summary, duration=duration, count=count, stop_flag=stop_flag)
 
 
 def _duration(seconds: float) -> str:

@@ -379,7 +379,8 @@ def test_events_a_stalled_reader_cannot_take_are_counted_lost():
     import threading
 
     from proctop.kernel.protocol import PROC_EVENT_NONZERO_EXIT
-    from proctop.sinks.headless import run_json
+    from proctop.sinks.headless import JsonLines
+    from proctop.sinks.stream import run_headless
     from proctop.sources.connector import ConnectorSource
 
     source = ConnectorSource(probe(), PROC_EVENT_NONZERO_EXIT)
@@ -387,8 +388,9 @@ def test_events_a_stalled_reader_cannot_take_are_counted_lost():
     r, w = os.pipe()
     stop = threading.Event()
     result = []
+    lines = JsonLines(w, stop_flag=stop.is_set, count_lost=source.count_lost, queue_bytes=4096)
     runner = threading.Thread(
-        target=lambda: result.append(run_json(source, out=w, stop_flag=stop.is_set, queue_bytes=4096)), daemon=True
+        target=lambda: result.append(run_headless(source, lines, stop_flag=stop.is_set)), daemon=True
     )
     runner.start()
     try:

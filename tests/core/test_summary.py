@@ -16,7 +16,8 @@ from rich.cells import cell_len
 from proctop.kernel.protocol import PROC_EVENT_ALL
 from proctop.model.events import Event
 from proctop.model.failures import FailureBoard
-from proctop.sinks.summary import DEFAULT_WIDTH, format_board, run_summary, terminal_width
+from proctop.sinks.stream import run_headless
+from proctop.sinks.summary import DEFAULT_WIDTH, FailureSummary, format_board, terminal_width
 from proctop.sources.replay import ReplaySource
 
 FAILURES = REPO / "tests/data/failures.jsonl"
@@ -27,7 +28,7 @@ def replayed(path=FAILURES) -> tuple[str, FailureBoard]:
     source.start()
     board = FailureBoard()
     out = io.StringIO()
-    run_summary(source, board=board, out=out)
+    run_headless(source, FailureSummary(source, board, out))
     source.close()
     return out.getvalue(), board
 
