@@ -90,11 +90,3 @@ def open_directory(path: str | Path, mode: int) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def is_removed(dir_fd: int) -> bool:
-    """The directory behind ``dir_fd`` was removed (``rmdir``: no link left to it)."""
-    try:
-        return os.fstat(dir_fd).st_nlink == 0
-    except OSError:
-        return True
